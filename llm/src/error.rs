@@ -94,28 +94,50 @@ mod tests {
         );
         assert!(LlmError::Overloaded.is_retryable(), "529 must be retryable");
         assert!(
-            LlmError::Status { status: 503, body: String::new() }.is_retryable(),
+            LlmError::Status {
+                status: 503,
+                body: String::new()
+            }
+            .is_retryable(),
             "503 must be retryable"
         );
         assert!(
-            !LlmError::Status { status: 404, body: String::new() }.is_retryable(),
+            !LlmError::Status {
+                status: 404,
+                body: String::new()
+            }
+            .is_retryable(),
             "404 must not be retryable"
         );
         assert!(
-            !LlmError::Api { kind: "invalid_request_error".into(), message: String::new() }
-                .is_retryable(),
+            !LlmError::Api {
+                kind: "invalid_request_error".into(),
+                message: String::new()
+            }
+            .is_retryable(),
             "invalid_request_error must not be retryable"
         );
         assert!(
-            LlmError::Api { kind: "overloaded_error".into(), message: String::new() }.is_retryable(),
+            LlmError::Api {
+                kind: "overloaded_error".into(),
+                message: String::new()
+            }
+            .is_retryable(),
             "overloaded_error must be retryable"
         );
-        assert!(!LlmError::Config("x".into()).is_retryable(), "config errors are permanent");
+        assert!(
+            !LlmError::Config("x".into()).is_retryable(),
+            "config errors are permanent"
+        );
     }
 
     #[test]
     fn codes_are_stable() {
-        assert_eq!(LlmError::Overloaded.code(), "overloaded", "overloaded code is stable");
+        assert_eq!(
+            LlmError::Overloaded.code(),
+            "overloaded",
+            "overloaded code is stable"
+        );
         assert_eq!(
             LlmError::Interrupted(String::new()).code(),
             "interrupted",

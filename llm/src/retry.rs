@@ -50,16 +50,23 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn no_retry() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// Check the policy; names the bad field.
     pub fn validate(&self) -> Result<(), LlmError> {
         if self.max_attempts == 0 {
-            return Err(LlmError::Config("retry.max_attempts must be at least 1".into()));
+            return Err(LlmError::Config(
+                "retry.max_attempts must be at least 1".into(),
+            ));
         }
         if self.initial_delay > self.max_delay {
-            return Err(LlmError::Config("retry.initial_delay must not exceed retry.max_delay".into()));
+            return Err(LlmError::Config(
+                "retry.initial_delay must not exceed retry.max_delay".into(),
+            ));
         }
         Ok(())
     }
@@ -113,7 +120,9 @@ where
         .sleep(tokio::time::sleep)
         .when(|e: &AttemptError| e.error.is_retryable())
         // `backoff` is None once the policy is exhausted; keep it None so we stop.
-        .adjust(move |e: &AttemptError, backoff| backoff.map(|d| e.retry_after.map_or(d, |ra| ra.min(cap))))
+        .adjust(move |e: &AttemptError, backoff| {
+            backoff.map(|d| e.retry_after.map_or(d, |ra| ra.min(cap)))
+        })
         .notify(|e: &AttemptError, delay| {
             tracing::warn!(
                 provider,
@@ -131,11 +140,17 @@ where
 ///
 /// HTTP-date values are not used by the providers we talk to and are ignored.
 pub(crate) fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let raw = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = raw.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    raw.parse::<f64>().ok().and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+    raw.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
 #[cfg(test)]
@@ -164,7 +179,11 @@ mod tests {
         })
         .await;
         assert_eq!(result, Err(LlmError::Overloaded), "last error is returned");
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "max_attempts counts the first try");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "max_attempts counts the first try"
+        );
     }
 
     #[tokio::test]
@@ -178,8 +197,15 @@ mod tests {
             }))
         })
         .await;
-        assert!(matches!(result, Err(LlmError::Api { .. })), "the API error is returned");
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "permanent errors are tried once");
+        assert!(
+            matches!(result, Err(LlmError::Api { .. })),
+            "the API error is returned"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "permanent errors are tried once"
+        );
     }
 
     #[tokio::test]
@@ -198,17 +224,31 @@ mod tests {
         })
         .await;
         assert_eq!(result, Ok(7), "second attempt succeeds");
-        assert!(started.elapsed() < Duration::from_secs(5), "retry-after must be clamped");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "retry-after must be clamped"
+        );
     }
 
     #[test]
     fn parses_retry_after_seconds() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(3)), "integer seconds");
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(Duration::from_secs(3)),
+            "integer seconds"
+        );
         h.insert(reqwest::header::RETRY_AFTER, "0.5".parse().unwrap());
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(500)), "fractional seconds");
-        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(Duration::from_millis(500)),
+            "fractional seconds"
+        );
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(parse_retry_after(&h), None, "HTTP dates are ignored");
     }
 }

@@ -38,12 +38,18 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -200,15 +206,28 @@ mod tests {
     #[test]
     fn secret_never_prints() {
         let s = Secret::new("sk-ant-very-secret");
-        assert!(!format!("{s:?}").contains("very-secret"), "Debug must hide the key");
-        assert!(!format!("{s}").contains("very-secret"), "Display must hide the key");
-        assert_eq!(s.expose(), "sk-ant-very-secret", "expose returns the raw key");
+        assert!(
+            !format!("{s:?}").contains("very-secret"),
+            "Debug must hide the key"
+        );
+        assert!(
+            !format!("{s}").contains("very-secret"),
+            "Display must hide the key"
+        );
+        assert_eq!(
+            s.expose(),
+            "sk-ant-very-secret",
+            "expose returns the raw key"
+        );
     }
 
     #[test]
     fn role_serializes_lowercase() {
         let json = serde_json::to_string(&ChatMessage::user("hi")).unwrap_or_default();
-        assert_eq!(json, r#"{"role":"user","content":"hi"}"#, "role must be lowercase on the wire");
+        assert_eq!(
+            json, r#"{"role":"user","content":"hi"}"#,
+            "role must be lowercase on the wire"
+        );
     }
 
     #[test]
@@ -220,6 +239,10 @@ mod tests {
             cache_write_1h_tokens: 3,
             cache_read_tokens: 4,
         };
-        assert_eq!(u.total_input_tokens(), 10, "total input = uncached + writes + reads");
+        assert_eq!(
+            u.total_input_tokens(),
+            10,
+            "total input = uncached + writes + reads"
+        );
     }
 }

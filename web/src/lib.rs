@@ -1,1 +1,12 @@
-//! placeholder
+//! tally-web: the actix-web HTTP API (REST, SSE chat), with JSON errors carrying stable codes.
+
+pub mod dashboard;
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod views;
+
+pub use error::ApiError;
+pub use server::{configure, json_config, HttpConfig, MAX_BODY_BYTES};
+pub use state::AppState;

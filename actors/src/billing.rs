@@ -1,0 +1,200 @@
+//! BillingActor: prices usage at the version in force at its time, persists it, publishes it.
+//!
+//! The actor owns the in-memory [`PriceBook`]. Price changes go through it too
+//! (store first, then the book, atomically with respect to pricing), so no
+//! usage is priced with a book that disagrees with storage.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use tally_domain::{price_usage, Cost, PriceBook, PriceVersion, Usage, UsageKind};
+use tally_store::{Store, UsageRecord, WriteOp};
+use uuid::Uuid;
+
+use crate::error::ActorError;
+use crate::feed::{UsageFeed, UsagePriced};
+use crate::persister::Persist;
+
+/// One usage event to bill.
+#[derive(Debug, Clone)]
+pub struct UsageEvent {
+    /// Unique event id (UUIDv7); replays with the same id are billed once.
+    pub event_id: Uuid,
+    /// Billed user.
+    pub user_id: String,
+    /// Thread, if the usage belongs to one.
+    pub thread_id: Option<Uuid>,
+    /// Message, if the usage belongs to one.
+    pub message_id: Option<Uuid>,
+    /// Model used.
+    pub model: String,
+    /// When the usage happened: prices are looked up at this instant.
+    pub occurred_at: DateTime<Utc>,
+    /// Quantities by kind.
+    pub usage: Usage,
+    /// Where it came from (`chat`, `ingest`, ...).
+    pub source: String,
+    /// Client-supplied idempotency key, if any.
+    pub idempotency_key: Option<String>,
+}
+
+/// Command: price a usage event and persist it (with any writes that must commit with it).
+#[derive(Message)]
+#[rtype(result = "Result<BilledUsage, ActorError>")]
+pub struct BillUsage {
+    /// The usage.
+    pub event: UsageEvent,
+    /// Writes committed in the same transaction (e.g. the assistant message).
+    pub with: Vec<WriteOp>,
+}
+
+/// Result of billing one usage event.
+#[derive(Debug, Clone)]
+pub struct BilledUsage {
+    /// Cost by kind at the versions in force at the event's time.
+    pub cost: Cost,
+    /// True when the event id was already stored: nothing new was billed.
+    pub duplicate: bool,
+}
+
+/// Command: add a price version (closes the current one at `effective_from`).
+#[derive(Message)]
+#[rtype(result = "Result<(Option<PriceVersion>, PriceVersion), ActorError>")]
+pub struct AddPriceVersion {
+    /// Model name.
+    pub model: String,
+    /// Priced kind.
+    pub kind: UsageKind,
+    /// USD per million tokens (per unit for resources).
+    pub price: Decimal,
+    /// When it takes effect.
+    pub effective_from: DateTime<Utc>,
+}
+
+/// Query: a snapshot of the current price book.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "Arc<PriceBook>")]
+pub struct GetPriceBook;
+
+/// Prices and records usage.
+pub struct BillingActor {
+    store: Store,
+    book: Arc<PriceBook>,
+    persister: Recipient<Persist>,
+    feed: UsageFeed,
+}
+
+impl BillingActor {
+    /// A billing actor with a price book loaded from `store`.
+    pub fn new(store: Store, book: PriceBook, persister: Recipient<Persist>, feed: UsageFeed) -> Self {
+        BillingActor { store, book: Arc::new(book), persister, feed }
+    }
+}
+
+impl Actor for BillingActor {
+    type Context = Context<Self>;
+}
+
+impl Supervised for BillingActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("BillingActor restarting.");
+    }
+}
+
+impl Handler<BillUsage> for BillingActor {
+    type Result = ResponseFuture<Result<BilledUsage, ActorError>>;
+
+    fn handle(&mut self, msg: BillUsage, _ctx: &mut Context<Self>) -> Self::Result {
+        let BillUsage { event, mut with } = msg;
+        let priced = price_usage(&self.book, &event.model, event.occurred_at, &event.usage);
+        let persister = self.persister.clone();
+        let feed = self.feed.clone();
+        Box::pin(async move {
+            let cost = priced?;
+            let record = UsageRecord {
+                event_id: event.event_id,
+                user_id: event.user_id.clone(),
+                thread_id: event.thread_id,
+                message_id: event.message_id,
+                model: event.model.clone(),
+                event_type: event_type_of(&event.usage),
+                source: event.source.clone(),
+                idempotency_key: event.idempotency_key.clone(),
+                occurred_at: event.occurred_at,
+                cost: cost.clone(),
+            };
+            with.push(WriteOp::Usage(record));
+            let outcome = persister.send(Persist { ops: with }).await??;
+            let duplicate = outcome.duplicate_events.contains(&event.event_id);
+            if !duplicate {
+                tracing::debug!(
+                    event.id = %event.event_id,
+                    user.id = %event.user_id,
+                    model = %event.model,
+                    cost_usd = %cost.total,
+                    "Usage priced and persisted."
+                );
+                feed.publish(UsagePriced {
+                    event_id: event.event_id,
+                    user_id: event.user_id,
+                    thread_id: event.thread_id,
+                    message_id: event.message_id,
+                    model: event.model,
+                    occurred_at: event.occurred_at,
+                    committed_at: Utc::now(),
+                    cost: cost.clone(),
+                });
+            }
+            Ok(BilledUsage { cost, duplicate })
+        })
+    }
+}
+
+/// The event type of a usage: `token_usage` when it has tokens, else its first resource.
+fn event_type_of(usage: &Usage) -> String {
+    if usage.iter().any(|(k, _)| k.is_token()) || usage.is_empty() {
+        "token_usage".into()
+    } else {
+        usage.iter().next().map(|(k, _)| k.to_string()).unwrap_or_else(|| "token_usage".into())
+    }
+}
+
+impl Handler<AddPriceVersion> for BillingActor {
+    // Atomic: no usage is priced between the store commit and the book update.
+    type Result = AtomicResponse<Self, Result<(Option<PriceVersion>, PriceVersion), ActorError>>;
+
+    fn handle(&mut self, msg: AddPriceVersion, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let fut = async move {
+            tokio::task::spawn_blocking(move || store.add_price_version(&msg.model, &msg.kind, msg.price, msg.effective_from))
+                .await
+                .map_err(|e| ActorError::Unavailable(format!("price update task failed: {e}")))?
+                .map_err(ActorError::from)
+        };
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
+            if let Ok((closed, new)) = &res {
+                let mut book = (*act.book).clone();
+                if let Err(e) = book.apply(closed.clone(), new.clone()) {
+                    // Storage accepted what the book refuses: trust storage and reload.
+                    tracing::error!(error = %e, "Price book disagrees with storage; reloading.");
+                    match act.store.load_price_book() {
+                        Ok(b) => book = b,
+                        Err(e) => tracing::error!(error = %e, "Price book reload failed."),
+                    }
+                }
+                act.book = Arc::new(book);
+            }
+            res
+        })))
+    }
+}
+
+impl Handler<GetPriceBook> for BillingActor {
+    type Result = MessageResult<GetPriceBook>;
+
+    fn handle(&mut self, _msg: GetPriceBook, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.book.clone())
+    }
+}

@@ -1,0 +1,56 @@
+//! The live usage feed: every usage event once it is priced and durable.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tally_domain::Cost;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Capacity of the broadcast buffer; a subscriber that falls this far behind skips ahead.
+pub const FEED_CAPACITY: usize = 4096;
+
+/// Event: a usage event was priced and committed.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsagePriced {
+    /// Usage event id.
+    pub event_id: Uuid,
+    /// Billed user.
+    pub user_id: String,
+    /// Thread, if any.
+    pub thread_id: Option<Uuid>,
+    /// Message, if any.
+    pub message_id: Option<Uuid>,
+    /// Model.
+    pub model: String,
+    /// When the usage happened.
+    pub occurred_at: DateTime<Utc>,
+    /// When it became durable.
+    pub committed_at: DateTime<Utc>,
+    /// Its cost by kind.
+    pub cost: Cost,
+}
+
+/// Fan-out of [`UsagePriced`] events to any number of subscribers (dashboards).
+#[derive(Debug, Clone)]
+pub struct UsageFeed {
+    tx: broadcast::Sender<UsagePriced>,
+}
+
+impl Default for UsageFeed {
+    fn default() -> Self {
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        UsageFeed { tx }
+    }
+}
+
+impl UsageFeed {
+    /// Publish an event; having no subscriber is fine.
+    pub fn publish(&self, event: UsagePriced) {
+        let _ = self.tx.send(event);
+    }
+
+    /// Subscribe to events published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<UsagePriced> {
+        self.tx.subscribe()
+    }
+}

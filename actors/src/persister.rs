@@ -1,0 +1,268 @@
+//! PersisterActor: batches writes into one transaction per batch and answers only after commit.
+//!
+//! Writes are buffered and flushed when `max_ops` are waiting or `flush_interval`
+//! has passed since the first one arrived, whichever comes first. One flush runs
+//! at a time, so batches commit in arrival order. Each caller is answered with
+//! its own share of the batch outcome once the transaction has committed. The
+//! flush itself runs detached from the actor (on the blocking pool) and answers
+//! callers directly, so a restart of the actor never loses an answer.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tally_store::{BatchOutcome, Store, StoreError, WriteOp};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::ActorError;
+use crate::supervise::guard;
+
+/// Flush when this many write operations are waiting.
+pub const DEFAULT_MAX_BATCH_OPS: usize = 2_000;
+/// Flush at most this long after the first waiting write arrived.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct PersisterConfig {
+    /// Flush when this many operations wait.
+    pub max_ops: usize,
+    /// Flush this long after the first waiting operation.
+    pub flush_interval: Duration,
+}
+
+impl Default for PersisterConfig {
+    fn default() -> Self {
+        PersisterConfig { max_ops: DEFAULT_MAX_BATCH_OPS, flush_interval: DEFAULT_FLUSH_INTERVAL }
+    }
+}
+
+/// Command: persist these writes; answered after the batch holding them commits.
+#[derive(Message)]
+#[rtype(result = "Result<BatchOutcome, ActorError>")]
+pub struct Persist {
+    /// The writes (idempotent on message and event ids).
+    pub ops: Vec<WriteOp>,
+}
+
+/// Command: flush everything accepted so far; answered once it is durable.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct FlushBatch;
+
+/// Command (fault injection for tests and drills): panic inside the handler.
+/// The actor restarts under its supervisor and keeps the writes it had accepted.
+#[derive(Message, Debug, Default)]
+#[rtype(result = "Result<(), ActorError>")]
+pub struct InjectPanic;
+
+/// Event (internal): a detached flush finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushDone;
+
+struct Pending {
+    ops: Vec<WriteOp>,
+    reply: oneshot::Sender<Result<BatchOutcome, ActorError>>,
+}
+
+/// The batching writer in front of the store.
+pub struct PersisterActor {
+    store: Store,
+    config: PersisterConfig,
+    pending: Vec<Pending>,
+    pending_ops: usize,
+    flushing: bool,
+    timer: Option<SpawnHandle>,
+}
+
+impl PersisterActor {
+    /// A persister writing to `store`.
+    pub fn new(store: Store, config: PersisterConfig) -> Self {
+        PersisterActor { store, config, pending: Vec::new(), pending_ops: 0, flushing: false, timer: None }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.timer.is_none() && !self.pending.is_empty() {
+            self.timer = Some(ctx.run_later(self.config.flush_interval, |act, ctx| {
+                act.timer = None;
+                act.flush(ctx);
+            }));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.flushing = true;
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_ops = 0;
+        let store = self.store.clone();
+        let me = ctx.address();
+        actix::spawn(async move {
+            let started = Instant::now();
+            let ops_count: usize = batch.iter().map(|p| p.ops.len()).sum();
+            let batch = match tokio::task::spawn_blocking(move || write_and_answer(&store, batch)).await {
+                Ok(()) => None,
+                Err(e) => Some(e),
+            };
+            if let Some(e) = batch {
+                // The blocking task panicked: its callers' senders were dropped, so they see
+                // `Unavailable` and nothing was acknowledged that is not durable.
+                tracing::error!(error = %e, "Persister batch task failed.");
+            }
+            tracing::debug!(batch.ops = ops_count, duration_ms = started.elapsed().as_millis() as u64, "Batch flushed.");
+            me.do_send(FlushDone);
+        });
+    }
+}
+
+/// Write a batch in one transaction and answer every caller with its share. If
+/// the whole batch fails, each caller's writes are retried on their own so one
+/// bad write cannot fail the others.
+fn write_and_answer(store: &Store, batch: Vec<Pending>) {
+    let all: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+    match write_with_retry(store, &all) {
+        Ok(outcome) => {
+            for p in batch {
+                let share = share_of(&outcome, &p.ops);
+                let _ = p.reply.send(Ok(share));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone().into()));
+            }
+        }
+        Err(_) => {
+            for p in batch {
+                let result = write_with_retry(store, &p.ops).map_err(ActorError::from);
+                let _ = p.reply.send(result);
+            }
+        }
+    }
+}
+
+/// Attempts for a batch that fails with a retryable storage error (busy, pool timeout).
+const WRITE_ATTEMPTS: u32 = 3;
+/// Pause before the first retry; doubled each time.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+fn write_with_retry(store: &Store, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
+    let mut pause = WRITE_RETRY_PAUSE;
+    let mut attempt = 1;
+    loop {
+        match store.write_batch(ops) {
+            Err(e) if e.is_retryable() && attempt < WRITE_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "Batch write failed; retrying.");
+                std::thread::sleep(pause);
+                pause *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn share_of(outcome: &BatchOutcome, ops: &[WriteOp]) -> BatchOutcome {
+    let mut messages = HashSet::new();
+    let mut events = HashSet::new();
+    for op in ops {
+        match op {
+            WriteOp::Message(m) => {
+                messages.insert(m.message_id);
+            }
+            WriteOp::Usage(u) => {
+                events.insert(u.event_id);
+            }
+        }
+    }
+    let pick = |ids: &[Uuid], set: &HashSet<Uuid>| ids.iter().filter(|i| set.contains(i)).copied().collect();
+    BatchOutcome {
+        inserted_messages: pick(&outcome.inserted_messages, &messages),
+        inserted_events: pick(&outcome.inserted_events, &events),
+        duplicate_messages: pick(&outcome.duplicate_messages, &messages),
+        duplicate_events: pick(&outcome.duplicate_events, &events),
+    }
+}
+
+impl Actor for PersisterActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Also runs after a restart: writes kept from before get their flush timer back.
+        self.schedule(ctx);
+    }
+}
+
+impl Supervised for PersisterActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Timers died with the old context; the pending writes are kept and
+        // rescheduled once the actor is running again (see `FlushDone`).
+        self.timer = None;
+        tracing::warn!(pending = self.pending.len(), "PersisterActor restarting; keeping accepted writes.");
+    }
+}
+
+impl Handler<Persist> for PersisterActor {
+    type Result = ResponseFuture<Result<BatchOutcome, ActorError>>;
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.pending_ops += msg.ops.len();
+        self.pending.push(Pending { ops: msg.ops, reply: tx });
+        if self.pending_ops >= self.config.max_ops {
+            self.flush(ctx);
+        } else {
+            self.schedule(ctx);
+        }
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| Err(ActorError::Unavailable("persister dropped the batch".into())))
+        })
+    }
+}
+
+impl Handler<FlushBatch> for PersisterActor {
+    type Result = ResponseFuture<Result<(), ActorError>>;
+
+    fn handle(&mut self, _msg: FlushBatch, ctx: &mut Context<Self>) -> Self::Result {
+        // An empty write queued behind everything accepted so far: batches commit
+        // in order, so when it is answered all earlier writes are durable.
+        let (tx, rx) = oneshot::channel();
+        self.pending.push(Pending { ops: Vec::new(), reply: tx });
+        self.flush(ctx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ActorError::Unavailable("persister dropped the flush".into())),
+            }
+        })
+    }
+}
+
+impl Handler<InjectPanic> for PersisterActor {
+    type Result = Result<(), ActorError>;
+
+    fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) -> Self::Result {
+        guard("persister", ctx, || -> Result<(), ActorError> { panic!("injected fault") })?
+    }
+}
+
+impl Handler<FlushDone> for PersisterActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: FlushDone, ctx: &mut Context<Self>) {
+        self.flushing = false;
+        if self.pending_ops >= self.config.max_ops {
+            self.flush(ctx);
+        } else {
+            self.schedule(ctx);
+        }
+    }
+}

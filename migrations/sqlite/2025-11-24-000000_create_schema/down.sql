@@ -1,0 +1,12 @@
+DROP TABLE resource_invoice_line_item;
+DROP TABLE user_invoice_line_item;
+DROP TABLE user_invoices;
+DROP TABLE message_tokens;
+DROP TABLE api_events;
+DROP TABLE user_thread_messages;
+DROP TABLE user_threads;
+DROP TABLE dim_resource_pricing;
+DROP TABLE dim_token_pricing;
+DROP TABLE dim_event_types;
+DROP TABLE dim_models;
+DROP TABLE dim_users;

@@ -1,0 +1,208 @@
+//! Opening a database: URL parsing, connection pools, per-connection pragmas, migrations.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::StoreError;
+
+/// SQLite migrations, compiled in.
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+
+/// PostgreSQL migrations, compiled in.
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// Connections to one SQLite file: readers run in parallel under WAL; writers
+/// are serialized by the store's writer lock, not by SQLite's busy handler.
+const SQLITE_POOL_SIZE: u32 = 4;
+
+/// How long SQLite waits on a lock held by another process before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Page cache per SQLite connection, in KiB (allocated as used).
+const SQLITE_CACHE_KIB: u32 = 32 * 1024;
+
+/// Connections to PostgreSQL per store.
+const POSTGRES_POOL_SIZE: u32 = 8;
+
+/// Connections kept open while idle.
+const MIN_IDLE_CONNECTIONS: u32 = 1;
+
+/// How long a call waits for a free connection before failing with a retryable error.
+const POOL_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Key of the PostgreSQL advisory lock that serializes migrations across nodes.
+const MIGRATION_LOCK_KEY: i64 = 0x7461_6c6c_795f_6d69; // "tally_mi"
+
+/// The SQLite "file name" of a private in-memory database.
+const SQLITE_MEMORY: &str = ":memory:";
+
+/// Pool of SQLite connections.
+pub(crate) type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
+/// Pool of PostgreSQL connections.
+pub(crate) type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// An open database.
+#[derive(Clone)]
+pub(crate) enum Db {
+    /// SQLite with its writer lock.
+    Sqlite { pool: SqlitePool, writer: Arc<Mutex<()>> },
+    /// PostgreSQL.
+    Postgres { pool: PgPool },
+}
+
+/// What a database URL points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    SqliteMemory,
+    SqliteFile(PathBuf),
+    Postgres(String),
+}
+
+fn parse_url(url: &str) -> Result<Target, StoreError> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(StoreError::Invalid("database URL is empty".into()));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Target::Postgres(url.to_string()));
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    if path == SQLITE_MEMORY {
+        return Ok(Target::SqliteMemory);
+    }
+    if path.is_empty() {
+        return Err(StoreError::Invalid(format!("database URL {url:?} has no path")));
+    }
+    Ok(Target::SqliteFile(PathBuf::from(path)))
+}
+
+/// Pragmas every SQLite connection gets when the pool opens it.
+#[derive(Debug, Clone, Copy)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // synchronous=FULL: a committed batch survives power loss, and with WAL it is
+        // one fsync per transaction, which batching makes cheap. A large page cache
+        // keeps a big batch from spilling to the WAL before it commits; statement
+        // journals (multi-row inserts with ON CONFLICT) stay in memory.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
+             PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA temp_store = MEMORY;"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Open (creating if needed) and migrate the database at `url`.
+pub(crate) fn open(url: &str) -> Result<Db, StoreError> {
+    match parse_url(url)? {
+        Target::SqliteMemory => open_sqlite(SQLITE_MEMORY, true),
+        Target::SqliteFile(path) => {
+            create_parent_dir(&path)?;
+            let path = path.to_str().ok_or_else(|| StoreError::Invalid(format!("path {path:?} is not UTF-8")))?;
+            open_sqlite(path, false)
+        }
+        Target::Postgres(url) => open_postgres(&url),
+    }
+}
+
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Database(format!("cannot create directory {}: {e}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+fn open_sqlite(path: &str, memory: bool) -> Result<Db, StoreError> {
+    if !memory {
+        // WAL is a property of the file: set it once, before the pool opens readers.
+        let mut conn = SqliteConnection::establish(path)?;
+        conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"))?;
+    }
+    let builder = Pool::builder()
+        .connection_customizer(Box::new(SqlitePragmas))
+        .connection_timeout(POOL_CONNECTION_TIMEOUT)
+        .test_on_check_out(false);
+    let builder = if memory {
+        // Every connection to ":memory:" is its own database: keep exactly one, forever.
+        builder.max_size(1).min_idle(Some(1)).idle_timeout(None).max_lifetime(None)
+    } else {
+        builder.max_size(SQLITE_POOL_SIZE).min_idle(Some(MIN_IDLE_CONNECTIONS))
+    };
+    let pool = builder.build(ConnectionManager::<SqliteConnection>::new(path))?;
+    let writer = Arc::new(Mutex::new(()));
+    {
+        let _writer = crate::store::lock_writer(&writer);
+        let mut conn = pool.get()?;
+        conn.immediate_transaction(|conn| run_migrations(conn, SQLITE_MIGRATIONS))?;
+    }
+    tracing::info!(db.backend = "sqlite", db.path = path, "Database opened.");
+    Ok(Db::Sqlite { pool, writer })
+}
+
+fn open_postgres(url: &str) -> Result<Db, StoreError> {
+    let pool = Pool::builder()
+        .max_size(POSTGRES_POOL_SIZE)
+        .min_idle(Some(MIN_IDLE_CONNECTIONS))
+        .connection_timeout(POOL_CONNECTION_TIMEOUT)
+        .build(ConnectionManager::<PgConnection>::new(url))?;
+    let mut conn = pool.get()?;
+    conn.transaction(|conn| {
+        // Nodes starting together migrate one at a time; the lock ends with the transaction.
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(conn)?;
+        run_migrations(conn, POSTGRES_MIGRATIONS)
+    })?;
+    tracing::info!(db.backend = "postgres", "Database opened.");
+    Ok(Db::Postgres { pool })
+}
+
+fn run_migrations<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<(), StoreError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    let applied = conn.run_pending_migrations(migrations).map_err(|e| StoreError::Migration(e.to_string()))?;
+    for version in applied {
+        tracing::info!(migration = %version, "Migration applied.");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(parse_url("sqlite::memory:").ok(), Some(Target::SqliteMemory), "sqlite::memory: is in memory");
+        assert_eq!(
+            parse_url("sqlite://data/tally.db").ok(),
+            Some(Target::SqliteFile("data/tally.db".into())),
+            "sqlite:// takes a relative path"
+        );
+        assert_eq!(
+            parse_url("sqlite:///tmp/t.db").ok(),
+            Some(Target::SqliteFile("/tmp/t.db".into())),
+            "sqlite:/// takes an absolute path"
+        );
+        assert_eq!(parse_url("tally.db").ok(), Some(Target::SqliteFile("tally.db".into())), "bare path is SQLite");
+        assert_eq!(
+            parse_url("postgres://u@h/db").ok(),
+            Some(Target::Postgres("postgres://u@h/db".into())),
+            "postgres URL is PostgreSQL"
+        );
+        assert!(parse_url("").is_err(), "empty URL is refused");
+    }
+}

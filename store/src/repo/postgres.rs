@@ -1,0 +1,15 @@
+//! PostgreSQL copy of the shared queries (`queries.rs`).
+
+type Conn = diesel::pg::PgConnection;
+type Db = diesel::pg::Pg;
+
+/// Run `f` in a write transaction (READ COMMITTED; the writes guard themselves
+/// against concurrent writers with ON CONFLICT and `is_current` conditions).
+fn write_tx<T>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Conn) -> Result<T, crate::error::StoreError>,
+) -> Result<T, crate::error::StoreError> {
+    diesel::Connection::transaction(conn, f)
+}
+
+include!("queries.rs");

@@ -1,0 +1,225 @@
+//! The diesel table definitions, shared by both backends (see `migrations/` for the DDL).
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::UtcInstant;
+
+    /// People (or external accounts) that use models.
+    dim_users (user_id) {
+        user_id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        created_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    /// Models that can be priced and chatted with.
+    dim_models (model_id) {
+        model_id -> BigInt,
+        model_name -> Text,
+        provider -> Text,
+        description -> Text,
+        is_active -> Bool,
+    }
+}
+
+diesel::table! {
+    /// Kinds of usage events: `token_usage` and one per resource.
+    dim_event_types (event_type_id) {
+        event_type_id -> BigInt,
+        event_name -> Text,
+        description -> Text,
+        unit_of_measure -> Text,
+        is_active -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// SCD2 token prices: one row per (model, token kind) version.
+    dim_token_pricing (pricing_id) {
+        pricing_id -> UuidKey,
+        model_id -> BigInt,
+        token_type -> Text,
+        price_per_million -> ExactDecimal,
+        effective_from -> UtcInstant,
+        effective_to -> Nullable<UtcInstant>,
+        is_current -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// SCD2 resource prices: one row per (model, event type) version.
+    dim_resource_pricing (resource_pricing_id) {
+        resource_pricing_id -> UuidKey,
+        model_id -> BigInt,
+        event_type_id -> BigInt,
+        unit_price -> ExactDecimal,
+        effective_from -> UtcInstant,
+        effective_to -> Nullable<UtcInstant>,
+        is_current -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Chat threads.
+    user_threads (thread_id) {
+        thread_id -> UuidKey,
+        user_id -> Text,
+        title -> Text,
+        model_id -> BigInt,
+        created_at -> UtcInstant,
+        updated_at -> UtcInstant,
+        is_active -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Chat messages.
+    user_thread_messages (message_id) {
+        message_id -> UuidKey,
+        thread_id -> UuidKey,
+        user_id -> Text,
+        content -> Text,
+        role -> Text,
+        model_id -> BigInt,
+        created_at -> UtcInstant,
+        simulated -> Bool,
+        status -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Usage events (one per priced usage).
+    api_events (event_id) {
+        event_id -> UuidKey,
+        user_id -> Text,
+        thread_id -> Nullable<UuidKey>,
+        message_id -> Nullable<UuidKey>,
+        model_id -> BigInt,
+        event_type_id -> BigInt,
+        quantity -> ExactDecimal,
+        cost_total -> ExactDecimal,
+        source -> Text,
+        idempotency_key -> Nullable<Text>,
+        occurred_at -> UtcInstant,
+        created_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Token counts per usage event and token kind.
+    message_tokens (token_id) {
+        token_id -> UuidKey,
+        event_id -> UuidKey,
+        message_id -> Nullable<UuidKey>,
+        token_type -> Text,
+        token_count -> BigInt,
+        created_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Token invoice lines: one per usage event and token kind.
+    user_invoice_line_item (line_item_id) {
+        line_item_id -> UuidKey,
+        event_id -> UuidKey,
+        message_id -> Nullable<UuidKey>,
+        thread_id -> Nullable<UuidKey>,
+        user_id -> Text,
+        token_id -> UuidKey,
+        pricing_id -> UuidKey,
+        quantity -> ExactDecimal,
+        unit_price -> ExactDecimal,
+        amount -> ExactDecimal,
+        occurred_at -> UtcInstant,
+        created_at -> UtcInstant,
+        invoice_id -> Nullable<UuidKey>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Resource invoice lines: one per usage event and resource kind.
+    resource_invoice_line_item (resource_line_item_id) {
+        resource_line_item_id -> UuidKey,
+        event_id -> UuidKey,
+        user_id -> Text,
+        thread_id -> Nullable<UuidKey>,
+        message_id -> Nullable<UuidKey>,
+        resource_pricing_id -> UuidKey,
+        event_type_id -> BigInt,
+        quantity -> ExactDecimal,
+        unit_price -> ExactDecimal,
+        amount -> ExactDecimal,
+        occurred_at -> UtcInstant,
+        created_at -> UtcInstant,
+        invoice_id -> Nullable<UuidKey>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Invoices.
+    user_invoices (invoice_id) {
+        invoice_id -> UuidKey,
+        user_id -> Text,
+        thread_id -> Nullable<UuidKey>,
+        period_start -> Nullable<UtcInstant>,
+        period_end -> Nullable<UtcInstant>,
+        subtotal -> ExactDecimal,
+        total_amount -> ExactDecimal,
+        invoice_date -> UtcInstant,
+        status -> Text,
+    }
+}
+
+diesel::joinable!(dim_token_pricing -> dim_models (model_id));
+diesel::joinable!(dim_resource_pricing -> dim_models (model_id));
+diesel::joinable!(dim_resource_pricing -> dim_event_types (event_type_id));
+diesel::joinable!(user_threads -> dim_models (model_id));
+diesel::joinable!(user_thread_messages -> dim_models (model_id));
+diesel::joinable!(api_events -> dim_models (model_id));
+diesel::joinable!(api_events -> dim_event_types (event_type_id));
+diesel::joinable!(user_invoice_line_item -> message_tokens (token_id));
+diesel::joinable!(resource_invoice_line_item -> dim_event_types (event_type_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    dim_users,
+    dim_models,
+    dim_event_types,
+    dim_token_pricing,
+    dim_resource_pricing,
+    user_threads,
+    user_thread_messages,
+    api_events,
+    message_tokens,
+    user_invoice_line_item,
+    resource_invoice_line_item,
+    user_invoices,
+);

@@ -1,0 +1,10 @@
+//! Integration tests of tally-store: every test body runs on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod batch;
+mod concurrency;
+mod invoices;
+mod prices;
+mod restart;

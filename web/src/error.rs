@@ -1,0 +1,208 @@
+//! ApiError: every failure an HTTP client can see, each with a status and a stable `code`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use tally_actors::ActorError;
+use tally_domain::DomainError;
+use tally_store::StoreError;
+
+/// An API failure. `status()` maps every variant in one exhaustive match.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or invalid input (400).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// Budget exhausted (402).
+    #[error("{message}")]
+    PaymentRequired {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// No such resource (404).
+    #[error("{message}")]
+    NotFound {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// Conflicts with the current state (409).
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// Body too large (413).
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Well-formed but not billable as given (422).
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// Too many requests (429).
+    #[error("{message}")]
+    RateLimited {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// A dependency (storage, provider, actor) is down; retry later (503).
+    #[error("{message}")]
+    Unavailable {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// A bug or an unexpected failure (500).
+    #[error("{message}")]
+    Internal {
+        /// Stable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// JSON error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// Stable machine-readable code.
+    pub code: &'a str,
+    /// Human explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+
+    /// 404 with a code.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::NotFound { code, message: message.into() }
+    }
+
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::PaymentRequired { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::RateLimited { code, .. }
+            | ApiError::Unavailable { code, .. }
+            | ApiError::Internal { code, .. } => code,
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unavailable { .. } | ApiError::RateLimited { .. }) {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.json(ErrorBody { code: self.code(), message: self.to_string() })
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        match e {
+            DomainError::NegativeQuantity { .. }
+            | DomainError::FractionalTokens { .. }
+            | DomainError::NegativePrice(_)
+            | DomainError::InvalidKind(_)
+            | DomainError::InvalidModel(_) => ApiError::BadRequest { code, message },
+            DomainError::NoPrice { .. } => ApiError::Unprocessable { code, message },
+            DomainError::RewritesHistory { .. } | DomainError::NotContiguous { .. } => {
+                ApiError::Conflict { code, message }
+            }
+            DomainError::InvalidCatalog(_) => ApiError::Internal { code, message },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(ActorError::from(e))
+    }
+}
+
+impl From<ActorError> for ApiError {
+    fn from(e: ActorError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        match e {
+            ActorError::NotFound(_) => ApiError::NotFound { code, message },
+            ActorError::TurnInProgress => ApiError::Conflict { code, message },
+            ActorError::Invalid { .. } => ApiError::BadRequest { code, message },
+            ActorError::Domain(d) => ApiError::from(d),
+            ActorError::Storage { retryable: true, .. } => ApiError::Unavailable { code, message },
+            ActorError::Storage { retryable: false, code: "conflict", .. } => ApiError::Conflict { code, message },
+            ActorError::Storage { retryable: false, code: "invalid", .. } => ApiError::BadRequest { code, message },
+            ActorError::Storage { retryable: false, .. } => ApiError::Internal { code, message },
+            ActorError::Provider { code: "rate_limited", .. } => ApiError::RateLimited { code, message },
+            ActorError::Provider { .. } => ApiError::Unavailable { code, message },
+            ActorError::Unavailable(_) => ApiError::Unavailable { code, message },
+        }
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::Unavailable { code: "unavailable", message: format!("blocking pool: {e}") }
+    }
+}
+
+impl From<actix_web::error::JsonPayloadError> for ApiError {
+    fn from(e: actix_web::error::JsonPayloadError) -> Self {
+        use actix_web::error::JsonPayloadError as J;
+        match e {
+            J::OverflowKnownLength { limit, .. } | J::Overflow { limit } => ApiError::PayloadTooLarge { limit },
+            J::ContentType => ApiError::bad_request("unsupported_content_type", "expected Content-Type: application/json"),
+            J::Deserialize(d) => ApiError::bad_request("invalid_json", format!("invalid JSON body: {d}")),
+            J::Serialize(s) => ApiError::Internal { code: "internal", message: s.to_string() },
+            J::Payload(p) => ApiError::bad_request("invalid_body", format!("could not read body: {p}")),
+            other => ApiError::bad_request("invalid_body", other.to_string()),
+        }
+    }
+}

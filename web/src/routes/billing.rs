@@ -1,0 +1,260 @@
+//! Billing: cost metrics per user and thread, invoices (generate, list, show, pay).
+
+use std::collections::BTreeMap;
+
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tally_domain::{Invoice, InvoiceLine, InvoiceStatus, Money};
+use tally_store::{LineFilter, StoreError};
+use uuid::Uuid;
+
+use super::{blocking, validate_user_id};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Quantity and cost of one kind.
+#[derive(Debug, Default, Serialize)]
+pub struct KindTotal {
+    /// Quantity (tokens or units).
+    pub quantity: rust_decimal::Decimal,
+    /// Exact cost.
+    pub amount: Money,
+}
+
+/// Aggregated cost of a set of usage lines.
+#[derive(Debug, Default, Serialize)]
+pub struct CostSummary {
+    /// Exact total.
+    pub total_cost: Money,
+    /// Part already on an invoice.
+    pub invoiced_cost: Money,
+    /// Part not yet invoiced.
+    pub uninvoiced_cost: Money,
+    /// By usage kind.
+    pub by_kind: BTreeMap<String, KindTotal>,
+    /// By model.
+    pub by_model: BTreeMap<String, Money>,
+    /// By thread (usage outside threads under `none`).
+    pub by_thread: BTreeMap<String, Money>,
+    /// By billed message.
+    pub by_message: BTreeMap<String, Money>,
+    /// Number of distinct usage events.
+    pub event_count: usize,
+}
+
+fn summarize(lines: &[InvoiceLine], uninvoiced: &[InvoiceLine], models: &BTreeMap<Uuid, String>) -> CostSummary {
+    let mut s = CostSummary::default();
+    let mut events = std::collections::BTreeSet::new();
+    for l in lines {
+        s.total_cost += l.amount;
+        events.insert(l.event_id);
+        let k = s.by_kind.entry(l.kind.to_string()).or_default();
+        k.quantity += l.quantity;
+        k.amount += l.amount;
+        let model = models.get(&l.event_id).cloned().unwrap_or_else(|| "unknown".into());
+        *s.by_model.entry(model).or_default() += l.amount;
+        *s.by_thread.entry(l.thread_id.map(|t| t.to_string()).unwrap_or_else(|| "none".into())).or_default() += l.amount;
+        if let Some(m) = l.message_id {
+            *s.by_message.entry(m.to_string()).or_default() += l.amount;
+        }
+    }
+    s.uninvoiced_cost = uninvoiced.iter().map(|l| l.amount).sum();
+    s.invoiced_cost = s.total_cost - s.uninvoiced_cost;
+    s.event_count = events.len();
+    s
+}
+
+fn load_summary(s: &tally_store::Store, filter: LineFilter) -> Result<CostSummary, StoreError> {
+    let lines = s.usage_lines(&filter)?;
+    let uninvoiced = s.usage_lines(&LineFilter { uninvoiced_only: true, ..filter.clone() })?;
+    let events = s.usage_events(&filter, i64::MAX)?;
+    let models: BTreeMap<Uuid, String> = events.into_iter().map(|e| (e.event_id, e.model)).collect();
+    Ok(summarize(&lines, &uninvoiced, &models))
+}
+
+/// Cost metrics of a user.
+#[get("/api/billing/metrics/user/{user_id}")]
+pub async fn user_metrics(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    validate_user_id(&user_id)?;
+    let id = user_id.clone();
+    let summary = blocking(&state.store, move |s| {
+        if s.get_user(&id)?.is_none() {
+            return Ok(None);
+        }
+        load_summary(s, LineFilter { user_id: Some(id), ..LineFilter::default() }).map(Some)
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("user_not_found", format!("user {user_id} not found")))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "user_id": user_id, "metrics": summary })))
+}
+
+/// Cost metrics of a thread.
+#[get("/api/billing/metrics/thread/{thread_id}")]
+pub async fn thread_metrics(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let thread_id = path.into_inner();
+    let found = blocking(&state.store, move |s| {
+        let Some(thread) = s.get_thread(thread_id)? else { return Ok(None) };
+        let summary = load_summary(s, LineFilter { thread_id: Some(thread_id), ..LineFilter::default() })?;
+        Ok(Some((thread, summary)))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("thread_not_found", format!("thread {thread_id} not found")))?;
+    let (thread, summary) = found;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "thread_id": thread_id, "user_id": thread.user_id, "model": thread.model, "metrics": summary
+    })))
+}
+
+/// Generate an invoice for a thread's usage not yet invoiced (409 when there is none).
+#[post("/api/billing/generate-invoice/thread/{thread_id}")]
+pub async fn invoice_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let thread_id = path.into_inner();
+    let invoice = blocking(&state.store, move |s| {
+        let thread = s.get_thread(thread_id)?.ok_or_else(|| StoreError::NotFound(format!("thread {thread_id}")))?;
+        let lines = s.usage_lines(&LineFilter {
+            thread_id: Some(thread_id),
+            uninvoiced_only: true,
+            ..LineFilter::default()
+        })?;
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let invoice = Invoice::new(thread.user_id, Some(thread_id), None, lines, Utc::now());
+        s.create_invoice(&invoice)?;
+        Ok(Some(invoice))
+    })
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound { message, .. } => ApiError::not_found("thread_not_found", message),
+        other => other,
+    })?;
+    match invoice {
+        Some(i) => Ok(HttpResponse::Created().json(i)),
+        None => Err(ApiError::Conflict { code: "nothing_to_invoice", message: "all usage of this thread is already invoiced".into() }),
+    }
+}
+
+/// Query of the user invoice generator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodQuery {
+    /// Period start (inclusive); default: the beginning.
+    pub from: Option<DateTime<Utc>>,
+    /// Period end (exclusive); default: now.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Generate an invoice for a user's uninvoiced usage in a period.
+#[post("/api/billing/generate-invoice/user/{user_id}")]
+pub async fn invoice_user(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<PeriodQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    validate_user_id(&user_id)?;
+    let now = Utc::now();
+    let from = q.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let to = q.to.unwrap_or(now);
+    if to <= from {
+        return Err(ApiError::bad_request("invalid_period", "`to` must be after `from`"));
+    }
+    let id = user_id.clone();
+    let invoice = blocking(&state.store, move |s| {
+        if s.get_user(&id)?.is_none() {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        let lines = s.usage_lines(&LineFilter {
+            user_id: Some(id.clone()),
+            uninvoiced_only: true,
+            from: Some(from),
+            to: Some(to),
+            ..LineFilter::default()
+        })?;
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let invoice = Invoice::new(id, None, Some((from, to)), lines, now);
+        s.create_invoice(&invoice)?;
+        Ok(Some(invoice))
+    })
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound { message, .. } => ApiError::not_found("user_not_found", message),
+        other => other,
+    })?;
+    match invoice {
+        Some(i) => Ok(HttpResponse::Created().json(i)),
+        None => Err(ApiError::Conflict { code: "nothing_to_invoice", message: "no uninvoiced usage in that period".into() }),
+    }
+}
+
+/// A user's invoices, newest first.
+#[get("/api/billing/invoices/user/{user_id}")]
+pub async fn user_invoices(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let user_id = path.into_inner();
+    validate_user_id(&user_id)?;
+    let invoices = blocking(&state.store, move |s| s.list_invoices(&user_id)).await?;
+    Ok(HttpResponse::Ok().json(invoices))
+}
+
+/// One invoice with its lines.
+#[get("/api/billing/invoices/{invoice_id}")]
+pub async fn get_invoice(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let invoice = blocking(&state.store, move |s| s.get_invoice(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("invoice_not_found", format!("invoice {id} not found")))?;
+    Ok(HttpResponse::Ok().json(invoice))
+}
+
+/// Body of the status change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    /// `pending` or `paid`.
+    pub status: InvoiceStatus,
+}
+
+/// Set an invoice's status (mark paid).
+#[post("/api/billing/invoices/{invoice_id}/status")]
+pub async fn set_invoice_status(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    body: web::Json<StatusBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let status = body.status;
+    let invoice = blocking(&state.store, move |s| s.set_invoice_status(id, status)).await.map_err(|e| match e {
+        ApiError::NotFound { message, .. } => ApiError::not_found("invoice_not_found", message),
+        other => other,
+    })?;
+    Ok(HttpResponse::Ok().json(invoice))
+}
+
+/// Query of the usage events listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only this user's events.
+    pub user_id: Option<String>,
+    /// Only this thread's events.
+    pub thread_id: Option<Uuid>,
+    /// Most events to return (default 100, at most 1000).
+    pub limit: Option<i64>,
+}
+
+/// Raw usage events, newest first, with their cost lines.
+#[get("/api/usage/events")]
+pub async fn usage_events(state: web::Data<AppState>, q: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    if let Some(u) = &q.user_id {
+        validate_user_id(u)?;
+    }
+    let (limit, _) = super::page(q.limit, None)?;
+    let filter = LineFilter { user_id: q.user_id, thread_id: q.thread_id, ..LineFilter::default() };
+    let events = blocking(&state.store, move |s| s.usage_events(&filter, limit)).await?;
+    Ok(HttpResponse::Ok().json(events))
+}

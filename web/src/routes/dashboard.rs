@@ -1,0 +1,67 @@
+//! The live dashboard feed: a snapshot on connect, then changes (at most 4/s) and every priced event, over SSE.
+
+use std::time::Duration;
+
+use actix_web::{get, web, HttpResponse, Responder};
+use actix_web_lab::sse;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::state::AppState;
+
+/// How often a changed snapshot is pushed.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
+/// Keep-alive comment period for idle connections.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Events buffered per client; a client this far behind is dropped (it reconnects and gets a fresh snapshot).
+pub const CLIENT_BUFFER: usize = 256;
+
+fn event(name: &str, data: impl serde::Serialize) -> Option<sse::Event> {
+    sse::Data::new_json(data).ok().map(|d| sse::Event::Data(d.event(name.to_string())))
+}
+
+/// The current dashboard snapshot as JSON.
+#[get("/api/dashboard/snapshot")]
+pub async fn snapshot(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.dashboard.with(|d| d.snapshot()))
+}
+
+/// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
+#[get("/api/dashboard/stream")]
+pub async fn stream(state: web::Data<AppState>) -> impl Responder {
+    let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
+    let mut feed = state.actors.feed.subscribe();
+    let dashboard = state.dashboard.clone();
+    let first = dashboard.with(|d| d.snapshot());
+    let mut last_version = first.version;
+    if let Some(e) = event("snapshot", &first) {
+        let _ = tx.try_send(e);
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
+        loop {
+            tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(priced) => {
+                        // A full buffer means a slow client: drop it rather than slow anyone else.
+                        if let Some(e) = event("usage", &priced) {
+                            if tx.try_send(e).is_err() { break; }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => {
+                    if tx.is_closed() { break; }
+                    let changed = dashboard.with(|d| (d.version() != last_version).then(|| d.snapshot()));
+                    if let Some(snap) = changed {
+                        last_version = snap.version;
+                        if let Some(e) = event("snapshot", &snap) {
+                            if tx.try_send(e).is_err() { break; }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT)
+}

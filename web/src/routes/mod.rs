@@ -1,0 +1,83 @@
+//! Route handlers, one file per resource.
+
+pub mod billing;
+pub mod dashboard;
+pub mod health;
+pub mod messages;
+pub mod prices;
+pub mod threads;
+pub mod ui;
+pub mod users;
+
+use actix_web::{web, HttpRequest};
+use tally_store::{Store, StoreError};
+
+use crate::error::ApiError;
+
+/// Header that identifies the calling user (no login).
+pub const USER_HEADER: &str = "x-user-id";
+/// Longest user id.
+pub const MAX_USER_ID_LEN: usize = 64;
+/// Default page size for lists.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// Largest page size for lists.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Run a storage call on the blocking pool.
+pub async fn blocking<T, F>(store: &Store, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = store.clone();
+    Ok(web::block(move || f(&store)).await??)
+}
+
+/// Check a user id: 1-64 characters of letters, digits, `_ . @ -`.
+pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_USER_ID_LEN
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_user_id",
+            format!("user id must be 1-{MAX_USER_ID_LEN} characters of letters, digits, '_', '.', '@', '-'"),
+        ))
+    }
+}
+
+/// The caller's user id: from the body if given, else the `X-User-Id` header. Both must agree when both are present.
+pub fn caller_user_id(req: &HttpRequest, from_body: Option<&str>) -> Result<String, ApiError> {
+    let header = match req.headers().get(USER_HEADER) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("invalid_user_id", "X-User-Id is not valid text"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let id = match (from_body, header.as_deref()) {
+        (Some(b), Some(h)) if b != h => {
+            return Err(ApiError::bad_request("user_id_mismatch", "user_id in the body and X-User-Id differ"))
+        }
+        (Some(b), _) => b.to_string(),
+        (None, Some(h)) => h.to_string(),
+        (None, None) => {
+            return Err(ApiError::bad_request("missing_user_id", "give user_id in the body or the X-User-Id header"))
+        }
+    };
+    validate_user_id(&id)?;
+    Ok(id)
+}
+
+/// Clamp a requested page size.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = offset.unwrap_or(0);
+    if !(1..=MAX_LIMIT).contains(&limit) || offset < 0 {
+        return Err(ApiError::bad_request("invalid_page", format!("limit must be 1-{MAX_LIMIT}, offset >= 0")));
+    }
+    Ok((limit, offset))
+}

@@ -1,0 +1,615 @@
+#!/usr/bin/env node
+// An in-memory stand-in for the Tally HTTP API, for UI development and for
+// trying e2e/run.mjs before the Rust server is available.
+//
+//   node e2e/mock-server.mjs [--port 8080] [--host 127.0.0.1] [--dist dist] [--delay 15]
+//
+// It implements the endpoints the UI uses with the same JSON shapes (money and
+// quantities as exact decimal strings, computed with BigInt), streams simulated
+// replies over SSE, serves the dashboard stream, and serves dist/ with an SPA
+// fallback so a built UI can be opened at http://127.0.0.1:8080/.
+// Request bodies are checked like the server's `deny_unknown_fields`.
+
+import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+function arg(name, fallback) {
+  const i = args.indexOf(`--${name}`);
+  return i !== -1 && args[i + 1] !== undefined ? args[i + 1] : fallback;
+}
+const PORT = Number(arg('port', process.env.PORT ?? 8080));
+const HOST = arg('host', '127.0.0.1');
+const DIST = resolve(arg('dist', join(here, '..', 'dist')));
+const TOKEN_DELAY_MS = Number(arg('delay', 15));
+// --fault history-cost: history answers a cost one digit off what the stream sent (to see e2e/run.mjs catch it).
+const FAULT = arg('fault', '');
+
+// ---------------------------------------------------------------- decimals (exact, BigInt)
+
+/** Parse "12.340" into {v: 1234n, s: 2}. */
+function dec(str) {
+  const m = /^(-)?(\d*)(?:\.(\d*))?$/.exec(String(str).trim());
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new Error(`not a decimal: ${str}`);
+  const frac = m[3] ?? '';
+  const v = BigInt((m[2] || '0') + frac) * (m[1] ? -1n : 1n);
+  return { v, s: frac.length };
+}
+function align(a, b) {
+  const s = Math.max(a.s, b.s);
+  return [a.v * 10n ** BigInt(s - a.s), b.v * 10n ** BigInt(s - b.s), s];
+}
+function dAdd(a, b) {
+  const [x, y, s] = align(a, b);
+  return { v: x + y, s };
+}
+function dMul(a, b) {
+  return { v: a.v * b.v, s: a.s + b.s };
+}
+function dDivPow10(a, n) {
+  return { v: a.v, s: a.s + n };
+}
+function dCmp(a, b) {
+  const [x, y] = align(a, b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+/** Normalized string: no trailing zeros ("0.000256", "4", "0"). */
+function dStr(a) {
+  let { v, s } = a;
+  while (s > 0 && v % 10n === 0n) {
+    v /= 10n;
+    s--;
+  }
+  const neg = v < 0n;
+  const digits = (neg ? -v : v).toString().padStart(s + 1, '0');
+  const out = s ? `${digits.slice(0, digits.length - s)}.${digits.slice(digits.length - s)}` : digits;
+  return neg && v !== 0n ? `-${out}` : out;
+}
+/** Round half-even to `dp` places. */
+function dRound(a, dp) {
+  if (a.s <= dp) return a;
+  const f = 10n ** BigInt(a.s - dp);
+  const neg = a.v < 0n;
+  const abs = neg ? -a.v : a.v;
+  let q = abs / f;
+  const r = abs % f;
+  if (r * 2n > f || (r * 2n === f && q % 2n === 1n)) q += 1n;
+  return { v: neg ? -q : q, s: dp };
+}
+const ZERO = { v: 0n, s: 0 };
+const sum = (xs) => xs.reduce((acc, x) => dAdd(acc, x), ZERO);
+
+// ---------------------------------------------------------------- catalog and state
+
+const TOKEN_KINDS = ['input_tokens', 'output_tokens', 'cache_write_5m_tokens', 'cache_write_1h_tokens', 'cache_read_tokens'];
+const isTokenKind = (k) => k.endsWith('_tokens');
+const unitOf = (k) => (isTokenKind(k) ? 'tokens' : 'units');
+const DEFAULT_MODEL = 'claude-3-5-haiku-20241022';
+
+const MODELS = [
+  {
+    model_id: 1,
+    name: 'claude-3-5-haiku-20241022',
+    provider: 'anthropic',
+    description: 'Claude 3.5 Haiku (default); web search $10 per 1,000 requests',
+    is_active: true,
+    prices: { input_tokens: '0.80', output_tokens: '4', cache_write_5m_tokens: '1', cache_write_1h_tokens: '1.6', cache_read_tokens: '0.08', web_search_requests: '0.01', images: '0.04' },
+    from: '2024-11-04T00:00:00Z',
+  },
+  {
+    model_id: 2,
+    name: 'claude-3-haiku-20240307',
+    provider: 'anthropic',
+    description: 'Claude 3 Haiku',
+    is_active: true,
+    prices: { input_tokens: '0.25', output_tokens: '1.25', cache_write_5m_tokens: '0.30', cache_write_1h_tokens: '0.50', cache_read_tokens: '0.03', web_search_requests: '0.01' },
+    from: '2024-03-07T00:00:00Z',
+  },
+];
+
+const users = new Map(); // id -> user
+const threads = new Map(); // id -> thread record
+const messages = []; // stored messages {message..., cost|null}
+const events = []; // usage events {event_id,..., cost}
+const lines = []; // priced lines {line..., event_id, message_id, thread_id, user_id, model, invoice_id|null}
+const invoices = new Map();
+let priceVersions = [];
+for (const m of MODELS) {
+  for (const [kind, price] of Object.entries(m.prices)) {
+    priceVersions.push({ id: randomUUID(), model: m.name, kind, price, effective_from: m.from, effective_to: null, is_current: true });
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+const bad = (code, message) => new HttpError(400, code, message);
+const now = () => new Date().toISOString();
+const USER_ID = /^[A-Za-z0-9_.@-]{1,64}$/;
+const KIND = /^[a-z][a-z0-9_]{0,63}$/;
+
+function send(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+async function readJson(req, allowed) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  const raw = Buffer.concat(chunks).toString('utf8');
+  if (!raw.trim()) return {};
+  let body;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw bad('invalid_json', 'the body is not JSON');
+  }
+  if (allowed) {
+    for (const k of Object.keys(body)) if (!allowed.includes(k)) throw bad('invalid_body', `unknown field \`${k}\``);
+  }
+  return body;
+}
+
+function priceAt(model, kind, at) {
+  const v = priceVersions.find((p) => p.model === model && p.kind === kind && p.effective_from <= at && (p.effective_to === null || at < p.effective_to));
+  if (!v) throw new HttpError(422, 'no_price', `no price for ${model} ${kind} at ${at}`);
+  return v;
+}
+
+function priceUsage(model, usage, at) {
+  const out = [];
+  for (const [kind, qty] of Object.entries(usage)) {
+    if (qty === 0 || qty === '0') continue;
+    const v = priceAt(model, kind, at);
+    const q = dec(qty);
+    const raw = dMul(q, dec(v.price));
+    const amount = isTokenKind(kind) ? dDivPow10(raw, 6) : raw;
+    out.push({ kind, unit: unitOf(kind), quantity: dStr(q), unit_price: v.price, price_version_id: v.id, amount: dStr(amount) });
+  }
+  return { lines: out, total: dStr(sum(out.map((l) => dec(l.amount)))) };
+}
+
+function threadTotal(threadId) {
+  return dStr(sum(lines.filter((l) => l.thread_id === threadId).map((l) => dec(l.amount))));
+}
+
+function messageViews(threadId) {
+  let running = ZERO;
+  return messages
+    .filter((m) => m.thread_id === threadId)
+    .map((m) => {
+      if (m.cost) running = dAdd(running, dec(m.cost.total));
+      return view(m, dStr(running));
+    });
+}
+
+function view(m, after) {
+  return {
+    message_id: m.message_id,
+    thread_id: m.thread_id,
+    user_id: m.user_id,
+    role: m.role,
+    content: m.content,
+    model: m.model,
+    created_at: m.created_at,
+    simulated: m.simulated,
+    status: m.status,
+    usage: m.cost ? Object.fromEntries(m.cost.lines.map((l) => [l.kind, l.quantity])) : null,
+    cost: m.cost,
+    cost_by_kind: m.cost ? Object.fromEntries(m.cost.lines.map((l) => [l.kind, l.amount])) : {},
+    cost_total: m.cost ? m.cost.total : '0',
+    thread_total_after: after,
+  };
+}
+
+function threadView(t) {
+  return { ...t, total_cost: threadTotal(t.thread_id) };
+}
+
+function summary(filter) {
+  const ls = lines.filter(filter);
+  const by_kind = {};
+  const by_model = {};
+  const by_thread = {};
+  const by_message = {};
+  const add = (obj, key, amount) => (obj[key] = dStr(dAdd(dec(obj[key] ?? '0'), dec(amount))));
+  for (const l of ls) {
+    const k = (by_kind[l.kind] ??= { quantity: '0', amount: '0' });
+    k.quantity = dStr(dAdd(dec(k.quantity), dec(l.quantity)));
+    k.amount = dStr(dAdd(dec(k.amount), dec(l.amount)));
+    add(by_model, l.model, l.amount);
+    if (l.thread_id) add(by_thread, l.thread_id, l.amount);
+    if (l.message_id) add(by_message, l.message_id, l.amount);
+  }
+  const total = sum(ls.map((l) => dec(l.amount)));
+  const invoiced = sum(ls.filter((l) => l.invoice_id).map((l) => dec(l.amount)));
+  return {
+    total_cost: dStr(total),
+    invoiced_cost: dStr(invoiced),
+    uninvoiced_cost: dStr(dAdd(total, { v: -invoiced.v, s: invoiced.s })),
+    by_kind,
+    by_model,
+    by_thread,
+    by_message,
+    event_count: new Set(ls.map((l) => l.event_id)).size,
+  };
+}
+
+function modelView(m) {
+  return {
+    model_id: m.model_id,
+    name: m.name,
+    provider: m.provider,
+    description: m.description,
+    is_active: m.is_active,
+    is_default: m.name === DEFAULT_MODEL,
+    simulated: true,
+    prices: priceVersions.filter((p) => p.model === m.name && p.is_current),
+  };
+}
+
+// ---------------------------------------------------------------- dashboard stream
+
+const dashClients = new Set();
+let snapshotTimer = null;
+
+function snapshot() {
+  const group = (keyOf) => {
+    const map = new Map();
+    for (const l of lines) {
+      const key = keyOf(l);
+      const g = map.get(key) ?? { cost: ZERO, events: new Set(), l };
+      g.cost = dAdd(g.cost, dec(l.amount));
+      g.events.add(l.event_id);
+      map.set(key, g);
+    }
+    return [...map.entries()].sort((a, b) => dCmp(b[1].cost, a[1].cost)).slice(0, 20);
+  };
+  const recent = events.filter((e) => Date.now() - Date.parse(e.occurred_at) <= 10_000).length;
+  const kinds = new Map();
+  for (const l of lines) {
+    const k = kinds.get(l.kind) ?? { kind: l.kind, unit: l.unit, quantity: ZERO, cost: ZERO };
+    k.quantity = dAdd(k.quantity, dec(l.quantity));
+    k.cost = dAdd(k.cost, dec(l.amount));
+    kinds.set(l.kind, k);
+  }
+  return {
+    generated_at: now(),
+    total_cost: dStr(sum(lines.map((l) => dec(l.amount)))),
+    event_count: events.length,
+    events_per_second: dStr(dDivPow10({ v: BigInt(recent), s: 0 }, 1)),
+    last_event_at: events.length ? events[events.length - 1].occurred_at : null,
+    by_user: group((l) => l.user_id).map(([user_id, g]) => ({ user_id, cost: dStr(g.cost), events: g.events.size })),
+    by_thread: group((l) => l.thread_id).map(([thread_id, g]) => ({ thread_id, user_id: g.l.user_id, cost: dStr(g.cost), events: g.events.size })),
+    by_model: group((l) => l.model).map(([model, g]) => ({ model, cost: dStr(g.cost), events: g.events.size })),
+    by_kind: [...kinds.values()]
+      .sort((a, b) => dCmp(b.cost, a.cost))
+      .map((k) => ({ kind: k.kind, unit: k.unit, quantity: dStr(k.quantity), cost: dStr(k.cost) })),
+  };
+}
+
+function sse(res, event, data) {
+  res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+function scheduleSnapshot() {
+  if (snapshotTimer) return;
+  snapshotTimer = setTimeout(() => {
+    snapshotTimer = null;
+    const snap = snapshot();
+    for (const c of dashClients) sse(c, 'snapshot', snap);
+  }, 250);
+}
+
+function dashboardStream(req, res) {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+  res.write(': connected\n\n');
+  sse(res, 'snapshot', snapshot());
+  dashClients.add(res);
+  const ka = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  req.on('close', () => {
+    clearInterval(ka);
+    dashClients.delete(res);
+  });
+}
+
+// ---------------------------------------------------------------- chat
+
+const WORDS = 'the meter counts every token and prices it with the version in force when the reply finished so the bill is exact to the last digit'.split(' ');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function recordUsage(thread, messageId, usage) {
+  const at = now();
+  const cost = priceUsage(thread.model, usage, at);
+  const event_id = randomUUID();
+  const ev = {
+    event_id,
+    user_id: thread.user_id,
+    thread_id: thread.thread_id,
+    message_id: messageId,
+    model: thread.model,
+    event_type: 'llm_call',
+    source: 'simulator',
+    idempotency_key: `${messageId}:usage`,
+    occurred_at: at,
+    cost,
+  };
+  events.push(ev);
+  for (const l of cost.lines) lines.push({ ...l, id: randomUUID(), event_id, message_id: messageId, thread_id: thread.thread_id, user_id: thread.user_id, model: thread.model, occurred_at: at, invoice_id: null });
+  const live = { event_id, user_id: ev.user_id, thread_id: ev.thread_id, message_id: messageId, model: ev.model, occurred_at: at, committed_at: now(), cost };
+  for (const c of dashClients) sse(c, 'usage', live);
+  scheduleSnapshot();
+  return cost;
+}
+
+async function streamMessage(req, res) {
+  const body = await readJson(req, ['thread_id', 'user_id', 'content']);
+  const userId = body.user_id ?? req.headers['x-user-id'];
+  if (!userId) throw bad('missing_user_id', 'give user_id in the body or the X-User-Id header');
+  const thread = threads.get(body.thread_id);
+  if (!thread) throw new HttpError(404, 'thread_not_found', `thread ${body.thread_id} not found`);
+  if (thread.user_id !== userId) throw new HttpError(403, 'not_thread_owner', 'the thread belongs to another user');
+  const content = String(body.content ?? '');
+  if (!content.trim()) throw bad('empty_message', 'the message is empty');
+
+  const userMsg = { message_id: randomUUID(), thread_id: thread.thread_id, user_id: userId, role: 'user', content, model: thread.model, created_at: now(), simulated: false, status: 'complete', cost: null };
+  messages.push(userMsg);
+  const assistantId = randomUUID();
+  const history = messages.filter((m) => m.thread_id === thread.thread_id);
+  const before = threadTotal(thread.thread_id);
+
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+  let closed = false;
+  req.on('close', () => (closed = true));
+  sse(res, 'start', { user_message: view(userMsg, before), assistant_message_id: assistantId, model: thread.model, simulated: true });
+
+  const n = 6 + (content.length % 7);
+  const seed = content.length + history.length;
+  const words = Array.from({ length: n }, (_, i) => WORDS[(seed + i * 5) % WORDS.length]);
+  const prior = history.slice(0, -1).reduce((acc, m) => acc + Math.ceil(m.content.length / 4), 0);
+  const usage = { input_tokens: 8 + Math.ceil(content.length / 4), output_tokens: 0, cache_write_5m_tokens: 0, cache_write_1h_tokens: 0, cache_read_tokens: prior };
+  let text = '';
+  for (let i = 0; i < words.length && !closed; i++) {
+    const piece = (i === 0 ? 'Simulated reply: ' : ' ') + words[i];
+    text += piece;
+    usage.output_tokens += 1 + (i === 0 ? 3 : 0);
+    sse(res, 'delta', { text: piece });
+    if (i % 3 === 2) sse(res, 'usage', { usage: { ...usage } });
+    await sleep(TOKEN_DELAY_MS);
+  }
+  text += '.';
+  sse(res, 'delta', { text: '.' });
+  sse(res, 'usage', { usage: { ...usage } });
+
+  const billed = Object.fromEntries(Object.entries(usage).filter(([, v]) => v > 0).map(([k, v]) => [k, String(v)]));
+  if (/\bimage\b/i.test(content)) billed.images = '1';
+  const cost = recordUsage(thread, assistantId, billed);
+  const assistantMsg = { message_id: assistantId, thread_id: thread.thread_id, user_id: userId, role: 'assistant', content: text, model: thread.model, created_at: now(), simulated: true, status: closed ? 'interrupted' : 'complete', cost };
+  messages.push(assistantMsg);
+  thread.updated_at = now();
+  const total = threadTotal(thread.thread_id);
+  if (!closed) {
+    sse(res, 'done', { user_message: view(userMsg, before), assistant_message: view(assistantMsg, total), thread_total: total, simulated: true, error: null });
+    res.end();
+  }
+}
+
+// ---------------------------------------------------------------- routes
+
+async function api(req, res, url) {
+  const path = url.pathname.replace(/\/+$/, '') || '/';
+  const method = req.method;
+  let m;
+
+  if (path === '/api/health') return send(res, 200, { status: 'ok' });
+
+  // users
+  if (path === '/api/users' && method === 'POST') {
+    const b = await readJson(req, ['user_id', 'username', 'email']);
+    const id = b.user_id ?? req.headers['x-user-id'];
+    if (!id || !USER_ID.test(id)) throw bad('invalid_user_id', "user id must be 1-64 characters of letters, digits, '_', '.', '@', '-'");
+    if (users.has(id)) throw new HttpError(409, 'user_exists', `user ${id} already exists`);
+    const u = { user_id: id, username: b.username ?? id, email: b.email ?? null, created_at: now() };
+    users.set(id, u);
+    return send(res, 201, u);
+  }
+  if (path === '/api/users' && method === 'GET') return send(res, 200, [...users.values()]);
+  if ((m = /^\/api\/users\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const u = users.get(decodeURIComponent(m[1]));
+    if (!u) throw new HttpError(404, 'user_not_found', `user ${m[1]} not found`);
+    return send(res, 200, u);
+  }
+
+  // threads
+  if (path === '/api/threads' && method === 'POST') {
+    const b = await readJson(req, ['user_id', 'title', 'model']);
+    const userId = b.user_id ?? req.headers['x-user-id'];
+    if (!users.has(userId)) throw new HttpError(404, 'user_not_found', `user ${userId} not found`);
+    const model = b.model ?? DEFAULT_MODEL;
+    if (!MODELS.some((x) => x.name === model && x.is_active)) throw bad('unknown_model', `unknown model ${model}`);
+    const t = { thread_id: randomUUID(), user_id: userId, title: b.title ?? 'New thread', model, created_at: now(), updated_at: now(), is_active: true };
+    threads.set(t.thread_id, t);
+    return send(res, 201, threadView(t));
+  }
+  if (path === '/api/threads' && method === 'GET') {
+    const userId = url.searchParams.get('user_id');
+    const list = [...threads.values()].filter((t) => !userId || t.user_id === userId).sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1));
+    return send(res, 200, list.map(threadView));
+  }
+  if ((m = /^\/api\/threads\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const t = threads.get(m[1]);
+    if (!t) throw new HttpError(404, 'thread_not_found', `thread ${m[1]} not found`);
+    return send(res, 200, { ...threadView(t), messages: messageViews(t.thread_id) });
+  }
+
+  // messages
+  if (path === '/api/messages/stream' && method === 'POST') return streamMessage(req, res);
+  if ((m = /^\/api\/messages\/([^/]+)\/history$/.exec(path)) && method === 'GET') {
+    const t = threads.get(m[1]);
+    if (!t) throw new HttpError(404, 'thread_not_found', `thread ${m[1]} not found`);
+    const views = messageViews(t.thread_id);
+    if (FAULT === 'history-cost') for (const v of views) if (v.cost) v.cost_total = `${v.cost_total}1`;
+    return send(res, 200, { thread_id: t.thread_id, total_cost: threadTotal(t.thread_id), messages: views });
+  }
+
+  // billing
+  if ((m = /^\/api\/billing\/metrics\/user\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const id = decodeURIComponent(m[1]);
+    return send(res, 200, { user_id: id, metrics: summary((l) => l.user_id === id) });
+  }
+  if ((m = /^\/api\/billing\/metrics\/thread\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const t = threads.get(m[1]);
+    if (!t) throw new HttpError(404, 'thread_not_found', `thread ${m[1]} not found`);
+    return send(res, 200, { thread_id: t.thread_id, user_id: t.user_id, model: t.model, metrics: summary((l) => l.thread_id === t.thread_id) });
+  }
+  if ((m = /^\/api\/billing\/generate-invoice\/thread\/([^/]+)$/.exec(path)) && method === 'POST') {
+    const t = threads.get(m[1]);
+    if (!t) throw new HttpError(404, 'thread_not_found', `thread ${m[1]} not found`);
+    const open = lines.filter((l) => l.thread_id === t.thread_id && !l.invoice_id);
+    if (!open.length) throw new HttpError(409, 'nothing_to_invoice', 'all usage of this thread is already invoiced');
+    const id = randomUUID();
+    const subtotal = sum(open.map((l) => dec(l.amount)));
+    const inv = {
+      id,
+      user_id: t.user_id,
+      thread_id: t.thread_id,
+      period_start: open[0].occurred_at,
+      period_end: open[open.length - 1].occurred_at,
+      lines: open.map((l) => ({ id: l.id, message_id: l.message_id, event_id: l.event_id, thread_id: l.thread_id, kind: l.kind, unit: l.unit, quantity: l.quantity, unit_price: l.unit_price, price_version_id: l.price_version_id, amount: l.amount, occurred_at: l.occurred_at })),
+      subtotal: dStr(subtotal),
+      total: dStr(dRound(subtotal, 6)),
+      status: 'pending',
+      created_at: now(),
+    };
+    for (const l of open) l.invoice_id = id;
+    invoices.set(id, inv);
+    return send(res, 201, inv);
+  }
+  if ((m = /^\/api\/billing\/invoices\/user\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const id = decodeURIComponent(m[1]);
+    return send(res, 200, [...invoices.values()].filter((i) => i.user_id === id).sort((a, b) => (a.created_at < b.created_at ? 1 : -1)));
+  }
+  if ((m = /^\/api\/billing\/invoices\/([^/]+)\/status$/.exec(path)) && method === 'POST') {
+    const inv = invoices.get(m[1]);
+    if (!inv) throw new HttpError(404, 'invoice_not_found', `invoice ${m[1]} not found`);
+    const b = await readJson(req, ['status']);
+    if (b.status !== 'paid' && b.status !== 'pending') throw bad('invalid_status', 'status is pending or paid');
+    inv.status = b.status;
+    return send(res, 200, inv);
+  }
+  if ((m = /^\/api\/billing\/invoices\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const inv = invoices.get(m[1]);
+    if (!inv) throw new HttpError(404, 'invoice_not_found', `invoice ${m[1]} not found`);
+    return send(res, 200, inv);
+  }
+  if (path === '/api/usage/events' && method === 'GET') {
+    const userId = url.searchParams.get('user_id');
+    const threadId = url.searchParams.get('thread_id');
+    const limit = Number(url.searchParams.get('limit') ?? 100);
+    if (!(limit >= 1 && limit <= 1000)) throw bad('invalid_page', 'limit must be 1-1000');
+    const list = events.filter((e) => (!userId || e.user_id === userId) && (!threadId || e.thread_id === threadId)).slice().reverse().slice(0, limit);
+    return send(res, 200, list);
+  }
+
+  // models and prices
+  if (path === '/api/models' && method === 'GET') return send(res, 200, MODELS.map(modelView));
+  if (path === '/api/prices' && method === 'GET') {
+    const model = url.searchParams.get('model');
+    const kind = url.searchParams.get('kind');
+    const history = url.searchParams.get('history') === 'true';
+    return send(res, 200, priceVersions.filter((p) => (!model || p.model === model) && (!kind || p.kind === kind) && (history || p.is_current)));
+  }
+  if (path === '/api/prices' && method === 'POST') {
+    const b = await readJson(req, ['model', 'kind', 'price', 'effective_from']);
+    if (!MODELS.some((x) => x.name === b.model)) throw new HttpError(404, 'model_not_found', `model ${b.model} not found`);
+    if (!KIND.test(b.kind ?? '') || (isTokenKind(b.kind) && !TOKEN_KINDS.includes(b.kind))) throw bad('invalid_usage_kind', `invalid usage kind ${b.kind}`);
+    let price;
+    try {
+      price = dec(b.price);
+    } catch {
+      throw bad('invalid_price', 'price must be a decimal string');
+    }
+    if (price.v < 0n) throw bad('negative_price', 'price must not be negative');
+    const from = b.effective_from ? new Date(b.effective_from) : new Date();
+    if (Number.isNaN(from.getTime())) throw bad('invalid_effective_from', 'effective_from is not a time');
+    if (b.effective_from && from.getTime() < Date.now() - 1000) throw bad('price_in_past', 'a new price cannot start in the past');
+    const fromIso = from.toISOString();
+    const current = priceVersions.find((p) => p.model === b.model && p.kind === b.kind && p.is_current);
+    let closed = null;
+    if (current) {
+      current.effective_to = fromIso;
+      current.is_current = false;
+      closed = current;
+    }
+    const created = { id: randomUUID(), model: b.model, kind: b.kind, price: String(b.price).trim(), effective_from: fromIso, effective_to: null, is_current: true };
+    priceVersions.push(created);
+    return send(res, 201, { closed, created });
+  }
+
+  if (path === '/api/dashboard/stream' && method === 'GET') return dashboardStream(req, res);
+
+  throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
+}
+
+// ---------------------------------------------------------------- static files (dist/) with SPA fallback
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.json': 'application/json', '.ico': 'image/x-icon', '.woff2': 'font/woff2' };
+
+async function serveStatic(req, res, url) {
+  const rel = normalize(decodeURIComponent(url.pathname)).replace(/^([/\\])+/, '');
+  let file = join(DIST, rel);
+  if (!file.startsWith(DIST)) return send(res, 403, { code: 'forbidden', message: 'outside dist' });
+  let ok = false;
+  try {
+    ok = (await stat(file)).isFile();
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    if (extname(rel) && rel.startsWith('assets')) return send(res, 404, { code: 'not_found', message: `no file ${url.pathname}` });
+    file = join(DIST, 'index.html'); // SPA fallback for client-side routes
+  }
+  try {
+    const data = await readFile(file);
+    res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': file.endsWith('index.html') ? 'no-cache' : 'max-age=3600' });
+    res.end(req.method === 'HEAD' ? undefined : data);
+  } catch {
+    res.writeHead(404, { 'Content-Type': 'text/plain' });
+    res.end(`mock server: no UI build at ${DIST} (run npm run build), API is under /api`);
+  }
+}
+
+const server = createServer(async (req, res) => {
+  const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
+  try {
+    if (url.pathname.startsWith('/api/') || url.pathname === '/api') await api(req, res, url);
+    else await serveStatic(req, res, url);
+  } catch (e) {
+    const status = e instanceof HttpError ? e.status : 500;
+    if (!(e instanceof HttpError)) console.error(e);
+    if (!res.headersSent) send(res, status, { code: e.code ?? 'internal', message: e.message });
+    else res.end();
+  }
+});
+
+server.listen(PORT, HOST, () => {
+  console.log(`tally mock server on http://${HOST}:${PORT} (dist: ${DIST})`);
+});
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    server.closeAllConnections();
+    server.close();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,221 @@
+// Client of the Tally HTTP API. Every amount stays the string the server sent.
+
+import { readSseStream } from './sse';
+import type {
+  ApiErrorBody,
+  History,
+  Invoice,
+  Metrics,
+  Model,
+  PriceChange,
+  PriceVersion,
+  StreamDone,
+  StreamStart,
+  StreamUsage,
+  Thread,
+  ThreadDetail,
+  UsageEvent,
+  User,
+} from './types';
+
+/** An error answer of the API ({code, message}) or a transport failure (code "network"). */
+export class ApiError extends Error {
+  constructor(
+    public readonly status: number,
+    public readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+async function errorFrom(res: Response): Promise<ApiError> {
+  let code = `http_${res.status}`;
+  let message = res.statusText || `HTTP ${res.status}`;
+  try {
+    const body = (await res.json()) as Partial<ApiErrorBody>;
+    if (body && typeof body.code === 'string') code = body.code;
+    if (body && typeof body.message === 'string') message = body.message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  return new ApiError(res.status, code, message);
+}
+
+async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
+  }
+  if (!res.ok) throw await errorFrom(res);
+  return (await res.json()) as T;
+}
+
+const enc = encodeURIComponent;
+
+// --- users ---
+
+export function getUser(userId: string): Promise<User> {
+  return request('GET', `/api/users/${enc(userId)}`);
+}
+
+/** Create the user, or fetch it when it already exists (409 user_exists). */
+export async function ensureUser(userId: string): Promise<User> {
+  try {
+    return await request<User>('POST', '/api/users/', { user_id: userId });
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 409) return getUser(userId);
+    throw e;
+  }
+}
+
+// --- threads and messages ---
+
+export function listThreads(userId: string): Promise<Thread[]> {
+  return request('GET', `/api/threads/?user_id=${enc(userId)}`);
+}
+
+export function createThread(userId: string, model?: string, title?: string): Promise<Thread> {
+  const body: Record<string, string> = { user_id: userId };
+  if (model) body.model = model;
+  if (title) body.title = title;
+  return request('POST', '/api/threads/', body);
+}
+
+export function getThread(threadId: string): Promise<ThreadDetail> {
+  return request('GET', `/api/threads/${enc(threadId)}`);
+}
+
+export function getHistory(threadId: string): Promise<History> {
+  return request('GET', `/api/messages/${enc(threadId)}/history`);
+}
+
+export interface StreamHandlers {
+  onStart?: (ev: StreamStart) => void;
+  onDelta?: (ev: { text: string }) => void;
+  onUsage?: (ev: StreamUsage) => void;
+  onDone?: (ev: StreamDone) => void;
+}
+
+/**
+ * Send a message and follow the reply as it streams (POST + server-sent events).
+ * Resolves with the `done` event; rejects with ApiError on an HTTP error, an
+ * `error` event, or a stream that ends without `done`.
+ */
+export async function streamMessage(
+  req: { threadId: string; userId: string; content: string },
+  handlers: StreamHandlers,
+  signal?: AbortSignal,
+): Promise<StreamDone> {
+  let res: Response;
+  try {
+    res = await fetch('/api/messages/stream', {
+      method: 'POST',
+      headers: { Accept: 'text/event-stream', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ thread_id: req.threadId, user_id: req.userId, content: req.content }),
+      signal,
+    });
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
+  }
+  if (!res.ok) throw await errorFrom(res);
+  if (!res.body) throw new ApiError(res.status, 'no_stream', 'the server sent no stream body');
+
+  let done: StreamDone | null = null;
+  let failure: ApiError | null = null;
+  await readSseStream(res.body, (ev) => {
+    let data: unknown;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      failure = failure ?? new ApiError(res.status, 'bad_event', `unreadable ${ev.event} event`);
+      return;
+    }
+    switch (ev.event) {
+      case 'start':
+        handlers.onStart?.(data as StreamStart);
+        break;
+      case 'delta':
+        handlers.onDelta?.(data as { text: string });
+        break;
+      case 'usage':
+        handlers.onUsage?.(data as StreamUsage);
+        break;
+      case 'done':
+        done = data as StreamDone;
+        handlers.onDone?.(done);
+        break;
+      case 'error': {
+        const b = data as Partial<ApiErrorBody>;
+        failure = new ApiError(res.status, b.code ?? 'stream_error', b.message ?? 'the reply failed');
+        break;
+      }
+      default:
+        break;
+    }
+  });
+  if (done) return done;
+  throw failure ?? new ApiError(res.status, 'stream_ended', 'the reply stream ended before it finished');
+}
+
+// --- billing ---
+
+export function userMetrics(userId: string): Promise<Metrics> {
+  return request('GET', `/api/billing/metrics/user/${enc(userId)}`);
+}
+
+export function threadMetrics(threadId: string): Promise<Metrics> {
+  return request('GET', `/api/billing/metrics/thread/${enc(threadId)}`);
+}
+
+export function generateThreadInvoice(threadId: string): Promise<Invoice> {
+  return request('POST', `/api/billing/generate-invoice/thread/${enc(threadId)}`);
+}
+
+export function listInvoices(userId: string): Promise<Invoice[]> {
+  return request('GET', `/api/billing/invoices/user/${enc(userId)}`);
+}
+
+export function getInvoice(invoiceId: string): Promise<Invoice> {
+  return request('GET', `/api/billing/invoices/${enc(invoiceId)}`);
+}
+
+export function setInvoiceStatus(invoiceId: string, status: 'paid' | 'pending'): Promise<Invoice> {
+  return request('POST', `/api/billing/invoices/${enc(invoiceId)}/status`, { status });
+}
+
+export function usageEvents(userId: string, limit = 100): Promise<UsageEvent[]> {
+  return request('GET', `/api/usage/events?user_id=${enc(userId)}&limit=${limit}`);
+}
+
+// --- models and prices ---
+
+export function listModels(): Promise<Model[]> {
+  return request('GET', '/api/models');
+}
+
+export function listPrices(q: { model?: string; kind?: string; history?: boolean }): Promise<PriceVersion[]> {
+  const params = new URLSearchParams();
+  if (q.model) params.set('model', q.model);
+  if (q.kind) params.set('kind', q.kind);
+  if (q.history) params.set('history', 'true');
+  const qs = params.toString();
+  return request('GET', `/api/prices${qs ? `?${qs}` : ''}`);
+}
+
+export function addPrice(p: { model: string; kind: string; price: string; effective_from?: string }): Promise<PriceChange> {
+  const body: Record<string, string> = { model: p.model, kind: p.kind, price: p.price };
+  if (p.effective_from) body.effective_from = p.effective_from;
+  return request('POST', '/api/prices', body);
+}
+

@@ -1,0 +1,215 @@
+// Shapes of the Tally HTTP API. Money and quantities are decimal strings, never numbers.
+
+/** A decimal amount of US dollars as the API sends it, e.g. "0.0002672". */
+export type Money = string;
+/** A decimal quantity (tokens, images, pixels...) as the API sends it. */
+export type Quantity = string;
+
+export interface ApiErrorBody {
+  code: string;
+  message: string;
+}
+
+export interface User {
+  user_id: string;
+  username: string | null;
+  email: string | null;
+  created_at: string;
+}
+
+export interface Thread {
+  thread_id: string;
+  user_id: string;
+  title: string;
+  model: string;
+  created_at: string;
+  updated_at: string;
+  is_active: boolean;
+  total_cost: Money;
+}
+
+export interface CostLine {
+  kind: string;
+  unit: 'tokens' | 'units' | string;
+  quantity: Quantity;
+  unit_price: Money;
+  price_version_id: string;
+  amount: Money;
+}
+
+export interface Cost {
+  lines: CostLine[];
+  total: Money;
+}
+
+export type Role = 'user' | 'assistant';
+export type MessageStatus = 'complete' | 'interrupted' | 'failed';
+
+export interface MessageView {
+  message_id: string;
+  thread_id: string;
+  user_id: string;
+  role: Role;
+  content: string;
+  model: string;
+  created_at: string;
+  simulated: boolean;
+  status: MessageStatus;
+  usage: Record<string, Quantity> | null;
+  cost: Cost | null;
+  cost_by_kind: Record<string, Money>;
+  cost_total: Money;
+  thread_total_after: Money;
+}
+
+export interface ThreadDetail extends Thread {
+  messages: MessageView[];
+}
+
+export interface History {
+  thread_id: string;
+  total_cost: Money;
+  messages: MessageView[];
+}
+
+export interface KindTotal {
+  quantity: Quantity;
+  amount: Money;
+}
+
+export interface CostSummary {
+  total_cost: Money;
+  invoiced_cost: Money;
+  uninvoiced_cost: Money;
+  by_kind: Record<string, KindTotal>;
+  by_model: Record<string, Money>;
+  by_thread: Record<string, Money>;
+  by_message: Record<string, Money>;
+  event_count: number;
+}
+
+export interface Metrics {
+  user_id: string;
+  thread_id?: string;
+  model?: string;
+  metrics: CostSummary;
+}
+
+export interface InvoiceLine {
+  id: string;
+  message_id: string | null;
+  event_id: string;
+  thread_id: string | null;
+  kind: string;
+  unit: string;
+  quantity: Quantity;
+  unit_price: Money;
+  price_version_id: string;
+  amount: Money;
+  occurred_at: string;
+}
+
+export interface Invoice {
+  id: string;
+  user_id: string;
+  thread_id: string | null;
+  period_start: string | null;
+  period_end: string | null;
+  lines: InvoiceLine[];
+  subtotal: Money;
+  total: Money;
+  status: 'pending' | 'paid' | string;
+  created_at: string;
+}
+
+export interface UsageEvent {
+  event_id: string;
+  user_id: string;
+  thread_id: string | null;
+  message_id: string | null;
+  model: string;
+  event_type: string;
+  source: string;
+  idempotency_key: string | null;
+  occurred_at: string;
+  cost: Cost | null;
+}
+
+export interface PriceVersion {
+  id: string;
+  model: string;
+  kind: string;
+  price: Money;
+  effective_from: string;
+  effective_to: string | null;
+  is_current: boolean;
+}
+
+export interface Model {
+  /** Surrogate key; threads and prices refer to a model by `name`. */
+  model_id: number | string;
+  /** API model id, e.g. "claude-3-5-haiku-20241022". */
+  name: string;
+  provider: string;
+  description: string | null;
+  is_active: boolean;
+  is_default: boolean;
+  simulated: boolean;
+  prices: PriceVersion[];
+}
+
+export interface PriceChange {
+  closed: PriceVersion | null;
+  created: PriceVersion;
+}
+
+// --- POST /api/messages/stream events ---
+
+export interface StreamStart {
+  user_message: MessageView;
+  assistant_message_id: string;
+  model: string;
+  simulated: boolean;
+}
+
+export interface StreamDelta {
+  text: string;
+}
+
+/** Live token counts while streaming (numbers here, only for display of counts). */
+export interface StreamUsage {
+  usage: Record<string, number | string>;
+}
+
+export interface StreamDone {
+  user_message: MessageView;
+  assistant_message: MessageView;
+  thread_total: Money;
+  simulated: boolean;
+  error: string | null;
+}
+
+// --- GET /api/dashboard/stream ---
+
+export interface Snapshot {
+  generated_at: string;
+  total_cost: Money;
+  event_count: number;
+  events_per_second: string;
+  last_event_at: string | null;
+  by_user: { user_id: string; cost: Money; events: number }[];
+  by_thread: { thread_id: string; user_id: string; cost: Money; events: number }[];
+  by_model: { model: string; cost: Money; events: number }[];
+  by_kind: { kind: string; unit: string; quantity: Quantity; cost: Money }[];
+}
+
+export interface DashboardUsage {
+  event_id: string;
+  user_id: string;
+  thread_id: string | null;
+  message_id: string | null;
+  model: string;
+  occurred_at: string;
+  committed_at: string;
+  cost: Cost;
+}
