@@ -12,6 +12,7 @@ need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 install_pkgs() {
   local missing=()
   [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]} from Debian" >&2
     need_root apt-get update -qq >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: installs and starts what the tests need (PostgreSQL from
-# Debian, on loopback), then runs lint checks and every test in the workspace.
+# The whole test suite: installs and starts what the tests need (PostgreSQL and
+# Chromium from Debian; PostgreSQL on loopback), then clippy, every Rust test
+# (unit, property, integration), the UI's vitest tests and the browser e2e tests.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -12,5 +13,12 @@ trap 'scripts/services.sh stop' EXIT
 echo "== clippy (unwrap/expect denied outside tests)"
 cargo clippy --workspace --all-targets --quiet
 
-echo "== tests"
+echo "== rust tests"
 cargo test --workspace --no-fail-fast -- --test-threads="${TALLY_TEST_THREADS:-4}"
+
+echo "== ui unit tests (vitest)"
+(cd web/ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
+
+echo "== browser end-to-end tests (chromium)"
+cargo build --quiet
+scripts/e2e.sh

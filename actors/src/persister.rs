@@ -107,11 +107,7 @@ impl PersisterActor {
         actix::spawn(async move {
             let started = Instant::now();
             let ops_count: usize = batch.iter().map(|p| p.ops.len()).sum();
-            let batch = match tokio::task::spawn_blocking(move || write_and_answer(&store, batch)).await {
-                Ok(()) => None,
-                Err(e) => Some(e),
-            };
-            if let Some(e) = batch {
+            if let Err(e) = tokio::task::spawn_blocking(move || write_and_answer(&store, batch)).await {
                 // The blocking task panicked: its callers' senders were dropped, so they see
                 // `Unavailable` and nothing was acknowledged that is not durable.
                 tracing::error!(error = %e, "Persister batch task failed.");

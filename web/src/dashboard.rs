@@ -48,18 +48,46 @@ pub struct Dashboard {
     version: u64,
 }
 
-/// A user's, thread's or model's total.
+/// A user's total.
 #[derive(Debug, Clone, Serialize)]
-pub struct Ranked {
-    /// User id, thread id or model name.
-    pub key: String,
-    /// Owner (threads only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+pub struct UserRow {
+    /// User id.
+    pub user_id: String,
     /// Total cost.
     pub cost: Money,
     /// Usage events.
     pub events: u64,
+}
+
+/// A thread's total.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadRow {
+    /// Thread id.
+    pub thread_id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// Total cost.
+    pub cost: Money,
+    /// Usage events.
+    pub events: u64,
+}
+
+/// A model's total.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRow {
+    /// Model name.
+    pub model: String,
+    /// Total cost.
+    pub cost: Money,
+    /// Usage events.
+    pub events: u64,
+}
+
+/// Sort by cost (highest first, ties by key) and keep the top N.
+fn top<T>(mut rows: Vec<T>, cost: impl Fn(&T) -> Money, key: impl Fn(&T) -> String) -> Vec<T> {
+    rows.sort_by(|a, b| cost(b).cmp(&cost(a)).then_with(|| key(a).cmp(&key(b))));
+    rows.truncate(TOP_N);
+    rows
 }
 
 /// Usage of one kind.
@@ -89,11 +117,11 @@ pub struct Snapshot {
     /// Commit time of the latest event.
     pub last_event_at: Option<DateTime<Utc>>,
     /// Top users by cost.
-    pub by_user: Vec<Ranked>,
+    pub by_user: Vec<UserRow>,
     /// Top threads by cost.
-    pub by_thread: Vec<Ranked>,
+    pub by_thread: Vec<ThreadRow>,
     /// Models by cost.
-    pub by_model: Vec<Ranked>,
+    pub by_model: Vec<ModelRow>,
     /// Usage by kind.
     pub by_kind: Vec<KindRow>,
     /// Changes when the aggregates change.
@@ -141,12 +169,6 @@ impl Dashboard {
             self.recent.pop_front();
         }
         let rate = Decimal::from(self.recent.len() as u64) / Decimal::from(RATE_WINDOW.as_secs());
-        let rank = |it: Vec<Ranked>| {
-            let mut v = it;
-            v.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.key.cmp(&b.key)));
-            v.truncate(TOP_N);
-            v
-        };
         let mut kinds: Vec<KindRow> = self
             .by_kind
             .iter()
@@ -159,14 +181,24 @@ impl Dashboard {
             event_count: self.event_count,
             events_per_second: rate.round_dp(1),
             last_event_at: self.last_event_at,
-            by_user: rank(self.by_user.iter().map(|(k, a)| Ranked { key: k.clone(), user_id: None, cost: a.cost, events: a.events }).collect()),
-            by_thread: rank(
+            by_user: top(
+                self.by_user.iter().map(|(k, a)| UserRow { user_id: k.clone(), cost: a.cost, events: a.events }).collect(),
+                |r| r.cost,
+                |r| r.user_id.clone(),
+            ),
+            by_thread: top(
                 self.by_thread
                     .iter()
-                    .map(|(k, (u, a))| Ranked { key: k.to_string(), user_id: Some(u.clone()), cost: a.cost, events: a.events })
+                    .map(|(k, (u, a))| ThreadRow { thread_id: *k, user_id: u.clone(), cost: a.cost, events: a.events })
                     .collect(),
+                |r| r.cost,
+                |r| r.thread_id.to_string(),
             ),
-            by_model: rank(self.by_model.iter().map(|(k, a)| Ranked { key: k.clone(), user_id: None, cost: a.cost, events: a.events }).collect()),
+            by_model: top(
+                self.by_model.iter().map(|(k, a)| ModelRow { model: k.clone(), cost: a.cost, events: a.events }).collect(),
+                |r| r.cost,
+                |r| r.model.clone(),
+            ),
             by_kind: kinds,
             version: self.version,
         }

@@ -46,8 +46,9 @@ async fn dashboard_pushes_snapshot_then_updates_after_usage() {
         let usage_seen = frames.iter().any(|f| f.0 == "usage" && dec(&f.1["cost"]["total"]) == cost);
         let snap = frames.iter().rev().find(|f| f.0 == "snapshot").map(|f| f.1.clone()).unwrap();
         if usage_seen && dec(&snap["total_cost"]) == cost {
-            assert_eq!(snap["by_user"][0]["key"], "hana", "top user");
+            assert_eq!(snap["by_user"][0]["user_id"], "hana", "top user");
             assert_eq!(dec(&snap["by_thread"][0]["cost"]), cost, "thread cost");
+            drop(body);
             node.stop().await;
             return;
         }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Browser end-to-end tests: starts a real `tally serve` (simulator, fresh SQLite, free port)
+# and drives the UI in Debian's Chromium with playwright-core (web/ui/e2e/run.mjs).
+# Screenshots go to target/e2e-screenshots.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=${TALLY_BIN:-target/debug/tally}
+[ -x "$BIN" ] || cargo build --quiet
+WORK=$(mktemp -d)
+SHOTS="$ROOT/target/e2e-screenshots"
+mkdir -p "$SHOTS"
+TALLY_SIM_TOKEN_DELAY_MS=2 "$BIN" serve --bind 127.0.0.1:0 --database-url "sqlite://$WORK/e2e.db" >"$WORK/out" 2>"$WORK/log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$WORK/out" 2>/dev/null && break
+  kill -0 $PID 2>/dev/null || { cat "$WORK/log" >&2; echo "tally exited early" >&2; exit 1; }
+  sleep 0.1
+done
+URL=$(sed -n 's/^tally listening on //p' "$WORK/out" | head -1)
+[ -n "$URL" ] || { cat "$WORK/log" >&2; echo "tally did not start" >&2; exit 1; }
+echo "e2e: tally at $URL"
+cd web/ui
+[ -d node_modules ] || npm ci --no-audit --no-fund
+TALLY_URL="$URL" SCREENSHOT_DIR="$SHOTS" npm run --silent e2e
