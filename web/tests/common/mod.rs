@@ -13,7 +13,7 @@ use tally_llm::{Provider, ProviderRouter, SimulatorConfig, SimulatorProvider};
 use tally_store::Store;
 use tally_web::{AppState, HttpConfig};
 
-pub const CATALOG: &str = include_str!("../../catalog/prices.json");
+pub const CATALOG: &str = include_str!("../../../catalog/prices.json");
 pub const HAIKU: &str = "claude-3-5-haiku-20241022";
 
 pub struct Node {
@@ -53,8 +53,9 @@ impl Node {
         Node { base: format!("http://{addr}"), actors, handle, client: reqwest::Client::new(), db_url }
     }
 
+    /// Stop without waiting for open SSE connections (the dashboard test leaves one behind).
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        self.handle.stop(false).await;
         self.actors.drain().await.unwrap();
     }
 
