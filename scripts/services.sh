@@ -5,6 +5,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE="$ROOT/.tmp/services"
 PG_PORT=${TALLY_TEST_PG_PORT:-55432}
+REDIS_PORT=${TALLY_TEST_REDIS_PORT:-56379}
 mkdir -p "$STATE"
 
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -13,6 +14,7 @@ install_pkgs() {
   local missing=()
   [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]} from Debian" >&2
     need_root apt-get update -qq >&2
@@ -55,9 +57,27 @@ stop_pg() {
   [ -f "$STATE/pg/data/PG_VERSION" ] && as_pg "$bin/pg_ctl -D '$STATE/pg/data' -m fast stop" >/dev/null 2>&1 || true
 }
 
+start_redis() {
+  mkdir -p "$STATE/redis"
+  if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --save "" --appendonly no \
+      --daemonize yes --pidfile "$STATE/redis/redis.pid" --logfile "$STATE/redis/log"
+    for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  echo "services: redis on 127.0.0.1:$REDIS_PORT" >&2
+}
+
+stop_redis() {
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+}
+
 case "${1:-}" in
-  start) install_pkgs; start_pg ;;
-  stop) stop_pg ;;
-  env) echo "export TALLY_TEST_POSTGRES_URL=postgres://tally@127.0.0.1:$PG_PORT/postgres" ;;
+  start) install_pkgs; start_pg; start_redis ;;
+  stop) stop_pg; stop_redis ;;
+  env)
+    echo "export TALLY_TEST_POSTGRES_URL=postgres://tally@127.0.0.1:$PG_PORT/postgres"
+    echo "export TALLY_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    echo "export TALLY_TEST_REDIS_PORT=$REDIS_PORT"
+    ;;
   *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
 esac

@@ -7,6 +7,7 @@
 pub mod billing;
 pub mod error;
 pub mod feed;
+pub mod kafka;
 pub mod persister;
 pub mod registry;
 pub mod supervise;

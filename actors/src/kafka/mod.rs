@@ -1,0 +1,1 @@
+//! Kafka bridge (cluster mode): filled by the cluster-mode work.

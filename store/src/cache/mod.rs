@@ -1,0 +1,1 @@
+//! Hot-read cache (Redis or in-memory): filled by the cache work.
