@@ -21,5 +21,5 @@ pub use feed::{UsageFeed, UsagePriced};
 pub use persister::{FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig};
 pub use registry::{OpenThread, ThreadRegistry};
 pub use system::{ActorSystem, ActorSystemConfig};
-pub use thread::{ChatEvent, SendMessage, ThreadActor, ThreadDeps, TurnOutcome, TurnStarted};
+pub use thread::{ChatEvent, SendMessage, ThreadActor, ThreadDeps, TurnOutcome, TurnStarted, TurnTracker};
 pub use usage::usage_from_tokens;

@@ -11,7 +11,10 @@ use crate::error::ActorError;
 use crate::feed::UsageFeed;
 use crate::persister::{FlushBatch, PersisterActor, PersisterConfig};
 use crate::registry::ThreadRegistry;
-use crate::thread::ThreadDeps;
+use crate::thread::{ThreadDeps, TurnTracker};
+
+/// How long shutdown waits for chat turns in flight to finish and be billed.
+pub const DEFAULT_TURN_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How to start the actors.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +40,8 @@ pub struct ActorSystem {
     pub provider: Arc<ProviderRouter>,
     /// Live usage feed.
     pub feed: UsageFeed,
+    /// Chat turns in flight.
+    pub turns: TurnTracker,
 }
 
 impl ActorSystem {
@@ -55,7 +60,9 @@ impl ActorSystem {
             let feed = feed.clone();
             Supervisor::start(move |_| BillingActor::new(store, book, recipient, feed))
         };
+        let turns = TurnTracker::default();
         let deps = ThreadDeps {
+            turns: turns.clone(),
             store: store.clone(),
             provider: provider.clone(),
             billing: billing.clone().recipient(),
@@ -63,11 +70,22 @@ impl ActorSystem {
             system_prompt: config.system_prompt,
         };
         let threads = Supervisor::start(move |_| ThreadRegistry::new(deps));
-        Ok(ActorSystem { store, persister, billing, threads, provider, feed })
+        Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns })
     }
 
-    /// Flush every accepted write (shutdown phase "flush batches").
-    pub async fn drain(&self) -> Result<(), ActorError> {
+    /// Shutdown phases "drain SSE" and "flush batches": let chat turns in flight
+    /// finish (their SSE streams end with them) for up to `turn_timeout`, then
+    /// commit every accepted write.
+    pub async fn drain_with(&self, turn_timeout: std::time::Duration) -> Result<(), ActorError> {
+        let left = self.turns.wait_idle(turn_timeout).await;
+        if left > 0 {
+            tracing::warn!(turns = left, "Shutting down with chat turns still running; their replies are lost, their user messages are stored.");
+        }
         self.persister.send(FlushBatch).await?
+    }
+
+    /// [`drain_with`](Self::drain_with) with [`DEFAULT_TURN_DRAIN`].
+    pub async fn drain(&self) -> Result<(), ActorError> {
+        self.drain_with(DEFAULT_TURN_DRAIN).await
     }
 }

@@ -7,6 +7,7 @@
 //! (the reply is completed and stored). One turn at a time per thread keeps the
 //! thread's running total ordered.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,9 +35,54 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often idleness is checked.
 pub const IDLE_CHECK: Duration = Duration::from_secs(30);
 
+/// Counts turns in flight so that shutdown can let them finish (and bill) first.
+#[derive(Debug, Clone, Default)]
+pub struct TurnTracker {
+    active: Arc<AtomicUsize>,
+    idle: Arc<tokio::sync::Notify>,
+}
+
+impl TurnTracker {
+    /// Turns running now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Wait until no turn is running, or `timeout` passed; returns the turns still running.
+    pub async fn wait_idle(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.idle.notified();
+            if self.active() == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active();
+            }
+        }
+    }
+
+    fn begin(&self) -> TurnGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        TurnGuard(self.clone())
+    }
+}
+
+/// Marks one turn in flight until dropped.
+struct TurnGuard(TurnTracker);
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle.notify_waiters();
+    }
+}
+
 /// What a thread actor needs from the rest of the system.
 #[derive(Clone)]
 pub struct ThreadDeps {
+    /// Turns in flight (shared by all threads of the node).
+    pub turns: TurnTracker,
     /// Storage (for loading history).
     pub store: Store,
     /// Model providers.
@@ -234,8 +280,12 @@ impl Handler<SendMessage> for ThreadActor {
             me: ctx.address(),
         };
         let (started_tx, started_rx) = oneshot::channel();
+        let guard = self.deps.turns.begin();
         // Detached: the turn finishes (and is billed) even if the caller goes away.
-        actix::spawn(turn.run(started_tx));
+        actix::spawn(async move {
+            turn.run(started_tx).await;
+            drop(guard);
+        });
         Box::pin(async move {
             started_rx.await.unwrap_or_else(|_| Err(ActorError::Unavailable("turn task ended early".into())))
         })
