@@ -42,12 +42,37 @@ struct DbArgs {
     catalog: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct CacheArgs {
+    /// Redis URL for the shared hot-read cache (thread history, totals, dashboard); in-memory when unset.
+    #[arg(long, env = "TALLY_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Time to live of cache entries, in seconds (retention of cached reads; the database keeps everything).
+    #[arg(long, env = "TALLY_CACHE_TTL_SECS", default_value_t = 86_400)]
+    cache_ttl_secs: u64,
+}
+
+impl CacheArgs {
+    fn open(&self) -> anyhow::Result<tally_store::cache::Cache> {
+        let config = tally_store::cache::CacheConfig {
+            ttl: Duration::from_secs(self.cache_ttl_secs),
+            ..Default::default()
+        };
+        config.validate().context("TALLY_CACHE_TTL_SECS")?;
+        let cache = tally_store::cache::Cache::from_url(self.redis_url.as_deref(), config).context("TALLY_REDIS_URL")?;
+        tracing::info!(cache.backend = cache.backend_name(), "Cache ready.");
+        Ok(cache)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: HTTP API, chat, billing (embedded mode: SQLite, in-process actors).
     Serve {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// Address to listen on (port 0 picks a free port; the chosen address is printed).
         #[arg(long, env = "TALLY_BIND", default_value = DEFAULT_BIND)]
         bind: String,
@@ -108,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve {
             db,
+            cache,
             bind,
             sim_token_delay_ms,
             system_prompt,
@@ -125,6 +151,7 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("TALLY_BATCH_MAX_OPS must be at least 1");
             }
             let (store, catalog) = open_store(&db)?;
+            let cache = cache.open()?;
             let router = ProviderRouter::from_env(SimulatorConfig { token_delay: Duration::from_millis(sim_token_delay_ms) })
                 .context("provider configuration (ANTHROPIC_*/OPENAI_* variables)")?;
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
@@ -135,20 +162,21 @@ fn main() -> anyhow::Result<()> {
                 },
                 system_prompt,
             };
-            actix_web::rt::System::new().block_on(serve(store, catalog, Arc::new(router), listener, config, workers))
+            actix_web::rt::System::new().block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers))
         }
     }
 }
 
 async fn serve(
     store: Store,
+    cache: tally_store::cache::Cache,
     catalog: Catalog,
     router: Arc<ProviderRouter>,
     listener: TcpListener,
     config: ActorSystemConfig,
     workers: Option<usize>,
 ) -> anyhow::Result<()> {
-    let actors = ActorSystem::start(store, router.clone(), config).context("starting actors")?;
+    let actors = ActorSystem::start(store, cache, router.clone(), config).context("starting actors")?;
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
     let addr = listener.local_addr()?;
     let mut server = actix_web::HttpServer::new(move || {

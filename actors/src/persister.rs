@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tally_store::cache::{keys, Cache};
 use tally_store::{BatchOutcome, Store, StoreError, WriteOp};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -70,6 +71,7 @@ struct Pending {
 /// The batching writer in front of the store.
 pub struct PersisterActor {
     store: Store,
+    cache: Option<Cache>,
     config: PersisterConfig,
     pending: Vec<Pending>,
     pending_ops: usize,
@@ -80,7 +82,13 @@ pub struct PersisterActor {
 impl PersisterActor {
     /// A persister writing to `store`.
     pub fn new(store: Store, config: PersisterConfig) -> Self {
-        PersisterActor { store, config, pending: Vec::new(), pending_ops: 0, flushing: false, timer: None }
+        PersisterActor { store, cache: None, config, pending: Vec::new(), pending_ops: 0, flushing: false, timer: None }
+    }
+
+    /// Invalidate cached reads (thread history, totals, user metrics) after each commit.
+    pub fn with_cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -103,11 +111,12 @@ impl PersisterActor {
         let batch = std::mem::take(&mut self.pending);
         self.pending_ops = 0;
         let store = self.store.clone();
+        let cache = self.cache.clone();
         let me = ctx.address();
         actix::spawn(async move {
             let started = Instant::now();
             let ops_count: usize = batch.iter().map(|p| p.ops.len()).sum();
-            if let Err(e) = tokio::task::spawn_blocking(move || write_and_answer(&store, batch)).await {
+            if let Err(e) = tokio::task::spawn_blocking(move || write_and_answer(&store, cache.as_ref(), batch)).await {
                 // The blocking task panicked: its callers' senders were dropped, so they see
                 // `Unavailable` and nothing was acknowledged that is not durable.
                 tracing::error!(error = %e, "Persister batch task failed.");
@@ -121,9 +130,13 @@ impl PersisterActor {
 /// Write a batch in one transaction and answer every caller with its share. If
 /// the whole batch fails, each caller's writes are retried on their own so one
 /// bad write cannot fail the others.
-fn write_and_answer(store: &Store, batch: Vec<Pending>) {
+fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
     let all: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
-    match write_with_retry(store, &all) {
+    let result = write_with_retry(store, &all);
+    if let (Some(cache), Ok(outcome)) = (cache, &result) {
+        invalidate(cache, &all, outcome);
+    }
+    match result {
         Ok(outcome) => {
             for p in batch {
                 let share = share_of(&outcome, &p.ops);
@@ -137,10 +150,44 @@ fn write_and_answer(store: &Store, batch: Vec<Pending>) {
         }
         Err(_) => {
             for p in batch {
-                let result = write_with_retry(store, &p.ops).map_err(ActorError::from);
-                let _ = p.reply.send(result);
+                let result = write_with_retry(store, &p.ops);
+                if let (Some(cache), Ok(outcome)) = (cache, &result) {
+                    invalidate(cache, &p.ops, outcome);
+                }
+                let _ = p.reply.send(result.map_err(ActorError::from));
             }
         }
+    }
+}
+
+/// Drop cached reads that the committed writes made stale. Runs before callers are
+/// answered, so a caller that reads right after its write never sees the old value.
+fn invalidate(cache: &Cache, ops: &[WriteOp], outcome: &BatchOutcome) {
+    let inserted: HashSet<Uuid> = outcome.inserted_messages.iter().chain(outcome.inserted_events.iter()).copied().collect();
+    let mut threads = HashSet::new();
+    let mut users = HashSet::new();
+    for op in ops {
+        let (id, thread, user) = match op {
+            WriteOp::Message(m) => (m.message_id, Some(m.thread_id), &m.user_id),
+            WriteOp::Usage(u) => (u.event_id, u.thread_id, &u.user_id),
+        };
+        if !inserted.contains(&id) {
+            continue;
+        }
+        match thread {
+            Some(t) => {
+                threads.insert((t, user.clone()));
+            }
+            None => {
+                users.insert(user.clone());
+            }
+        }
+    }
+    for (t, u) in threads {
+        cache.invalidate_thread(t, &u);
+    }
+    for u in users {
+        cache.delete(&keys::user_metrics(&u));
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tally_llm::ProviderRouter;
+use tally_store::cache::Cache;
 use tally_store::Store;
 
 use crate::billing::BillingActor;
@@ -42,17 +43,25 @@ pub struct ActorSystem {
     pub feed: UsageFeed,
     /// Chat turns in flight.
     pub turns: TurnTracker,
+    /// Hot-read cache (Redis or in-memory).
+    pub cache: Cache,
 }
 
 impl ActorSystem {
     /// Start every actor under a supervisor. Must be called inside a running actix system.
-    pub fn start(store: Store, provider: Arc<ProviderRouter>, config: ActorSystemConfig) -> Result<Self, ActorError> {
+    pub fn start(
+        store: Store,
+        cache: Cache,
+        provider: Arc<ProviderRouter>,
+        config: ActorSystemConfig,
+    ) -> Result<Self, ActorError> {
         let book = store.load_price_book()?;
         let feed = UsageFeed::default();
         let persister = {
             let store = store.clone();
             let cfg = config.persister;
-            Supervisor::start(move |_| PersisterActor::new(store, cfg))
+            let cache = cache.clone();
+            Supervisor::start(move |_| PersisterActor::new(store, cfg).with_cache(cache))
         };
         let billing = {
             let store = store.clone();
@@ -70,7 +79,7 @@ impl ActorSystem {
             system_prompt: config.system_prompt,
         };
         let threads = Supervisor::start(move |_| ThreadRegistry::new(deps));
-        Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns })
+        Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns, cache })
     }
 
     /// Shutdown phases "drain SSE" and "flush batches": let chat turns in flight

@@ -41,7 +41,7 @@ async fn run() {
     store.seed(&catalog).unwrap();
     let sim = SimulatorProvider::new(SimulatorConfig { token_delay: Duration::ZERO });
     let router = Arc::new(ProviderRouter::new(None, None, sim));
-    let actors = ActorSystem::start(store, router, ActorSystemConfig::default()).unwrap();
+    let actors = ActorSystem::start(store, tally_store::cache::Cache::memory(Default::default()).unwrap(), router, ActorSystemConfig::default()).unwrap();
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

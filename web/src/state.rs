@@ -1,6 +1,7 @@
 //! Shared state of the HTTP handlers.
 
 use tally_actors::ActorSystem;
+use tally_store::cache::Cache;
 use tally_store::Store;
 
 use crate::dashboard::DashboardHandle;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub default_model: String,
     /// Live dashboard aggregates.
     pub dashboard: DashboardHandle,
+    /// Hot-read cache (Redis when configured, in-memory otherwise).
+    pub cache: Cache,
 }
 
 impl AppState {
@@ -23,6 +26,7 @@ impl AppState {
     pub fn new(actors: ActorSystem, default_model: String) -> Self {
         let store = actors.store.clone();
         let dashboard = DashboardHandle::start(store.clone(), &actors.feed);
-        AppState { actors, store, default_model, dashboard }
+        let cache = actors.cache.clone();
+        AppState { actors, store, default_model, dashboard, cache }
     }
 }

@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tally_store::cache::{keys, Cache};
 use tally_domain::{Invoice, InvoiceLine, InvoiceStatus, Money};
 use tally_store::{LineFilter, StoreError};
 use uuid::Uuid;
 
-use super::{blocking, validate_user_id};
+use super::{blocking, blocking_cached, validate_user_id};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Quantity and cost of one kind.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct KindTotal {
     /// Quantity (tokens or units).
     pub quantity: rust_decimal::Decimal,
@@ -23,7 +24,7 @@ pub struct KindTotal {
 }
 
 /// Aggregated cost of a set of usage lines.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct CostSummary {
     /// Exact total.
     pub total_cost: Money,
@@ -73,20 +74,34 @@ fn load_summary(s: &tally_store::Store, filter: LineFilter) -> Result<CostSummar
     Ok(summarize(&lines, &uninvoiced, &models))
 }
 
+/// Invoicing moves cost from uninvoiced to invoiced: drop the cached metrics it touches.
+fn invalidate_invoiced(cache: &Cache, invoice: &Invoice) {
+    cache.delete(&keys::user_metrics(&invoice.user_id));
+    let threads: std::collections::BTreeSet<Uuid> = invoice.lines.iter().filter_map(|l| l.thread_id).collect();
+    for t in threads {
+        cache.delete(&keys::thread_total(t));
+    }
+}
+
 /// Cost metrics of a user.
 #[get("/api/billing/metrics/user/{user_id}")]
 pub async fn user_metrics(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     validate_user_id(&user_id)?;
     let id = user_id.clone();
-    let summary = blocking(&state.store, move |s| {
-        if s.get_user(&id)?.is_none() {
-            return Ok(None);
-        }
-        load_summary(s, LineFilter { user_id: Some(id), ..LineFilter::default() }).map(Some)
+    let summary = blocking_cached(&state, move |s, cache| {
+        cache.get_or_load(&keys::user_metrics(&id), || {
+            if s.get_user(&id)?.is_none() {
+                return Err(StoreError::NotFound(format!("user {id}")));
+            }
+            load_summary(s, LineFilter { user_id: Some(id.clone()), ..LineFilter::default() })
+        })
     })
-    .await?
-    .ok_or_else(|| ApiError::not_found("user_not_found", format!("user {user_id} not found")))?;
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound { message, .. } => ApiError::not_found("user_not_found", message),
+        other => other,
+    })?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "user_id": user_id, "metrics": summary })))
 }
 
@@ -94,9 +109,11 @@ pub async fn user_metrics(state: web::Data<AppState>, path: web::Path<String>) -
 #[get("/api/billing/metrics/thread/{thread_id}")]
 pub async fn thread_metrics(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
-    let found = blocking(&state.store, move |s| {
+    let found = blocking_cached(&state, move |s, cache| {
         let Some(thread) = s.get_thread(thread_id)? else { return Ok(None) };
-        let summary = load_summary(s, LineFilter { thread_id: Some(thread_id), ..LineFilter::default() })?;
+        let summary = cache.get_or_load(&keys::thread_total(thread_id), || {
+            load_summary(s, LineFilter { thread_id: Some(thread_id), ..LineFilter::default() })
+        })?;
         Ok(Some((thread, summary)))
     })
     .await?
@@ -111,7 +128,7 @@ pub async fn thread_metrics(state: web::Data<AppState>, path: web::Path<Uuid>) -
 #[post("/api/billing/generate-invoice/thread/{thread_id}")]
 pub async fn invoice_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
-    let invoice = blocking(&state.store, move |s| {
+    let invoice = blocking_cached(&state, move |s, cache| {
         let thread = s.get_thread(thread_id)?.ok_or_else(|| StoreError::NotFound(format!("thread {thread_id}")))?;
         let lines = s.usage_lines(&LineFilter {
             thread_id: Some(thread_id),
@@ -123,6 +140,7 @@ pub async fn invoice_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -
         }
         let invoice = Invoice::new(thread.user_id, Some(thread_id), None, lines, Utc::now());
         s.create_invoice(&invoice)?;
+        invalidate_invoiced(cache, &invoice);
         Ok(Some(invoice))
     })
     .await
@@ -162,7 +180,7 @@ pub async fn invoice_user(
         return Err(ApiError::bad_request("invalid_period", "`to` must be after `from`"));
     }
     let id = user_id.clone();
-    let invoice = blocking(&state.store, move |s| {
+    let invoice = blocking_cached(&state, move |s, cache| {
         if s.get_user(&id)?.is_none() {
             return Err(StoreError::NotFound(format!("user {id}")));
         }
@@ -178,6 +196,7 @@ pub async fn invoice_user(
         }
         let invoice = Invoice::new(id, None, Some((from, to)), lines, now);
         s.create_invoice(&invoice)?;
+        invalidate_invoiced(cache, &invoice);
         Ok(Some(invoice))
     })
     .await
@@ -227,7 +246,13 @@ pub async fn set_invoice_status(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let status = body.status;
-    let invoice = blocking(&state.store, move |s| s.set_invoice_status(id, status)).await.map_err(|e| match e {
+    let invoice = blocking_cached(&state, move |s, cache| {
+        let invoice = s.set_invoice_status(id, status)?;
+        invalidate_invoiced(cache, &invoice);
+        Ok(invoice)
+    })
+    .await
+    .map_err(|e| match e {
         ApiError::NotFound { message, .. } => ApiError::not_found("invoice_not_found", message),
         other => other,
     })?;

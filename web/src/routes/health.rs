@@ -12,9 +12,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready: the database answers.
+/// Ready: the database answers (503 otherwise). The cache is reported but never makes the node unready:
+/// reads fall back to the database while it is away.
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     blocking(&state.store, |s| s.ping()).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "database": "ok" })))
+    let cache = state.cache.clone();
+    let cache_ok = web::block(move || cache.ping().is_ok()).await.unwrap_or(false);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "database": "ok",
+        "cache": { "backend": state.cache.backend_name(), "status": if cache_ok { "ok" } else { "degraded" } },
+    })))
 }

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
-use super::{blocking, caller_user_id};
+use super::{blocking_cached, caller_user_id};
+use tally_store::cache::keys;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{history_views, MessageView};
@@ -145,14 +146,20 @@ pub async fn stream_message(
 #[get("/api/messages/{thread_id}/history")]
 pub async fn history(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
-    let stored = blocking(&state.store, move |s| {
-        if s.get_thread(thread_id)?.is_none() {
-            return Ok(None);
-        }
-        s.thread_messages(thread_id).map(Some)
+    // Not-found is an error (never cached); history comes from the cache when warm.
+    let stored = blocking_cached(&state, move |s, cache| {
+        cache.get_or_load(&keys::thread_history(thread_id), || {
+            if s.get_thread(thread_id)?.is_none() {
+                return Err(tally_store::StoreError::NotFound(format!("thread {thread_id}")));
+            }
+            s.thread_messages(thread_id)
+        })
     })
-    .await?
-    .ok_or_else(|| ApiError::not_found("thread_not_found", format!("thread {thread_id} not found")))?;
+    .await
+    .map_err(|e| match e {
+        ApiError::NotFound { message, .. } => ApiError::not_found("thread_not_found", message),
+        other => other,
+    })?;
     let (messages, total) = history_views(stored);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "thread_id": thread_id, "total_cost": total, "messages": messages })))
 }

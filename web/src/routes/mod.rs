@@ -33,6 +33,17 @@ where
     Ok(web::block(move || f(&store)).await??)
 }
 
+/// Run a storage call on the blocking pool with the cache at hand.
+pub async fn blocking_cached<T, F>(state: &crate::state::AppState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Store, &tally_store::cache::Cache) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = state.store.clone();
+    let cache = state.cache.clone();
+    Ok(web::block(move || f(&store, &cache)).await??)
+}
+
 /// Check a user id: 1-64 characters of letters, digits, `_ . @ -`.
 pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()

@@ -9,7 +9,8 @@ use tally_domain::Money;
 use tally_store::{LineFilter, ThreadRecord};
 use uuid::Uuid;
 
-use super::{blocking, caller_user_id, page, validate_user_id};
+use super::{blocking, blocking_cached, caller_user_id, page, validate_user_id};
+use tally_store::cache::keys;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{history_views, MessageView};
@@ -142,9 +143,9 @@ pub async fn list_threads(state: web::Data<AppState>, q: web::Query<ListThreads>
 #[get("/api/threads/{thread_id}")]
 pub async fn get_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
-    let found = blocking(&state.store, move |s| {
+    let found = blocking_cached(&state, move |s, cache| {
         Ok(match s.get_thread(thread_id)? {
-            Some(t) => Some((t, s.thread_messages(thread_id)?)),
+            Some(t) => Some((t, cache.get_or_load(&keys::thread_history(thread_id), || s.thread_messages(thread_id))?)),
             None => None,
         })
     })

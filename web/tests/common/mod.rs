@@ -30,13 +30,21 @@ impl Node {
     }
 
     pub async fn start_with(dir: &tempfile::TempDir, anthropic: Option<Arc<dyn Provider>>) -> Node {
+        Self::start_full(dir, anthropic, tally_store::cache::Cache::memory(Default::default()).unwrap()).await
+    }
+
+    pub async fn start_full(
+        dir: &tempfile::TempDir,
+        anthropic: Option<Arc<dyn Provider>>,
+        cache: tally_store::cache::Cache,
+    ) -> Node {
         let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let store = Store::open(&db_url).unwrap();
         let catalog = Catalog::parse(CATALOG).unwrap();
         store.seed(&catalog).unwrap();
         let sim = SimulatorProvider::new(SimulatorConfig { token_delay: Duration::from_millis(2) });
         let router = Arc::new(ProviderRouter::new(anthropic, None, sim));
-        let actors = ActorSystem::start(store, router, ActorSystemConfig::default()).unwrap();
+        let actors = ActorSystem::start(store, cache, router, ActorSystemConfig::default()).unwrap();
         let state = AppState::new(actors.clone(), catalog.default_model.clone());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,0 +1,58 @@
+//! HTTP telemetry middleware: one server span per request (continuing an incoming W3C
+//! `traceparent`) and Prometheus request counts and latency by route pattern and status.
+//!
+//! Register on the App (outermost, so every other middleware and handler runs inside the
+//! span): `.wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request))`.
+//! Latency is measured until the response head is ready: an SSE stream counts the time to
+//! its first byte, not the stream's length.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::Error;
+use tally_observability::{metrics, TraceContext};
+use tracing::field::Empty;
+use tracing::Instrument as _;
+
+/// Record one request: a `http.request` span named `METHOD /route/{pattern}` and the
+/// `tally_http_requests_total` / `tally_http_request_duration_seconds` metrics.
+pub async fn record_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    // The pattern, never the raw path: ids in paths would make one series per id.
+    let route = req.match_pattern().unwrap_or_else(|| metrics::UNMATCHED_ROUTE.to_owned());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %req.path(),
+        http.response.status_code = Empty,
+        duration_ms = Empty,
+    );
+    TraceContext::from_headers(req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
+        .attach(&span);
+
+    let result = next.call(req).instrument(span.clone()).await;
+
+    // Handler errors arrive as responses; an `Err` here comes from an inner middleware.
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let elapsed = started.elapsed();
+    span.record("http.response.status_code", status.as_u16());
+    span.record("duration_ms", u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::http_request(&method, &route, status.as_u16(), elapsed);
+    result
+}
