@@ -10,7 +10,9 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tally_domain::{price_usage, Cost, PriceBook, PriceVersion, Usage, UsageKind};
+use tally_observability::TraceContext;
 use tally_store::{Store, UsageRecord, WriteOp};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ActorError;
@@ -48,6 +50,8 @@ pub struct BillUsage {
     pub event: UsageEvent,
     /// Writes committed in the same transaction (e.g. the assistant message).
     pub with: Vec<WriteOp>,
+    /// Trace context of the sender (the chat turn, the ingest batch, the Kafka record).
+    pub trace: TraceContext,
 }
 
 /// Result of billing one usage event.
@@ -107,12 +111,26 @@ impl Handler<BillUsage> for BillingActor {
     type Result = ResponseFuture<Result<BilledUsage, ActorError>>;
 
     fn handle(&mut self, msg: BillUsage, _ctx: &mut Context<Self>) -> Self::Result {
-        let BillUsage { event, mut with } = msg;
-        let priced = price_usage(&self.book, &event.model, event.occurred_at, &event.usage);
+        let BillUsage { event, mut with, trace } = msg;
+        let span = tracing::info_span!(
+            "billing.price_usage",
+            event.id = %event.event_id,
+            user.id = %event.user_id,
+            model = %event.model,
+            cost_usd = tracing::field::Empty,
+            price_versions = tracing::field::Empty,
+            duplicate = tracing::field::Empty,
+        );
+        trace.attach(&span);
+        let priced = span.in_scope(|| price_usage(&self.book, &event.model, event.occurred_at, &event.usage));
         let persister = self.persister.clone();
         let feed = self.feed.clone();
+        let fut_span = span.clone();
         Box::pin(async move {
             let cost = priced?;
+            fut_span.record("cost_usd", tracing::field::display(cost.total));
+            let versions: Vec<String> = cost.lines.iter().map(|l| format!("{}={}", l.kind, l.price_version_id)).collect();
+            fut_span.record("price_versions", tracing::field::display(versions.join(",")));
             let record = UsageRecord {
                 event_id: event.event_id,
                 user_id: event.user_id.clone(),
@@ -126,8 +144,9 @@ impl Handler<BillUsage> for BillingActor {
                 cost: cost.clone(),
             };
             with.push(WriteOp::Usage(record));
-            let outcome = persister.send(Persist { ops: with }).await??;
+            let outcome = persister.send(Persist { ops: with, trace: TraceContext::current() }).await??;
             let duplicate = outcome.duplicate_events.contains(&event.event_id);
+            fut_span.record("duplicate", duplicate);
             if !duplicate {
                 tracing::debug!(
                     event.id = %event.event_id,
@@ -148,7 +167,8 @@ impl Handler<BillUsage> for BillingActor {
                 });
             }
             Ok(BilledUsage { cost, duplicate })
-        })
+        }
+        .instrument(span))
     }
 }
 

@@ -22,4 +22,5 @@ pub use persister::{FlushBatch, InjectPanic, Persist, PersisterActor, PersisterC
 pub use registry::{OpenThread, ThreadRegistry};
 pub use system::{ActorSystem, ActorSystemConfig};
 pub use thread::{ChatEvent, SendMessage, ThreadActor, ThreadDeps, TurnOutcome, TurnStarted, TurnTracker};
+pub use tally_observability::TraceContext;
 pub use usage::usage_from_tokens;

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tally_observability::TraceContext;
 use tally_store::cache::{keys, Cache};
 use tally_store::{BatchOutcome, Store, StoreError, WriteOp};
 use tokio::sync::oneshot;
@@ -45,6 +46,8 @@ impl Default for PersisterConfig {
 pub struct Persist {
     /// The writes (idempotent on message and event ids).
     pub ops: Vec<WriteOp>,
+    /// Trace context of the sender: the batch span links to it, and a commit span joins its trace.
+    pub trace: TraceContext,
 }
 
 /// Command: flush everything accepted so far; answered once it is durable.
@@ -65,6 +68,7 @@ struct FlushDone;
 
 struct Pending {
     ops: Vec<WriteOp>,
+    trace: TraceContext,
     reply: oneshot::Sender<Result<BatchOutcome, ActorError>>,
 }
 
@@ -132,7 +136,26 @@ impl PersisterActor {
 /// bad write cannot fail the others.
 fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
     let all: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+    let batch_id = tally_domain::new_id();
+    let span = tracing::info_span!("persister.flush", batch.id = %batch_id, batch.rows = all.len(), batch.callers = batch.len());
+    for p in &batch {
+        p.trace.link_to(&span);
+    }
+    let _entered = span.enter();
+    let started = Instant::now();
     let result = write_with_retry(store, &all);
+    match &result {
+        Ok(_) => tally_observability::metrics::batch_flushed(all.len(), started.elapsed()),
+        Err(_) => tally_observability::metrics::batch_flush_failed(),
+    }
+    // One commit span per caller, in the caller's own trace, naming the shared batch.
+    for p in &batch {
+        if !p.trace.is_empty() {
+            let commit = tracing::info_span!(parent: None, "persister.commit", batch.id = %batch_id, batch.rows = all.len(), ops = p.ops.len(), ok = result.is_ok());
+            p.trace.attach(&commit);
+            commit.in_scope(|| {});
+        }
+    }
     if let (Some(cache), Ok(outcome)) = (cache, &result) {
         invalidate(cache, &all, outcome);
     }
@@ -258,7 +281,7 @@ impl Handler<Persist> for PersisterActor {
     fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.pending_ops += msg.ops.len();
-        self.pending.push(Pending { ops: msg.ops, reply: tx });
+        self.pending.push(Pending { ops: msg.ops, trace: msg.trace, reply: tx });
         if self.pending_ops >= self.config.max_ops {
             self.flush(ctx);
         } else {
@@ -277,7 +300,7 @@ impl Handler<FlushBatch> for PersisterActor {
         // An empty write queued behind everything accepted so far: batches commit
         // in order, so when it is answered all earlier writes are durable.
         let (tx, rx) = oneshot::channel();
-        self.pending.push(Pending { ops: Vec::new(), reply: tx });
+        self.pending.push(Pending { ops: Vec::new(), trace: TraceContext::none(), reply: tx });
         self.flush(ctx);
         Box::pin(async move {
             match rx.await {

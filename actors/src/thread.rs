@@ -18,7 +18,9 @@ use serde::Serialize;
 use tally_domain::{new_id, Cost, Money, Usage};
 use tally_llm::{ChatMessage, ChatRequest, Provider, ProviderRouter, Role as LlmRole, StreamEvent, TokenUsage};
 use tally_store::{MessageRecord, MessageStatus, Role, Store, ThreadRecord, WriteOp};
+use tally_observability::TraceContext;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::billing::{BillUsage, UsageEvent};
@@ -166,6 +168,8 @@ pub struct SendMessage {
     pub content: String,
     /// Where to stream events, if the caller streams.
     pub events: Option<mpsc::UnboundedSender<ChatEvent>>,
+    /// Trace context of the HTTP request.
+    pub trace: TraceContext,
 }
 
 /// Event (internal): a turn ended.
@@ -281,11 +285,22 @@ impl Handler<SendMessage> for ThreadActor {
         };
         let (started_tx, started_rx) = oneshot::channel();
         let guard = self.deps.turns.begin();
+        let span = tracing::info_span!(
+            "chat.turn",
+            thread.id = %self.thread.thread_id,
+            user.id = %self.thread.user_id,
+            model = %self.thread.model,
+            message.id = %turn.user_message.message_id,
+        );
+        msg.trace.attach(&span);
         // Detached: the turn finishes (and is billed) even if the caller goes away.
-        actix::spawn(async move {
-            turn.run(started_tx).await;
-            drop(guard);
-        });
+        actix::spawn(
+            async move {
+                turn.run(started_tx).await;
+                drop(guard);
+            }
+            .instrument(span),
+        );
         Box::pin(async move {
             started_rx.await.unwrap_or_else(|_| Err(ActorError::Unavailable("turn task ended early".into())))
         })
@@ -337,7 +352,11 @@ impl Turn {
         started: oneshot::Sender<Result<TurnStarted, ActorError>>,
     ) -> (Option<MessageRecord>, Option<TurnOutcome>) {
         // 1. The user's message is durable before the model is called.
-        let persisted = self.deps.persister.send(Persist { ops: vec![WriteOp::Message(self.user_message.clone())] }).await;
+        let persisted = self
+            .deps
+            .persister
+            .send(Persist { ops: vec![WriteOp::Message(self.user_message.clone())], trace: TraceContext::current() })
+            .await;
         if let Err(e) = persisted.map_err(ActorError::from).and_then(|r| r) {
             let _ = started.send(Err(e));
             return (None, None);
@@ -394,7 +413,11 @@ impl Turn {
         let billed = self
             .deps
             .billing
-            .send(BillUsage { event, with: vec![WriteOp::Message(assistant_message.clone())] })
+            .send(BillUsage {
+                event,
+                with: vec![WriteOp::Message(assistant_message.clone())],
+                trace: TraceContext::current(),
+            })
             .await
             .map_err(ActorError::from)
             .and_then(|r| r);
@@ -424,6 +447,28 @@ impl Turn {
     /// Stream the provider's reply, forwarding deltas. Returns text, usage,
     /// simulated flag, the error that cut it short (if any) and the message status.
     async fn stream_reply(&self) -> Result<(String, TokenUsage, bool, Option<String>, MessageStatus), ActorError> {
+        let span = tracing::info_span!(
+            "llm.stream",
+            model = %self.request.model,
+            provider = self.deps.provider.provider_for(&self.request.model).name(),
+            llm.input_tokens = tracing::field::Empty,
+            llm.output_tokens = tracing::field::Empty,
+            llm.cache_read_tokens = tracing::field::Empty,
+            llm.cache_write_tokens = tracing::field::Empty,
+            llm.status = tracing::field::Empty,
+        );
+        let result = self.stream_reply_inner().instrument(span.clone()).await;
+        if let Ok((_, usage, _, _, status)) = &result {
+            span.record("llm.input_tokens", usage.input_tokens);
+            span.record("llm.output_tokens", usage.output_tokens);
+            span.record("llm.cache_read_tokens", usage.cache_read_tokens);
+            span.record("llm.cache_write_tokens", usage.cache_write_5m_tokens + usage.cache_write_1h_tokens);
+            span.record("llm.status", tracing::field::debug(status));
+        }
+        result
+    }
+
+    async fn stream_reply_inner(&self) -> Result<(String, TokenUsage, bool, Option<String>, MessageStatus), ActorError> {
         let mut stream = self.deps.provider.stream(&self.request).await?;
         let mut text = String::new();
         let mut usage = TokenUsage::default();

@@ -53,7 +53,7 @@ async fn persister_restarts_after_a_panic_without_losing_accepted_writes() {
     let persister = Supervisor::start(move |_| PersisterActor::new(s, config));
 
     let m1 = message(&thread, "accepted before the crash");
-    let pending = persister.send(Persist { ops: vec![WriteOp::Message(m1.clone())] });
+    let pending = persister.send(Persist { ops: vec![WriteOp::Message(m1.clone())], trace: Default::default() });
     let pending = actix_rt::spawn(pending);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(store.thread_messages(thread.thread_id).unwrap().is_empty(), "write is still buffered before the crash");
@@ -68,7 +68,7 @@ async fn persister_restarts_after_a_panic_without_losing_accepted_writes() {
     assert_eq!(stored.len(), 1, "the write survived the restart");
 
     let m2 = message(&thread, "after the restart");
-    let again = persister.send(Persist { ops: vec![WriteOp::Message(m2)] });
+    let again = persister.send(Persist { ops: vec![WriteOp::Message(m2)], trace: Default::default() });
     persister.send(FlushBatch).await.unwrap().unwrap();
     assert_eq!(again.await.unwrap().unwrap().inserted_messages.len(), 1, "the restarted actor keeps working");
 }
@@ -104,8 +104,8 @@ async fn billing_the_same_event_twice_counts_it_once() {
         source: "test".into(),
         idempotency_key: None,
     };
-    let first = billing.send(BillUsage { event: event.clone(), with: vec![] }).await.unwrap().unwrap();
-    let second = billing.send(BillUsage { event, with: vec![] }).await.unwrap().unwrap();
+    let first = billing.send(BillUsage { event: event.clone(), with: vec![], trace: Default::default() }).await.unwrap().unwrap();
+    let second = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap().unwrap();
     assert!(!first.duplicate, "first delivery is billed");
     assert!(second.duplicate, "replay is recognised");
     assert_eq!(first.cost.total, dec!(0.0032552), "1234 x 0.80/1e6 + 567 x 4/1e6");
@@ -143,7 +143,7 @@ async fn unpriced_usage_is_refused_and_nothing_is_stored() {
         source: "test".into(),
         idempotency_key: None,
     };
-    let r = billing.send(BillUsage { event, with: vec![] }).await.unwrap();
+    let r = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap();
     assert_eq!(r.map(|_| ()).map_err(|e| e.code()), Err("no_price"), "Haiku has no image price");
     assert!(store.usage_lines(&LineFilter::default()).unwrap().is_empty(), "nothing stored");
 }

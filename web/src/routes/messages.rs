@@ -70,6 +70,14 @@ async fn start_turn(
 ) -> Result<tally_actors::TurnStarted, ApiError> {
     let user_id = caller_user_id(req, body.user_id.as_deref())?;
     tally_actors::thread::validate_content(&body.content)?;
+    let span = tracing::info_span!(
+        "http.send_message",
+        http.method = %req.method(),
+        http.route = %req.match_pattern().unwrap_or_default(),
+        thread.id = %body.thread_id,
+        user.id = %user_id,
+    );
+    let trace = tally_actors::TraceContext::of(&span);
     let thread = state
         .actors
         .threads
@@ -81,7 +89,7 @@ async fn start_turn(
             other => other.into(),
         })?;
     let started = thread
-        .send(SendMessage { user_id, content: body.content, events })
+        .send(SendMessage { user_id, content: body.content, events, trace })
         .await
         .map_err(tally_actors::ActorError::from)?
         .map_err(|e| match e {
