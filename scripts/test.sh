@@ -22,3 +22,6 @@ echo "== ui unit tests (vitest)"
 echo "== browser end-to-end tests (chromium)"
 cargo build --quiet
 scripts/e2e.sh
+
+echo "== docker-compose file matches the binary's commands and flags"
+scripts/check-compose.sh

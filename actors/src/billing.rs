@@ -148,6 +148,7 @@ impl Handler<BillUsage> for BillingActor {
             let duplicate = outcome.duplicate_events.contains(&event.event_id);
             fut_span.record("duplicate", duplicate);
             if !duplicate {
+                tally_observability::metrics::usage_priced(&event.model, &cost.total);
                 tracing::debug!(
                     event.id = %event.event_id,
                     user.id = %event.user_id,

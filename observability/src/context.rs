@@ -186,7 +186,8 @@ impl TraceContext {
 /// alone accepts short ids, which would then be forwarded in a form other systems refuse.
 fn well_formed(tp: &str) -> bool {
     let fields: Vec<&str> = tp.split('-').collect();
-    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex =
+        |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     match fields.as_slice() {
         [version, trace, span, flags, rest @ ..] => {
             hex(version, 2)

@@ -22,7 +22,9 @@ impl ObservabilityError {
     /// succeed later (the collector was briefly unreachable).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ObservabilityError::Filter(_) | ObservabilityError::AlreadySet(_) | ObservabilityError::Exporter(_) => false,
+            ObservabilityError::Filter(_) | ObservabilityError::AlreadySet(_) | ObservabilityError::Exporter(_) => {
+                false
+            }
             ObservabilityError::Flush(_) => true,
         }
     }

@@ -19,4 +19,6 @@ pub use context::{TraceContext, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 pub use error::ObservabilityError;
 #[allow(deprecated)]
 pub use telemetry::init;
-pub use telemetry::{dispatch_with, init_node, init_with, Guard, LogFormat, TelemetryConfig, DEFAULT_LOG_FILTER, OTLP_ENDPOINT_ENV};
+pub use telemetry::{
+    dispatch_with, init_node, init_with, Guard, LogFormat, TelemetryConfig, DEFAULT_LOG_FILTER, OTLP_ENDPOINT_ENV,
+};

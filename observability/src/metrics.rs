@@ -35,7 +35,8 @@ pub const HTTP_LATENCY_BUCKETS_SECONDS: [f64; 14] =
 pub const FLUSH_DURATION_BUCKETS_SECONDS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Batch size buckets, in operations (up to the persister's largest batch and beyond).
-pub const BATCH_SIZE_BUCKETS: [f64; 12] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
+pub const BATCH_SIZE_BUCKETS: [f64; 12] =
+    [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
@@ -127,18 +128,34 @@ impl Metrics {
         let r = &mut self.registry;
         // Counters are registered without `_total`; the encoder appends it.
         r.register("http_requests", "HTTP requests by method, route pattern and status", self.http_requests.clone());
-        r.register("http_request_duration_seconds", "HTTP request latency until the response head", self.http_duration.clone());
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency until the response head",
+            self.http_duration.clone(),
+        );
         r.register("events_ingested", "Usage events received, by outcome", self.events_ingested.clone());
         r.register("events_priced", "Usage events priced, by model", self.events_priced.clone());
-        r.register("cost_usd", "Cost priced, by model, USD (approximate: float; billing never reads it)", self.cost_usd.clone());
+        r.register(
+            "cost_usd",
+            "Cost priced, by model, USD (approximate: float; billing never reads it)",
+            self.cost_usd.clone(),
+        );
         r.register("persisted_ops", "Write operations committed by the persister", self.persisted_ops.clone());
         r.register("batch_size_ops", "Operations per committed write batch", self.batch_size.clone());
         r.register("batch_flush_duration_seconds", "Time to commit one write batch", self.batch_flush_duration.clone());
         r.register("batch_flush_failures", "Write batches that failed to commit", self.batch_flush_failures.clone());
-        r.register("dead_lettered", "Events sent to a dead-letter topic, by topic and reason code", self.dead_lettered.clone());
+        r.register(
+            "dead_lettered",
+            "Events sent to a dead-letter topic, by topic and reason code",
+            self.dead_lettered.clone(),
+        );
         r.register("sse_clients", "Connected SSE clients (chat streams and dashboard feeds)", self.sse_clients.clone());
         r.register("actor_mailbox_depth", "Messages waiting in an actor's mailbox", self.mailbox_depth.clone());
-        r.register("kafka_produce_errors", "Kafka records that failed to produce, by topic", self.kafka_produce_errors.clone());
+        r.register(
+            "kafka_produce_errors",
+            "Kafka records that failed to produce, by topic",
+            self.kafka_produce_errors.clone(),
+        );
         r.register("kafka_consumer_lag", "Records behind the partition's high watermark", self.consumer_lag.clone());
         self
     }

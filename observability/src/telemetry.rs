@@ -33,7 +33,8 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TRACE_LEVEL: LevelFilter = LevelFilter::INFO;
 /// Targets never exported as spans: the exporter's own HTTP stack would otherwise trace
 /// its own exports (telemetry about telemetry, without end).
-pub const TRACE_EXCLUDED_TARGETS: [&str; 7] = ["opentelemetry", "hyper", "reqwest", "h2", "tower", "rustls", "actix_server"];
+pub const TRACE_EXCLUDED_TARGETS: [&str; 7] =
+    ["opentelemetry", "hyper", "reqwest", "h2", "tower", "rustls", "actix_server"];
 /// `service.namespace` resource attribute shared by every role.
 pub const SERVICE_NAMESPACE: &str = "tally";
 

@@ -300,7 +300,8 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared, stop: &AtomicBool) {
 
 fn response(status: u16, reason: &str) -> Vec<u8> {
     // An empty ExportTraceServiceResponse encodes to zero bytes.
-    format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n").into_bytes()
+    format!("HTTP/1.1 {status} {reason}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+        .into_bytes()
 }
 
 fn handle(shared: &Shared, request: &Request) -> (u16, &'static str) {

@@ -14,7 +14,8 @@ type Family = MetricFamily<OpenMetricsType, OpenMetricsValue>;
 
 fn scrape() -> Exposition {
     let text = metrics::render();
-    openmetrics_parser::openmetrics::parse_openmetrics(&text).unwrap_or_else(|e| panic!("valid OpenMetrics: {e:?}\n{text}"))
+    openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .unwrap_or_else(|e| panic!("valid OpenMetrics: {e:?}\n{text}"))
 }
 
 fn family<'a>(scrape: &'a Exposition, name: &str) -> &'a Family {
@@ -93,7 +94,8 @@ fn http_requests_are_counted_and_timed_by_route_pattern() {
     assert_eq!(counter(sample(requests, &[("method", "GET"), ("route", route), ("status", "404")])), 1.0, "one 404");
 
     let latency = family(&s, "tally_http_request_duration_seconds");
-    let OpenMetricsValue::Histogram(h) = &sample(latency, &[("method", "GET"), ("route", route), ("status", "200")]).value
+    let OpenMetricsValue::Histogram(h) =
+        &sample(latency, &[("method", "GET"), ("route", route), ("status", "200")]).value
     else {
         panic!("latency is a histogram")
     };
@@ -136,12 +138,21 @@ fn pipeline_counters_and_gauges_carry_their_labels() {
     let s = scrape();
     assert_eq!(counter(sample(family(&s, "tally_events_ingested"), &[("status", "accepted")])), 10.0, "ten accepted");
     assert_eq!(counter(sample(family(&s, "tally_events_ingested"), &[("status", "invalid")])), 2.0, "two invalid");
-    let dlq = sample(family(&s, "tally_dead_lettered"), &[("topic", "inference-events.dlq"), ("reason", "invalid_event")]);
+    let dlq =
+        sample(family(&s, "tally_dead_lettered"), &[("topic", "inference-events.dlq"), ("reason", "invalid_event")]);
     assert_eq!(counter(dlq), 2.0, "dead letters by topic and reason");
-    assert_eq!(counter(sample(family(&s, "tally_kafka_produce_errors"), &[("topic", "token-metrics")])), 1.0, "one error");
+    assert_eq!(
+        counter(sample(family(&s, "tally_kafka_produce_errors"), &[("topic", "token-metrics")])),
+        1.0,
+        "one error"
+    );
     let lag = sample(family(&s, "tally_kafka_consumer_lag"), &[("topic", "inference-events"), ("partition", "3")]);
     assert_eq!(gauge(lag), 1200.0, "lag is the latest value");
-    assert_eq!(gauge(sample(family(&s, "tally_actor_mailbox_depth"), &[("actor", "persister")])), 17.0, "mailbox depth");
+    assert_eq!(
+        gauge(sample(family(&s, "tally_actor_mailbox_depth"), &[("actor", "persister")])),
+        17.0,
+        "mailbox depth"
+    );
     assert_eq!(counter(sample(family(&s, "tally_persisted_ops"), &[])), 2050.0, "ops persisted");
     assert_eq!(counter(sample(family(&s, "tally_batch_flush_failures"), &[])), 1.0, "one failed flush");
     let OpenMetricsValue::Histogram(sizes) = &sample(family(&s, "tally_batch_size_ops"), &[]).value else {

@@ -68,7 +68,8 @@ fn a_chat_turn_across_actor_hops_is_one_trace_with_parent_links() {
         let span = info_span!("thread_actor.run_turn", thread.id = %msg.payload, otel.kind = "internal");
         msg.trace.attach(&span);
         let _entered = span.enter();
-        let provider = info_span!("provider.call", gen_ai.request.model = "claude-3-5-haiku-20241022", otel.kind = "client");
+        let provider =
+            info_span!("provider.call", gen_ai.request.model = "claude-3-5-haiku-20241022", otel.kind = "client");
         provider.in_scope(|| thread::sleep(Duration::from_millis(2)));
         to_billing.send(Envelope { trace: TraceContext::current(), payload: 78 }).unwrap();
     });
@@ -87,7 +88,12 @@ fn a_chat_turn_across_actor_hops_is_one_trace_with_parent_links() {
         span.in_scope(|| thread::sleep(Duration::from_millis(1)));
     });
 
-    let root = info_span!("http.request", otel.name = "POST /api/messages/", otel.kind = "server", http.route = "/api/messages/");
+    let root = info_span!(
+        "http.request",
+        otel.name = "POST /api/messages/",
+        otel.kind = "server",
+        http.route = "/api/messages/"
+    );
     let sent = root.in_scope(TraceContext::current);
     assert!(!sent.is_empty(), "an exported span has a context");
     let trace_id = sent.trace_id().unwrap().to_string();
@@ -106,7 +112,11 @@ fn a_chat_turn_across_actor_hops_is_one_trace_with_parent_links() {
     let persist = named(&spans, "persister.persist");
     assert_eq!(http.parent_span_id, None, "the HTTP request is the root");
     assert_eq!(turn.parent_span_id.as_deref(), Some(http.span_id.as_str()), "the turn is a child of the request");
-    assert_eq!(provider.parent_span_id.as_deref(), Some(turn.span_id.as_str()), "the provider call is a child of the turn");
+    assert_eq!(
+        provider.parent_span_id.as_deref(),
+        Some(turn.span_id.as_str()),
+        "the provider call is a child of the turn"
+    );
     assert_eq!(billing.parent_span_id.as_deref(), Some(turn.span_id.as_str()), "billing continues the turn");
     assert_eq!(persist.parent_span_id.as_deref(), Some(billing.span_id.as_str()), "persisting continues billing");
     assert_eq!(http.kind, "server", "otel.kind sets the span kind");
@@ -115,7 +125,11 @@ fn a_chat_turn_across_actor_hops_is_one_trace_with_parent_links() {
     assert_eq!(billing.attr("usage.tokens"), Some("78"), "integer fields are int attributes");
     assert_eq!(http.attr("http.route"), Some("/api/messages/"), "route attribute is exported");
     assert_eq!(http.service_name(), Some("tally-web"), "service.name is the role");
-    assert_eq!(http.resource.get("service.instance.id").map(String::as_str), Some("node-a"), "node id is a resource attribute");
+    assert_eq!(
+        http.resource.get("service.instance.id").map(String::as_str),
+        Some("node-a"),
+        "node id is a resource attribute"
+    );
     assert_eq!(
         h.receiver.span_tree(&trace_id),
         "POST /api/messages/\n  thread_actor.run_turn\n    provider.call\n    billing.price_usage\n      persister.persist\n",
@@ -127,14 +141,16 @@ fn a_chat_turn_across_actor_hops_is_one_trace_with_parent_links() {
 fn kafka_headers_carry_the_trace_to_another_node() {
     let h = harness();
     // The trace starts upstream of this node (an incoming `traceparent` with vendor state).
-    let upstream = TraceContext::from_parts(
-        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-        Some("vendor=abc"),
-    );
+    let upstream =
+        TraceContext::from_parts(Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), Some("vendor=abc"));
     let produce = info_span!("kafka.produce", otel.kind = "producer", messaging.destination.name = "inference-events");
     upstream.attach(&produce);
     let headers = produce.in_scope(|| TraceContext::current().to_headers());
-    assert_eq!(headers.iter().map(|(k, _)| *k).collect::<Vec<_>>(), ["traceparent", "tracestate"], "both headers are written");
+    assert_eq!(
+        headers.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        ["traceparent", "tracestate"],
+        "both headers are written"
+    );
     // The record as a Kafka client holds it: owned names and byte values.
     let record: Vec<(String, Vec<u8>)> = headers.into_iter().map(|(k, v)| (k.to_string(), v.into_bytes())).collect();
     drop(produce);
@@ -151,7 +167,8 @@ fn kafka_headers_carry_the_trace_to_another_node() {
         let (dispatch, guard) = dispatch_with(&node_b).unwrap();
         let received = tracing::dispatcher::with_default(&dispatch, || {
             let cx = TraceContext::from_headers(record.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-            let span = info_span!("kafka.consume", otel.kind = "consumer", messaging.destination.name = "inference-events");
+            let span =
+                info_span!("kafka.consume", otel.kind = "consumer", messaging.destination.name = "inference-events");
             cx.attach(&span);
             let _entered = span.enter();
             TraceContext::current()
@@ -166,8 +183,16 @@ fn kafka_headers_carry_the_trace_to_another_node() {
     let spans = collect(h, "0af7651916cd43dd8448eb211c80319c", 2);
     let produce = named(&spans, "kafka.produce");
     let consume = named(&spans, "kafka.consume");
-    assert_eq!(produce.parent_span_id.as_deref(), Some("b7ad6b7169203331"), "the producer is a child of the upstream span");
-    assert_eq!(consume.parent_span_id.as_deref(), Some(produce.span_id.as_str()), "the consumer is a child of the producer");
+    assert_eq!(
+        produce.parent_span_id.as_deref(),
+        Some("b7ad6b7169203331"),
+        "the producer is a child of the upstream span"
+    );
+    assert_eq!(
+        consume.parent_span_id.as_deref(),
+        Some(produce.span_id.as_str()),
+        "the consumer is a child of the producer"
+    );
     assert_eq!(consume.service_name(), Some("tally-collector"), "node B exports as its own role");
     assert_eq!(consume.resource.get("service.instance.id").map(String::as_str), Some("node-b"), "node B's id");
     assert_eq!(produce.resource.get("service.instance.id").map(String::as_str), Some("node-a"), "node A's id");
@@ -189,10 +214,8 @@ fn a_batch_links_to_the_spans_of_its_events() {
     }
     let flush_cx = TraceContext::of(&flush);
     drop(flush);
-    let expected: Vec<(String, String)> = origins
-        .iter()
-        .map(|(cx, _)| (cx.trace_id().unwrap().to_string(), cx.span_id().unwrap().to_string()))
-        .collect();
+    let expected: Vec<(String, String)> =
+        origins.iter().map(|(cx, _)| (cx.trace_id().unwrap().to_string(), cx.span_id().unwrap().to_string())).collect();
     drop(origins);
 
     let flush_trace = flush_cx.trace_id().unwrap();

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::routes::{billing, dashboard, health, messages, prices, threads, ui, users};
+use crate::routes::{billing, dashboard, health, messages, metrics, prices, threads, ui, users};
 use crate::state::AppState;
 
 /// Largest accepted JSON body.
@@ -43,6 +43,7 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             }))
             .service(health::healthz)
             .service(health::readyz)
+            .service(metrics::metrics)
             .service(users::create_user)
             .service(users::list_users)
             .service(users::get_user)

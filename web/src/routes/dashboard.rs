@@ -37,6 +37,7 @@ pub async fn stream(state: web::Data<AppState>) -> impl Responder {
         let _ = tx.try_send(e);
     }
     tokio::spawn(async move {
+        let _client = tally_observability::metrics::sse_client_connected();
         let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
         loop {
             tokio::select! {

@@ -4,6 +4,7 @@ pub mod billing;
 pub mod dashboard;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod prices;
 pub mod threads;
 pub mod ui;

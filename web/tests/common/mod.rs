@@ -49,7 +49,9 @@ impl Node {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new().configure(tally_web::configure(state.clone(), HttpConfig::default()))
+            actix_web::App::new()
+                .wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request))
+                .configure(tally_web::configure(state.clone(), HttpConfig::default()))
         })
         .listen(listener)
         .unwrap()
