@@ -17,7 +17,7 @@ COMPOSE_FILE=${CHECK_COMPOSE_FILE:-docker-compose.yml}
 ENV_FILE=.env.example
 PROM_FILE=deploy/prometheus.yml
 NGINX_FILE=deploy/nginx.conf
-BIN=${TALLY_BIN:-target/debug/tally}
+BIN=${TALLY_BIN:-${CARGO_TARGET_DIR:-target}/debug/tally}
 STRICT=${CHECK_COMPOSE_STRICT:-0}
 [ "${1:-}" = "--strict" ] && STRICT=1
 # Subcommands, flags and variables of the cluster work (Kafka bridge, collector, DLQ, Redis)

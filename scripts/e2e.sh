@@ -5,7 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
-BIN=${TALLY_BIN:-target/debug/tally}
+BIN=${TALLY_BIN:-${CARGO_TARGET_DIR:-target}/debug/tally}
 [ -x "$BIN" ] || cargo build --quiet
 WORK=$(mktemp -d)
 SHOTS="$ROOT/target/e2e-screenshots"
