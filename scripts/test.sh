@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs and starts what the tests need (PostgreSQL and
-# Chromium from Debian; PostgreSQL on loopback), then clippy, every Rust test
+# Chromium from Debian; PostgreSQL, Redis and the tansu Kafka broker on loopback), then clippy, every Rust test
 # (unit, property, integration), the UI's vitest tests and the browser e2e tests.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,7 +8,10 @@ cd "$ROOT"
 
 scripts/services.sh start
 eval "$(scripts/services.sh env)"
-trap 'scripts/services.sh stop' EXIT
+# The Kafka-protocol broker (tansu, SQLite engine); built once into ~/.cache/tally (10+ min).
+scripts/tansu.sh start
+eval "$(scripts/tansu.sh env)"
+trap 'scripts/tansu.sh stop; scripts/services.sh stop' EXIT
 
 echo "== clippy (unwrap/expect denied outside tests)"
 cargo clippy --workspace --all-targets --quiet
@@ -24,4 +27,4 @@ cargo build --quiet
 scripts/e2e.sh
 
 echo "== docker-compose file matches the binary's commands and flags"
-scripts/check-compose.sh
+scripts/check-compose.sh --strict

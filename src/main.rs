@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tally_actors::kafka::{KafkaConfig, Topic};
 use tally_actors::{ActorSystem, ActorSystemConfig, PersisterConfig};
+use tally_collector::CollectorConfig;
 use tally_domain::Catalog;
 use tally_llm::{ProviderRouter, SimulatorConfig};
 use tally_store::Store;
@@ -14,6 +16,10 @@ use tally_web::{AppState, HttpConfig};
 
 /// Default listen address (loopback only).
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
+/// Default listen address of the collector role.
+const DEFAULT_COLLECTOR_BIND: &str = "127.0.0.1:8090";
+/// Most dead letters `tally dlq list` prints.
+const DEFAULT_DLQ_LIMIT: usize = 10_000;
 /// Default database: a SQLite file in ./data.
 const DEFAULT_DATABASE_URL: &str = "sqlite://./data/tally.db";
 /// The price catalogue shipped with the binary.
@@ -65,6 +71,125 @@ impl CacheArgs {
     }
 }
 
+/// Kafka bridge settings (cluster mode). Without brokers nothing Kafka-related starts.
+#[derive(Debug, Clone, clap::Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap brokers, host:port[,host:port]. Unset: embedded mode.
+    #[arg(long, env = "TALLY_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// This process's id in the cluster (record producer, client ids). Default: node-<pid>.
+    #[arg(long, env = "TALLY_NODE_ID")]
+    node_id: Option<String>,
+    /// Consumer group of the billing nodes.
+    #[arg(long, env = "TALLY_KAFKA_GROUP", default_value = tally_actors::kafka::config::DEFAULT_GROUP_ID)]
+    kafka_group: String,
+    /// Partitions of the topics created at start.
+    #[arg(long, env = "TALLY_KAFKA_PARTITIONS", default_value_t = tally_actors::kafka::config::DEFAULT_PARTITIONS)]
+    kafka_partitions: i32,
+    /// Prefix of every topic name (isolates clusters sharing a broker).
+    #[arg(long, env = "TALLY_KAFKA_TOPIC_PREFIX", default_value = "")]
+    kafka_topic_prefix: String,
+    /// Consumer session timeout in milliseconds (a dead node's partitions move after this).
+    #[arg(long, env = "TALLY_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    kafka_session_timeout_ms: u64,
+    /// How long the producer retries one record before reporting a failure, in milliseconds.
+    #[arg(long, env = "TALLY_KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
+    kafka_message_timeout_ms: u64,
+    /// Producer linger (batching) in milliseconds.
+    #[arg(long, env = "TALLY_KAFKA_LINGER_MS", default_value_t = 2)]
+    kafka_linger_ms: u64,
+    /// Use the idempotent producer (off by default: tansu 0.6 fails it after a broker crash;
+    /// consumers dedupe on event id either way).
+    #[arg(long, env = "TALLY_KAFKA_IDEMPOTENT_PRODUCER", default_value_t = false)]
+    kafka_idempotent_producer: bool,
+}
+
+impl KafkaArgs {
+    /// The bridge settings, validated; `None` without brokers.
+    fn config(&self) -> anyhow::Result<Option<KafkaConfig>> {
+        let Some(brokers) = self.kafka_brokers.as_deref().filter(|b| !b.trim().is_empty()) else { return Ok(None) };
+        let defaults = KafkaConfig::new(brokers);
+        let config = KafkaConfig {
+            node_id: self.node_id.clone().unwrap_or(defaults.node_id.clone()),
+            group_id: self.kafka_group.clone(),
+            partitions: self.kafka_partitions,
+            topic_prefix: self.kafka_topic_prefix.clone(),
+            session_timeout: Duration::from_millis(self.kafka_session_timeout_ms),
+            message_timeout: Duration::from_millis(self.kafka_message_timeout_ms),
+            linger: Duration::from_millis(self.kafka_linger_ms),
+            idempotent_producer: self.kafka_idempotent_producer,
+            ..defaults
+        };
+        config.validate().context("Kafka settings (TALLY_KAFKA_*, TALLY_NODE_ID)")?;
+        Ok(Some(config))
+    }
+
+    /// The bridge settings; brokers are required.
+    fn required(&self) -> anyhow::Result<KafkaConfig> {
+        self.config()?.context("TALLY_KAFKA_BROKERS (--kafka-brokers) is required")
+    }
+}
+
+/// Limits of the ingest API (`POST /v1/events`).
+#[derive(Debug, Clone, clap::Args)]
+struct IngestArgs {
+    /// Most events per request (413 above).
+    #[arg(long, env = "TALLY_INGEST_MAX_EVENTS", default_value_t = tally_collector::config::DEFAULT_MAX_BATCH_EVENTS)]
+    ingest_max_events: usize,
+    /// Most bytes per request (413 above).
+    #[arg(long, env = "TALLY_INGEST_MAX_BYTES", default_value_t = tally_collector::config::DEFAULT_MAX_BATCH_BYTES)]
+    ingest_max_bytes: usize,
+    /// Most events waiting for the broker at once (503 with Retry-After above).
+    #[arg(long, env = "TALLY_INGEST_MAX_IN_FLIGHT", default_value_t = tally_collector::config::DEFAULT_MAX_IN_FLIGHT)]
+    ingest_max_in_flight: usize,
+    /// How long a request waits for the broker's acknowledgement, in milliseconds (503 after).
+    #[arg(long, env = "TALLY_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 10_000)]
+    ingest_delivery_timeout_ms: u64,
+}
+
+impl IngestArgs {
+    fn config(&self) -> anyhow::Result<CollectorConfig> {
+        let config = CollectorConfig {
+            max_batch_events: self.ingest_max_events,
+            max_batch_bytes: self.ingest_max_bytes,
+            max_in_flight: self.ingest_max_in_flight,
+            delivery_timeout: Duration::from_millis(self.ingest_delivery_timeout_ms),
+            ..CollectorConfig::default()
+        };
+        config.validate().context("ingest settings (TALLY_INGEST_*)")?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print the dead letters of a topic as JSON lines (reason code, reason, source offset, original body).
+    List {
+        /// Topic whose dead letters to read (`inference-events` or `inference-events.dlq`).
+        #[arg(long, default_value = "inference-events")]
+        topic: String,
+        /// Most letters to print.
+        #[arg(long, default_value_t = DEFAULT_DLQ_LIMIT)]
+        limit: usize,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Republish dead letters to their source topic (billing dedupes on event id, so replays are safe).
+    Replay {
+        /// Topic whose dead letters to replay.
+        #[arg(long, default_value = "inference-events")]
+        topic: String,
+        /// Only letters with this reason code (e.g. `no_price` after adding the missing price).
+        #[arg(long)]
+        code: Option<String>,
+        /// Most letters to replay.
+        #[arg(long, default_value_t = DEFAULT_DLQ_LIMIT)]
+        limit: usize,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: HTTP API, chat, billing (embedded mode: SQLite, in-process actors).
@@ -94,12 +219,47 @@ enum Command {
         /// Log format.
         #[arg(long, env = "TALLY_LOG_FORMAT", value_enum, default_value = "human")]
         log_format: LogFormatArg,
+        /// Cluster mode: consume `inference-events` into this node's billing.
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// Limits of `POST /v1/events` (embedded mode).
+        #[command(flatten)]
+        ingest: IngestArgs,
+    },
+    /// Run the ingest role: `POST /v1/events` -> Kafka `inference-events` (cluster mode).
+    Collector {
+        /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+        #[arg(long, env = "TALLY_COLLECTOR_BIND", default_value = DEFAULT_COLLECTOR_BIND)]
+        bind: String,
+        /// HTTP worker threads (default: one per core).
+        #[arg(long, env = "TALLY_HTTP_WORKERS")]
+        workers: Option<usize>,
+        /// Log format.
+        #[arg(long, env = "TALLY_LOG_FORMAT", value_enum, default_value = "human")]
+        log_format: LogFormatArg,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        ingest: IngestArgs,
+    },
+    /// Dead letters: list or replay them.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Create or upgrade the database schema and seed the price catalogue, then exit.
     Migrate {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+/// Cluster-mode settings of `serve`.
+struct Cluster {
+    /// Kafka bridge, when brokers are configured.
+    kafka: Option<KafkaConfig>,
+    /// Limits of the embedded `POST /v1/events`.
+    ingest: CollectorConfig,
 }
 
 fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
@@ -123,13 +283,58 @@ fn open_store(db: &DbArgs) -> anyhow::Result<(Store, Catalog)> {
     Ok((store, catalog))
 }
 
+fn log_format(arg: LogFormatArg) -> tally_observability::LogFormat {
+    match arg {
+        LogFormatArg::Human => tally_observability::LogFormat::Human,
+        LogFormatArg::Json => tally_observability::LogFormat::Json,
+    }
+}
+
+fn dlq_topic(name: &str) -> anyhow::Result<Topic> {
+    Topic::parse(name).with_context(|| format!("--topic: unknown topic {name:?}"))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Migrate { db } => {
-            tally_observability::init("tally-migrate", tally_observability::LogFormat::Human)?;
+            let _guard = tally_observability::init_node("tally-migrate", tally_observability::LogFormat::Human, None)?;
             open_store(&db)?;
             Ok(())
+        }
+        Command::Collector { bind, workers, log_format: format, kafka, ingest } => {
+            let kafka = kafka.required()?;
+            let ingest = ingest.config()?;
+            let _guard = tally_observability::init_node("tally-collector", log_format(format), Some(&kafka.node_id))?;
+            let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_COLLECTOR_BIND: cannot listen on {bind}"))?;
+            let addr = listener.local_addr()?;
+            actix_web::rt::System::new().block_on(async move {
+                // Printed on stdout so scripts and tests can find the port when binding port 0.
+                println!("tally collector listening on http://{addr}");
+                tracing::info!(%addr, node = %kafka.node_id, "Collector serving.");
+                tally_collector::service::run(listener, kafka, ingest, workers).await
+            })?;
+            Ok(())
+        }
+        Command::Dlq { command } => {
+            let _guard = tally_observability::init_node("tally-dlq", tally_observability::LogFormat::Human, None)?;
+            match command {
+                DlqCommand::List { topic, limit, kafka } => {
+                    let kafka = kafka.required()?;
+                    tally_actors::kafka::dlq::write_json_lines(&kafka, dlq_topic(&topic)?, limit, &mut std::io::stdout().lock())?;
+                    Ok(())
+                }
+                DlqCommand::Replay { topic, code, limit, kafka } => {
+                    let kafka = kafka.required()?;
+                    let topic = dlq_topic(&topic)?;
+                    let report = tokio::runtime::Runtime::new()?.block_on(async move {
+                        let producer = tally_actors::kafka::KafkaProducer::new(&kafka)?;
+                        tally_actors::kafka::dlq::replay(&producer, topic, code.as_deref(), limit).await
+                    })?;
+                    println!("{report}");
+                    Ok(())
+                }
+            }
         }
         Command::Serve {
             db,
@@ -140,13 +345,13 @@ fn main() -> anyhow::Result<()> {
             batch_max_ops,
             batch_flush_ms,
             workers,
-            log_format,
+            log_format: format,
+            kafka,
+            ingest,
         } => {
-            let format = match log_format {
-                LogFormatArg::Human => tally_observability::LogFormat::Human,
-                LogFormatArg::Json => tally_observability::LogFormat::Json,
-            };
-            tally_observability::init("tally-web", format)?;
+            let kafka = kafka.config()?;
+            let ingest = ingest.config()?;
+            let _guard = tally_observability::init_node("tally-web", log_format(format), kafka.as_ref().map(|k| k.node_id.as_str()))?;
             if batch_max_ops == 0 {
                 anyhow::bail!("TALLY_BATCH_MAX_OPS must be at least 1");
             }
@@ -162,11 +367,13 @@ fn main() -> anyhow::Result<()> {
                 },
                 system_prompt,
             };
-            actix_web::rt::System::new().block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers))
+            let cluster = Cluster { kafka, ingest };
+            actix_web::rt::System::new().block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster))
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)] // start-up wiring: each argument is one parsed setting group
 async fn serve(
     store: Store,
     cache: tally_store::cache::Cache,
@@ -175,14 +382,31 @@ async fn serve(
     listener: TcpListener,
     config: ActorSystemConfig,
     workers: Option<usize>,
+    cluster: Cluster,
 ) -> anyhow::Result<()> {
     let actors = ActorSystem::start(store, cache, router.clone(), config).context("starting actors")?;
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
     let addr = listener.local_addr()?;
+    // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.
+    let consumer = match cluster.kafka {
+        Some(kafka) => Some(
+            tally_actors::kafka::start_billing_consumer(kafka, actors.billing.clone().recipient())
+                .await
+                .context("starting the Kafka consumer (TALLY_KAFKA_BROKERS)")?,
+        ),
+        None => None,
+    };
+    let embedded_ingest = consumer.is_none().then(|| (actors.billing.clone().recipient(), cluster.ingest));
     let mut server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
+        let mut app = actix_web::App::new()
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("tally::http"))
-            .configure(tally_web::configure(state.clone(), HttpConfig::default()))
+            // Outermost: every request gets its server span (continuing an incoming traceparent) and metrics.
+            .wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request));
+        if let Some((billing, ingest)) = &embedded_ingest {
+            // Before the web routes: they end in a catch-all.
+            app = app.configure(tally_collector::embedded_routes(billing.clone(), ingest.clone()));
+        }
+        app.configure(tally_web::configure(state.clone(), HttpConfig::default()))
     })
     .listen(listener)?
     .shutdown_timeout(10);
@@ -197,11 +421,17 @@ async fn serve(
     // Shutdown, in order (one signal handler: actix-web's, on SIGINT/SIGTERM):
     // 1. stop accepting connections and let in-flight requests finish (HttpServer, up to shutdown_timeout);
     // 2. drain SSE streams: turns run detached and finish, each ending its own stream;
-    // 3. flush batches: the persister commits everything accepted (`drain`);
-    // 4. commit offsets: no Kafka consumers in embedded mode;
-    // 5. flush traces: logs are written synchronously to stderr.
+    // 3. stop the Kafka consumer: it stops polling and waits for the records in flight to be billed;
+    // 4. flush batches: the persister commits everything accepted (`drain`);
+    // 5. commit offsets: the consumer commits what was billed and leaves its group (in `shutdown`);
+    // 6. flush traces: the telemetry guard, dropped when `main` returns.
     server.run().await?;
+    let consumer_stopped = match consumer {
+        Some(c) => c.shutdown().await.context("stopping the Kafka consumer"),
+        None => Ok(()),
+    };
     actors.drain().await.context("flushing accepted writes at shutdown")?;
+    consumer_stopped?;
     tracing::info!("Tally node stopped cleanly.");
     Ok(())
 }

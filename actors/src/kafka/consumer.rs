@@ -1,0 +1,431 @@
+//! Inbound side of the bridge: consumes `inference-events` in a consumer group and bills it locally.
+//!
+//! The loop alternates two phases, so no work is ever in flight while the group
+//! rebalances (rebalance callbacks only run while the consumer is polled):
+//!
+//! 1. collect a batch (up to `consumer_batch` records or `consumer_linger`);
+//! 2. deliver every record to the local BillingActor (`BillUsage`) and wait for all
+//!    of them: billed (durable), a duplicate (already billed), or dead-lettered to
+//!    `inference-events.dlq` with the reason (malformed, unknown version,
+//!    unpriceable). Transient failures are retried with backoff, never skipped.
+//!
+//! Only then are offsets stored, per partition up to the first record not yet
+//! done; librdkafka commits stored offsets every `commit_interval`, before
+//! partitions are revoked, and at shutdown. A crash therefore only redelivers,
+//! and redelivered events are recognised by their event id: effectively once.
+//! Records collected just before their partition was revoked are still billed
+//! here; their new owner gets them again from the committed offset and recognises
+//! them by event id.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Recipient;
+use chrono::Utc;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tally_observability::{TraceContext, TRACESTATE_HEADER};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::billing::{BillUsage, BilledUsage};
+use crate::error::ActorError;
+use crate::kafka::config::KafkaConfig;
+use crate::kafka::dlq::{self, DeadLetter};
+use crate::kafka::envelope::{header_str, Envelope, InferenceEvent, ProcessedEvent, HEADER_TRACEPARENT};
+use crate::kafka::producer::{millis, KafkaProducer};
+use crate::kafka::retry::{retry, RetryPolicy};
+use crate::kafka::topics::{ensure_topics, Topic};
+use crate::kafka::kafka_error;
+
+/// How long shutdown waits for records in flight before giving up on them (they will be redelivered).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// `fetch.wait.max.ms`: how long the broker may hold a fetch open waiting for data.
+const FETCH_WAIT_MAX: Duration = Duration::from_millis(100);
+/// Pause after a consumer error before polling again.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
+
+/// A running billing consumer. Dropping it does not stop it; call [`ConsumerHandle::shutdown`].
+pub struct ConsumerHandle {
+    stop: watch::Sender<bool>,
+    done: tokio::sync::oneshot::Receiver<Result<(), ActorError>>,
+}
+
+impl ConsumerHandle {
+    /// Stop polling, finish (or give up on, after [`DRAIN_TIMEOUT`]) the records in flight,
+    /// commit processed offsets and leave the group.
+    pub async fn shutdown(self) -> Result<(), ActorError> {
+        let _ = self.stop.send(true);
+        self.done.await.unwrap_or_else(|_| Err(ActorError::Unavailable("kafka consumer task ended early".into())))
+    }
+}
+
+/// Consumer callbacks: commit what was processed before partitions are revoked, count rebalances.
+struct BridgeContext {
+    rebalances: Arc<AtomicU64>,
+}
+
+impl ClientContext for BridgeContext {}
+
+impl ConsumerContext for BridgeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Nothing is in flight here (see the module doc): commit the stored offsets
+            // so the next owner starts right after what this node billed.
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => tracing::warn!(error = %e, "Commit before revoke failed; the next owner may redeliver."),
+            }
+            tracing::info!(partitions = tpl.count(), "Partitions revoked.");
+        }
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+                tracing::info!(partitions = %parts.join(","), "Partitions assigned.");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "Rebalance failed."),
+        }
+    }
+}
+
+type BridgeConsumer = StreamConsumer<BridgeContext>;
+
+/// Start consuming `inference-events` into `billing`: creates missing topics, joins the group, spawns the loop.
+/// Must run inside the actix/tokio runtime that should drive the loop.
+pub async fn start_billing_consumer(config: KafkaConfig, billing: Recipient<BillUsage>) -> Result<ConsumerHandle, ActorError> {
+    config.validate()?;
+    ensure_topics(&config).await?;
+    let producer = KafkaProducer::new(&config)?;
+    let rebalances = Arc::new(AtomicU64::new(0));
+    let heartbeat = (config.session_timeout / 3).max(Duration::from_millis(100));
+    let consumer: BridgeConsumer = ClientConfig::new()
+        .set("bootstrap.servers", config.bootstrap())
+        .set("group.id", &config.group_id)
+        .set("client.id", format!("{}-consumer", config.node_id))
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", millis(config.commit_interval))
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", millis(config.session_timeout))
+        .set("heartbeat.interval.ms", millis(heartbeat))
+        .set("fetch.wait.max.ms", millis(FETCH_WAIT_MAX))
+        .set("enable.partition.eof", "false")
+        .create_with_context(BridgeContext { rebalances: rebalances.clone() })
+        .map_err(|e| kafka_error("creating the consumer", &e))?;
+    let topic = config.topic(Topic::InferenceEvents);
+    consumer.subscribe(&[&topic]).map_err(|e| kafka_error("subscribing", &e))?;
+    tracing::info!(topic = %topic, group = %config.group_id, node = %config.node_id, "Billing consumer started.");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let bridge = Bridge { config, billing, producer, consumer: Arc::new(consumer), rebalances, stop: stop_rx };
+    actix::spawn(async move {
+        let result = bridge.run().await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "Billing consumer stopped with an error.");
+        }
+        let _ = done_tx.send(result);
+    });
+    Ok(ConsumerHandle { stop: stop_tx, done: done_rx })
+}
+
+struct Bridge {
+    config: KafkaConfig,
+    billing: Recipient<BillUsage>,
+    producer: KafkaProducer,
+    consumer: Arc<BridgeConsumer>,
+    rebalances: Arc<AtomicU64>,
+    stop: watch::Receiver<bool>,
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    Billed,
+    Duplicate,
+    DeadLettered,
+}
+
+impl Bridge {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn run(mut self) -> Result<(), ActorError> {
+        while !self.stopping() {
+            let generation = self.rebalances.load(Ordering::SeqCst);
+            let batch = self.collect().await;
+            if batch.is_empty() {
+                continue;
+            }
+            if self.rebalances.load(Ordering::SeqCst) != generation {
+                // Records of partitions revoked meanwhile are billed here and redelivered to
+                // their new owner: the second billing is recognised by event id.
+                tracing::debug!(records = batch.len(), "Group rebalanced while collecting.");
+            }
+            self.process(batch).await;
+        }
+        // Shutdown phase "commit offsets": everything stored so far, synchronously, off the event loop.
+        let consumer = self.consumer.clone();
+        let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+            .await
+            .map_err(|e| ActorError::Unavailable(format!("final commit task failed: {e}")))?;
+        match committed {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => return Err(kafka_error("committing offsets at shutdown", &e)),
+        }
+        if let Err(e) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "Producer flush at shutdown failed.");
+        }
+        tracing::info!("Billing consumer stopped; offsets committed.");
+        Ok(())
+    }
+
+    /// Phase 1: the next batch (empty when stopping or on a consumer error).
+    async fn collect(&mut self) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        let consumer = self.consumer.clone();
+        let first = tokio::select! {
+            _ = self.stop.changed() => return batch,
+            m = consumer.recv() => m,
+        };
+        match first {
+            Ok(m) => batch.push(m.detach()),
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error.");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                return batch;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.consumer_linger;
+        while batch.len() < self.config.consumer_batch {
+            tokio::select! {
+                m = consumer.recv() => match m {
+                    Ok(m) => batch.push(m.detach()),
+                    Err(e) => { tracing::warn!(error = %e, "Kafka consumer error."); break; }
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        batch
+    }
+
+    /// Phase 2: deliver a batch, wait for it, store offsets of the finished prefix of each partition.
+    async fn process(&mut self, batch: Vec<OwnedMessage>) {
+        let started = Instant::now();
+        let n = batch.len();
+        let mut done: Vec<Option<Handled>> = vec![None; n];
+        let mut inflight: FuturesUnordered<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let fut = handle_record(&self.config, &self.billing, &self.producer, m);
+                async move { (i, fut.await) }
+            })
+            .collect();
+        let mut drain_deadline: Option<tokio::time::Instant> = None;
+        let mut stop = self.stop.clone();
+        loop {
+            let next = async {
+                match drain_deadline {
+                    Some(d) => tokio::time::timeout_at(d, inflight.next()).await.ok().flatten().map(Some),
+                    None => inflight.next().await.map(Some),
+                }
+            };
+            tokio::select! {
+                r = next => match r {
+                    Some(Some((i, h))) => done[i] = Some(h),
+                    // All finished, or the drain deadline passed.
+                    _ => break,
+                },
+                _ = stop.changed(), if drain_deadline.is_none() => {
+                    drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                }
+            }
+        }
+        drop(inflight);
+        let mut counts = [0usize; 3];
+        for h in done.iter().flatten() {
+            counts[*h as usize] += 1;
+        }
+        self.store_offsets(&batch, &done);
+        tracing::debug!(
+            records = n,
+            billed = counts[Handled::Billed as usize],
+            duplicates = counts[Handled::Duplicate as usize],
+            dead_lettered = counts[Handled::DeadLettered as usize],
+            unfinished = n - counts.iter().sum::<usize>(),
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "Consumer batch processed."
+        );
+    }
+
+    fn store_offsets(&self, batch: &[OwnedMessage], done: &[Option<Handled>]) {
+        let positions = batch.iter().zip(done).map(|(m, d)| (m.topic(), m.partition(), m.offset(), d.is_some()));
+        for (topic, partition, next) in offsets_to_store(positions) {
+            // `store_offsets` stores the offset as given (the next one to read); the
+            // single-offset `store_offset` would add one again and skip a record.
+            let mut tpl = TopicPartitionList::new();
+            let stored = tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(next))
+                .and_then(|()| self.consumer.store_offsets(&tpl));
+            if let Err(e) = stored {
+                // The partition was taken away meanwhile: its new owner redelivers (deduped by event id).
+                tracing::debug!(error = %e, partition, "Offset not stored.");
+            }
+        }
+    }
+}
+
+/// For each partition of a batch, the offset to commit: the one after the last record of the
+/// prefix (in offset order) that is done. A partition whose first record is not done gets nothing.
+fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>) -> Vec<(String, i32, i64)> {
+    let mut by_partition: BTreeMap<(&str, i32), Vec<(i64, bool)>> = BTreeMap::new();
+    for (topic, partition, offset, done) in records {
+        by_partition.entry((topic, partition)).or_default().push((offset, done));
+    }
+    by_partition
+        .into_iter()
+        .filter_map(|((topic, partition), mut records)| {
+            records.sort_unstable();
+            let last = records.iter().take_while(|(_, done)| *done).last().map(|(o, _)| *o)?;
+            Some((topic.to_string(), partition, last + 1))
+        })
+        .collect()
+}
+
+/// Bill one record, or dead-letter it. Retries transient failures until they pass (or the caller gives up).
+async fn handle_record(
+    config: &KafkaConfig,
+    billing: &Recipient<BillUsage>,
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+) -> Handled {
+    let body = msg.payload().unwrap_or_default();
+    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+    let traceparent = header_str(msg.headers(), HEADER_TRACEPARENT).map(str::to_string);
+    let tracestate = header_str(msg.headers(), TRACESTATE_HEADER).map(str::to_string);
+    let span = tracing::debug_span!("kafka.consume", partition = msg.partition(), offset = msg.offset(), traceparent = traceparent.as_deref());
+    bill_or_dead_letter(config, billing, producer, msg, body, key, traceparent, tracestate).instrument(span).await
+}
+
+#[allow(clippy::too_many_arguments)] // one record's parts, passed apart to keep borrows short
+async fn bill_or_dead_letter(
+    config: &KafkaConfig,
+    billing: &Recipient<BillUsage>,
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+    body: &[u8],
+    key: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+) -> Handled {
+    let env = match Envelope::<InferenceEvent>::decode(body) {
+        Ok(env) => env,
+        Err(e) => return dead_letter(producer, msg, key, None, &e, traceparent.as_deref()).await,
+    };
+    let event_id = env.event_id;
+    let event = match InferenceEvent::into_usage_event(env) {
+        Ok(ev) => ev,
+        Err(e) => return dead_letter(producer, msg, key, Some(event_id), &e, traceparent.as_deref()).await,
+    };
+    let user_id = event.user_id.clone();
+    let model = event.model.clone();
+    let billed = retry(RetryPolicy::forever(), "Billing a consumed event", ActorError::is_retryable, || {
+        let event = event.clone();
+        let trace = TraceContext::from_parts(traceparent.as_deref(), tracestate.as_deref());
+        async move { billing.send(BillUsage { event, with: Vec::new(), trace }).await? }
+    })
+    .await;
+    match billed {
+        Ok(BilledUsage { cost, duplicate }) => {
+            if config.publish_processed {
+                let processed = ProcessedEvent {
+                    user_id: user_id.clone(),
+                    model,
+                    cost_total: cost.total,
+                    duplicate,
+                    priced_at: Utc::now(),
+                    node_id: config.node_id.clone(),
+                };
+                let env = Envelope::new(event_id, event.occurred_at, config.node_id.clone(), processed);
+                // Detached: dashboards of other nodes are best effort; the record is enqueued now.
+                drop(producer.publish(Topic::ProcessedEvents, &user_id, &env, traceparent.as_deref()));
+            }
+            if duplicate {
+                Handled::Duplicate
+            } else {
+                Handled::Billed
+            }
+        }
+        Err(e) => dead_letter(producer, msg, key, Some(event_id), &e, traceparent.as_deref()).await,
+    }
+}
+
+async fn dead_letter(
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+    key: Option<String>,
+    event_id: Option<Uuid>,
+    why: &ActorError,
+    traceparent: Option<&str>,
+) -> Handled {
+    tracing::warn!(code = why.code(), reason = %why, partition = msg.partition(), offset = msg.offset(), "Record dead-lettered.");
+    let by = producer.config().node_id.clone();
+    let mut letter = DeadLetter::new(Topic::InferenceEvents, why.code(), &why.to_string(), msg.payload().unwrap_or_default(), &by)
+        .from_offset(msg.partition(), msg.offset())
+        .keyed(key)
+        .with_event_id(event_id);
+    let first = retry(RetryPolicy::forever(), "Dead-lettering a record", ActorError::is_retryable, || {
+        dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent)
+    })
+    .await;
+    if let Err(e) = first {
+        // Permanent refusal (e.g. too large with the original body): keep the reason, drop the body.
+        tracing::error!(error = %e, "Dead letter refused; retrying without the original body.");
+        letter.payload = format!("<omitted: {e}>");
+        let _ = retry(RetryPolicy::forever(), "Dead-lettering a record", |_: &ActorError| true, || {
+            dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent)
+        })
+        .await;
+    }
+    Handled::DeadLettered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_the_finished_prefix_of_each_partition() {
+        let records = [
+            ("t", 0, 12, true),
+            ("t", 0, 10, true),
+            ("t", 0, 11, true),
+            ("t", 1, 5, true),
+            ("t", 1, 6, false),
+            ("t", 1, 7, true),
+            ("t", 2, 3, false),
+            ("t", 2, 4, true),
+        ];
+        let got = offsets_to_store(records.into_iter());
+        assert_eq!(
+            got,
+            vec![("t".to_string(), 0, 13), ("t".to_string(), 1, 6)],
+            "p0 all done: next is 13; p1 stops before the unfinished 6; p2 commits nothing"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The typed envelope every bridged record travels in, and the payloads of the usage topics.
+//!
+//! Body: JSON `{schema_version, event_id, occurred_at, producer, payload}`. Headers
+//! repeat the schema version and event id (so tools can route without parsing) and
+//! carry `traceparent` when the sender had one. Decoding never panics: a malformed
+//! body or an unknown version is an `ActorError::Invalid` with a stable code.
+
+use chrono::{DateTime, Utc};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tally_domain::Usage;
+use uuid::Uuid;
+
+use crate::billing::UsageEvent;
+use crate::error::ActorError;
+
+/// Version of the envelope and payload layout this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Header: schema version (decimal text).
+pub const HEADER_SCHEMA_VERSION: &str = "tally-schema-version";
+/// Header: event id.
+pub const HEADER_EVENT_ID: &str = "tally-event-id";
+/// Header: W3C trace context, passed through as received.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+/// Longest accepted user id in a payload (same rule as the HTTP API).
+pub const MAX_USER_ID_LEN: usize = 64;
+/// Longest accepted model name in a payload.
+pub const MAX_MODEL_LEN: usize = 128;
+
+/// A record: metadata plus a typed payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Layout version ([`SCHEMA_VERSION`] when written by this build).
+    pub schema_version: u32,
+    /// Unique event id (UUIDv7, or derived from an idempotency key); consumers dedupe on it.
+    pub event_id: Uuid,
+    /// When the thing happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Node or collector that produced the record.
+    pub producer: String,
+    /// The message itself.
+    pub payload: T,
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    schema_version: Option<u32>,
+}
+
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
+    /// A current-version envelope.
+    pub fn new(event_id: Uuid, occurred_at: DateTime<Utc>, producer: impl Into<String>, payload: T) -> Self {
+        Envelope { schema_version: SCHEMA_VERSION, event_id, occurred_at, producer: producer.into(), payload }
+    }
+
+    /// The JSON body.
+    pub fn encode(&self) -> Result<Vec<u8>, ActorError> {
+        serde_json::to_vec(self)
+            .map_err(|e| ActorError::Invalid { code: "invalid_envelope", message: format!("encoding envelope: {e}") })
+    }
+
+    /// Decode a body; unknown versions and malformed bodies are reported with distinct codes.
+    pub fn decode(body: &[u8]) -> Result<Self, ActorError> {
+        match serde_json::from_slice::<Envelope<T>>(body) {
+            Ok(env) if env.schema_version == SCHEMA_VERSION => Ok(env),
+            Ok(env) => Err(unknown_version(env.schema_version)),
+            Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
+                Ok(VersionProbe { schema_version: Some(v) }) if v != SCHEMA_VERSION => Err(unknown_version(v)),
+                _ => Err(ActorError::Invalid { code: "invalid_envelope", message: format!("undecodable envelope: {e}") }),
+            },
+        }
+    }
+
+    /// Headers for this record: version, event id and the trace context if any.
+    pub fn headers(&self, traceparent: Option<&str>) -> OwnedHeaders {
+        let version = self.schema_version.to_string();
+        let id = self.event_id.to_string();
+        let h = OwnedHeaders::new_with_capacity(3)
+            .insert(Header { key: HEADER_SCHEMA_VERSION, value: Some(version.as_bytes()) })
+            .insert(Header { key: HEADER_EVENT_ID, value: Some(id.as_bytes()) });
+        match traceparent {
+            Some(tp) => h.insert(Header { key: HEADER_TRACEPARENT, value: Some(tp.as_bytes()) }),
+            None => h,
+        }
+    }
+}
+
+fn unknown_version(v: u32) -> ActorError {
+    ActorError::Invalid {
+        code: "unknown_schema_version",
+        message: format!("envelope schema version {v} is not supported (this build reads {SCHEMA_VERSION})"),
+    }
+}
+
+/// The value of a text header, if present and valid UTF-8.
+pub fn header_str<'a, H: Headers>(headers: Option<&'a H>, key: &str) -> Option<&'a str> {
+    headers?.iter().find(|h| h.key == key).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Payload of `inference-events`: usage to bill, keyed by user id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceEvent {
+    /// Billed user.
+    pub user_id: String,
+    /// Model name as priced in the catalogue.
+    pub model: String,
+    /// Provider, when the client said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// `token_usage`, `image_generation`, ...
+    pub event_type: String,
+    /// Quantities by kind (decimal strings).
+    pub usage: Usage,
+    /// Thread, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<Uuid>,
+    /// Message, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<Uuid>,
+    /// Where it came from (`ingest`, `chat`, `import:...`).
+    pub source: String,
+    /// Client idempotency key, kept for audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+impl InferenceEvent {
+    /// Validate and turn an envelope into the BillingActor's usage event.
+    pub fn into_usage_event(env: Envelope<InferenceEvent>) -> Result<UsageEvent, ActorError> {
+        let p = env.payload;
+        let invalid = |code: &'static str, message: String| ActorError::Invalid { code, message };
+        let user_ok = !p.user_id.is_empty()
+            && p.user_id.len() <= MAX_USER_ID_LEN
+            && p.user_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+        if !user_ok {
+            return Err(invalid("invalid_user_id", format!("user id {:?} is not valid", p.user_id)));
+        }
+        if p.model.is_empty() || p.model.len() > MAX_MODEL_LEN {
+            return Err(invalid("invalid_model", format!("model {:?} is not valid", p.model)));
+        }
+        p.usage.validate()?;
+        if p.usage.is_empty() {
+            return Err(invalid("empty_usage", "the event has no quantities".into()));
+        }
+        Ok(UsageEvent {
+            event_id: env.event_id,
+            user_id: p.user_id,
+            thread_id: p.thread_id,
+            message_id: p.message_id,
+            model: p.model,
+            occurred_at: env.occurred_at,
+            usage: p.usage,
+            source: p.source,
+            idempotency_key: p.idempotency_key,
+        })
+    }
+}
+
+/// Payload of `processed-events`: a usage event after it was priced and stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessedEvent {
+    /// Billed user.
+    pub user_id: String,
+    /// Model.
+    pub model: String,
+    /// Exact cost (JSON string).
+    pub cost_total: Decimal,
+    /// True when the event had been billed before (a redelivery): nothing new was billed.
+    pub duplicate: bool,
+    /// When the billing node saw it durable.
+    pub priced_at: DateTime<Utc>,
+    /// Billing node.
+    pub node_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use rdkafka::message::OwnedHeaders;
+    use tally_domain::UsageKind;
+
+    use super::*;
+
+    fn sample() -> Envelope<InferenceEvent> {
+        let mut usage = Usage::new();
+        usage.add_tokens(UsageKind::InputTokens, 12);
+        let payload = InferenceEvent {
+            user_id: "alice".into(),
+            model: "claude-3-5-haiku-20241022".into(),
+            provider: None,
+            event_type: "token_usage".into(),
+            usage,
+            thread_id: None,
+            message_id: None,
+            source: "ingest".into(),
+            idempotency_key: Some("k1".into()),
+        };
+        Envelope::new(Uuid::now_v7(), Utc::now(), "collector-1", payload)
+    }
+
+    #[test]
+    fn round_trips() {
+        let env = sample();
+        let body = env.encode().unwrap_or_default();
+        let back = Envelope::<InferenceEvent>::decode(&body).ok();
+        assert_eq!(back.as_ref(), Some(&env), "decode(encode(e)) == e");
+        let text = String::from_utf8(body).unwrap_or_default();
+        assert!(text.contains(r#""input_tokens":"12""#), "quantities travel as decimal strings: {text}");
+    }
+
+    #[test]
+    fn unknown_version_and_garbage_are_reported() {
+        let mut v = serde_json::to_value(sample()).unwrap_or_default();
+        v["schema_version"] = 99.into();
+        let body = serde_json::to_vec(&v).unwrap_or_default();
+        let err = Envelope::<InferenceEvent>::decode(&body).err().map(|e| e.code());
+        assert_eq!(err, Some("unknown_schema_version"), "a future version is named as such");
+        v["payload"] = serde_json::json!({"new_shape": true});
+        let body = serde_json::to_vec(&v).unwrap_or_default();
+        let err = Envelope::<InferenceEvent>::decode(&body).err().map(|e| e.code());
+        assert_eq!(err, Some("unknown_schema_version"), "a future version with a new payload is still named by version");
+        for garbage in [&b"not json"[..], b"{}", b"[1,2]", b"", b"{\"schema_version\":1}"] {
+            let err = Envelope::<InferenceEvent>::decode(garbage).err().map(|e| e.code());
+            assert_eq!(err, Some("invalid_envelope"), "garbage {garbage:?} is invalid_envelope, not a panic");
+        }
+    }
+
+    #[test]
+    fn validation_refuses_bad_payloads() {
+        let mut env = sample();
+        env.payload.user_id = "bad user".into();
+        assert_eq!(InferenceEvent::into_usage_event(env).err().map(|e| e.code()), Some("invalid_user_id"), "user id checked");
+        let mut env = sample();
+        env.payload.usage = Usage::new();
+        assert_eq!(InferenceEvent::into_usage_event(env).err().map(|e| e.code()), Some("empty_usage"), "empty usage refused");
+        // A negative quantity smuggled in through deserialization is caught by validate().
+        let mut v = serde_json::to_value(sample()).unwrap_or_default();
+        v["payload"]["usage"]["input_tokens"] = "-5".into();
+        let env = serde_json::from_value::<Envelope<InferenceEvent>>(v).ok();
+        let code = env.and_then(|e| InferenceEvent::into_usage_event(e).err()).map(|e| e.code());
+        assert_eq!(code, Some("negative_quantity"), "negative quantities refused");
+        let ok = InferenceEvent::into_usage_event(sample()).ok();
+        assert_eq!(ok.map(|u| u.usage.get(&UsageKind::from_str("input_tokens").unwrap_or(UsageKind::InputTokens))), Some(Decimal::from(12)), "valid event converts");
+    }
+
+    #[test]
+    fn headers_carry_version_id_and_trace() {
+        let env = sample();
+        let h: OwnedHeaders = env.headers(Some("00-abc-def-01"));
+        assert_eq!(header_str(Some(&h), HEADER_TRACEPARENT), Some("00-abc-def-01"), "traceparent passed through");
+        assert_eq!(header_str(Some(&h), HEADER_SCHEMA_VERSION), Some("1"), "version header");
+        let id = env.event_id.to_string();
+        assert_eq!(header_str(Some(&h), HEADER_EVENT_ID), Some(id.as_str()), "event id header");
+        let h = env.headers(None);
+        assert_eq!(header_str(Some(&h), HEADER_TRACEPARENT), None, "no traceparent when absent");
+    }
+}

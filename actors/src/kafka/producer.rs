@@ -1,0 +1,193 @@
+//! Outbound side of the bridge: a producer (`acks=all`, idempotent when configured) that answers
+//! only once the broker acknowledged.
+//!
+//! Records are keyed by user id on usage topics and by thread id on chat topics
+//! ([`Topic::key_kind`]), so one user's usage (one thread's chat) stays in order.
+//! librdkafka batches records (`linger.ms`, `batch.num.messages`) and retries them
+//! internally until `message.timeout.ms`; a failure that outlives that is reported
+//! to the caller, transient ones as retryable.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::ActorError;
+use crate::kafka::config::KafkaConfig;
+use crate::kafka::envelope::Envelope;
+use crate::kafka::topics::{KeyKind, Topic};
+use crate::kafka::kafka_error;
+
+/// Records the producer may hold locally (queued or in flight) before refusing more.
+pub const DEFAULT_QUEUE_MAX_MESSAGES: usize = 500_000;
+/// Records per produce request at most.
+pub const DEFAULT_BATCH_MESSAGES: usize = 10_000;
+
+/// Where a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+}
+
+/// A producer (`acks=all`; `enable.idempotence` when `KafkaConfig::idempotent_producer`).
+/// Cheap to clone; clones share one client.
+///
+/// It heals itself: when the broker answers with an error that means its record of
+/// this producer's id or sequence numbers is gone or corrupt (seen with tansu after a
+/// crash: every produce then fails with `UNKNOWN_SERVER_ERROR`), or librdkafka reports a
+/// fatal error, the next send starts a new client with a new producer id. Records of the
+/// old client that fail are retried by their callers; any that were in fact stored are
+/// stored twice, which consumers absorb by event id.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    inner: Arc<RwLock<FutureProducer>>,
+    needs_reset: Arc<AtomicBool>,
+    config: Arc<KafkaConfig>,
+}
+
+/// Broker answers that mean the broker lost or mangled this producer's idempotence state.
+const RESET_CODES: [RDKafkaErrorCode; 4] = [
+    RDKafkaErrorCode::Unknown,
+    RDKafkaErrorCode::UnknownProducerId,
+    RDKafkaErrorCode::OutOfOrderSequenceNumber,
+    RDKafkaErrorCode::InvalidProducerEpoch,
+];
+
+impl KafkaProducer {
+    /// A producer for these settings (validated first).
+    pub fn new(config: &KafkaConfig) -> Result<Self, ActorError> {
+        config.validate()?;
+        let inner = build(config)?;
+        Ok(KafkaProducer { inner: Arc::new(RwLock::new(inner)), needs_reset: Arc::new(AtomicBool::new(false)), config: Arc::new(config.clone()) })
+    }
+
+    /// The settings it was made with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// True when the current client can no longer deliver (it will be replaced on the next send).
+    pub fn is_broken(&self) -> bool {
+        self.needs_reset.load(Ordering::SeqCst) || self.client().is_ok_and(|c| c.client().fatal_error().is_some())
+    }
+
+    /// The current client, replaced first if it is broken.
+    fn client(&self) -> Result<FutureProducer, ActorError> {
+        let poisoned = || ActorError::Unavailable("kafka: producer lock poisoned".into());
+        let current = self.inner.read().map_err(|_| poisoned())?.clone();
+        let fatal = current.client().fatal_error().is_some();
+        if !fatal && !self.needs_reset.load(Ordering::SeqCst) {
+            return Ok(current);
+        }
+        let mut slot = self.inner.write().map_err(|_| poisoned())?;
+        // Another clone may have replaced it meanwhile.
+        if self.needs_reset.swap(false, Ordering::SeqCst) || slot.client().fatal_error().is_some() {
+            tracing::warn!(fatal, "Kafka producer lost its idempotence state; starting a new one.");
+            let old = std::mem::replace(&mut *slot, build(&self.config)?);
+            // Dropping a producer waits for its queue; never on an event loop.
+            std::thread::spawn(move || drop(old));
+        }
+        Ok(slot.clone())
+    }
+}
+
+fn build(config: &KafkaConfig) -> Result<FutureProducer, ActorError> {
+    ClientConfig::new()
+            .set("bootstrap.servers", config.bootstrap())
+            .set("client.id", format!("{}-producer", config.node_id))
+            .set("enable.idempotence", if config.idempotent_producer { "true" } else { "false" })
+            .set("acks", "all")
+            .set("message.timeout.ms", millis(config.message_timeout))
+            .set("linger.ms", millis(config.linger))
+            .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string())
+            .set("queue.buffering.max.messages", DEFAULT_QUEUE_MAX_MESSAGES.to_string())
+            .set("compression.type", "none")
+        .create()
+        .map_err(|e| kafka_error("creating the producer", &e))
+}
+
+impl KafkaProducer {
+    /// Enqueue one record. The returned future resolves once the broker acknowledged it
+    /// (or delivery failed). Enqueueing itself fails fast (retryable) when the local queue is full.
+    pub fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
+        let queued = self
+            .client()
+            .and_then(|client| client.send_result(record).map_err(|(e, _)| kafka_error("enqueueing a record", &e)));
+        let needs_reset = self.needs_reset.clone();
+        async move {
+            match queued?.await {
+                Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+                Ok(Err((e, _))) => {
+                    if e.rdkafka_error_code().is_some_and(|c| RESET_CODES.contains(&c)) {
+                        needs_reset.store(true, Ordering::SeqCst);
+                    }
+                    Err(kafka_error("delivering a record", &e))
+                }
+                Err(_) => Err(ActorError::Unavailable("kafka: the producer was dropped before delivery".into())),
+            }
+        }
+    }
+
+    /// Publish an envelope to a topic of the cluster, keyed as the topic wants.
+    pub fn publish<T: Serialize + DeserializeOwned>(
+        &self,
+        topic: Topic,
+        key: &str,
+        envelope: &Envelope<T>,
+        traceparent: Option<&str>,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let name = self.config.topic(topic);
+        let sent = envelope.encode().map(|body| self.send(&name, key, &body, envelope.headers(traceparent)));
+        async move { sent?.await }
+    }
+
+    /// Wait until every queued record was delivered or failed, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ActorError> {
+        self.client()?.flush(timeout).map_err(|e| kafka_error("flushing the producer", &e))
+    }
+}
+
+/// The key of a record on `topic`: the thread id on chat topics (the user id when there is no thread),
+/// the user id on usage topics.
+pub fn key_for(topic: Topic, user_id: &str, thread_id: Option<Uuid>) -> String {
+    match (topic.key_kind(), thread_id) {
+        (KeyKind::Thread, Some(t)) => t.to_string(),
+        (KeyKind::Thread, None) | (KeyKind::User, _) => user_id.to_string(),
+    }
+}
+
+/// Duration as librdkafka's integer milliseconds.
+pub(crate) fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_topic() {
+        let t = Uuid::now_v7();
+        assert_eq!(key_for(Topic::InferenceEvents, "alice", Some(t)), "alice", "usage keyed by user");
+        assert_eq!(key_for(Topic::RawMessages, "alice", Some(t)), t.to_string(), "chat keyed by thread");
+        assert_eq!(key_for(Topic::LlmResponses, "alice", None), "alice", "chat without a thread falls back to the user");
+    }
+}
