@@ -226,6 +226,32 @@ fn redis_is_shared_between_nodes_and_sets_px_ttl() {
     assert!(pttl > 0 && pttl <= 5_000, "a configured TTL is the key's PX, got {pttl} ms");
 }
 
+#[test]
+fn another_nodes_invalidation_during_a_load_blocks_the_stale_fill() {
+    // Node B misses and loads from the database; meanwhile node A commits a write and
+    // invalidates. B's loaded value predates A's write, so it must not be cached.
+    let c = config("cross-node-fill");
+    let node_a = redis_cache(c.clone());
+    let node_b = redis_cache(c);
+    let user = format!("u-{}", Uuid::now_v7());
+    let key = keys::user_metrics(&user);
+    let loaded = node_b.get_or_load(&key, || {
+        node_a.invalidate_thread(Uuid::now_v7(), &user);
+        Ok(sample())
+    });
+    assert!(loaded.is_ok(), "the loader's value is returned");
+    assert_eq!(node_b.get_json::<Totals>(&key), None, "B did not cache what A's write made stale");
+    assert_eq!(node_a.get_json::<Totals>(&key), None, "nor does A see it");
+
+    // With no invalidation in between, a fill by either node is shared.
+    let fresh = sample();
+    let again = node_b.get_or_load(&key, || Ok(fresh.clone())).unwrap();
+    assert_eq!(again, fresh, "loads again");
+    assert_eq!(node_a.get_json::<Totals>(&key), Some(fresh), "and this fill is cached for every node");
+    node_a.delete(&key);
+    assert_eq!(node_b.get_json::<Totals>(&key), None, "A's invalidation reaches B");
+}
+
 // ---- outages, against a private redis-server ----
 
 /// A redis-server child on a free loopback port; killed on drop.

@@ -4,7 +4,8 @@
 //! then the reader writes what it loaded (now stale) for a whole TTL. Every invalidation
 //! bumps an epoch (per slot of a key hash); a fill writes only if its key's epoch did not
 //! move during the load, and deletes what it wrote if the epoch moved during the write.
-//! This covers invalidations made by this process; across nodes the TTL bounds staleness.
+//! This covers invalidations made by this process; the Redis cache adds a generation
+//! counter per key in Redis for invalidations made by other nodes (see `redis.rs`).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};

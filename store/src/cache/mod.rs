@@ -56,7 +56,8 @@ pub enum Cache {
 /// Whether a lookup found something, and whether it is worth writing back.
 enum Lookup {
     Hit(String),
-    Miss,
+    /// Absent; for Redis, with the key's fill generation (see `redis.rs`).
+    Miss(Option<String>),
     /// The backend failed or was skipped: do not try to fill either.
     Unavailable,
 }
@@ -119,8 +120,30 @@ impl Cache {
         };
         match found {
             Ok(Some(v)) => Lookup::Hit(v),
-            Ok(None) => Lookup::Miss,
+            Ok(None) => Lookup::Miss(None),
             Err(_) => Lookup::Unavailable,
+        }
+    }
+
+    /// Like `lookup`, but a Redis miss carries the key's fill generation.
+    fn lookup_for_fill(&self, full_key: &str) -> Lookup {
+        match self {
+            Cache::Memory(_) => self.lookup(full_key),
+            Cache::Redis(c) => match c.get_with_generation(full_key) {
+                Ok((Some(v), _)) => Lookup::Hit(v),
+                Ok((None, generation)) => Lookup::Miss(Some(generation)),
+                Err(_) => Lookup::Unavailable,
+            },
+        }
+    }
+
+    /// Write a loaded value unless the key was invalidated since it was looked up (in
+    /// this process: the local epoch; on any node: the Redis generation). True when written.
+    fn fill(&self, full_key: &str, value: &str, ttl: Duration, generation: Option<&str>) -> bool {
+        let ttl = config::clamp_ttl(ttl);
+        match (self, generation) {
+            (Cache::Redis(c), Some(g)) => c.fill(full_key, value, ttl, g).unwrap_or(false),
+            _ => self.store(full_key, value, ttl),
         }
     }
 
@@ -175,7 +198,7 @@ impl Cache {
         let full = self.full_key(key);
         match self.lookup(&full) {
             Lookup::Hit(raw) => Self::decode(&full, &raw),
-            Lookup::Miss | Lookup::Unavailable => None,
+            Lookup::Miss(_) | Lookup::Unavailable => None,
         }
     }
 
@@ -218,21 +241,23 @@ impl Cache {
         F: FnOnce() -> Result<T, StoreError>,
     {
         let full = self.full_key(key);
-        let fillable = match self.lookup(&full) {
+        // Read the local epoch first: an invalidation after this point blocks the fill.
+        let epoch = self.fills().current(&full);
+        let (fillable, generation) = match self.lookup_for_fill(&full) {
             Lookup::Hit(raw) => match Self::decode(&full, &raw) {
                 Some(v) => return Ok(v),
-                None => true,
+                // Undecodable: overwrite it, unguarded by a generation (none was read).
+                None => (true, None),
             },
-            Lookup::Miss => true,
-            Lookup::Unavailable => false,
+            Lookup::Miss(generation) => (true, generation),
+            Lookup::Unavailable => (false, None),
         };
-        let epoch = self.fills().current(&full);
         let value = load()?;
         if fillable && self.fills().current(&full) == epoch {
             if let Some(raw) = Self::encode(&full, &value) {
-                // An invalidation between the check and the write would be undone by the
-                // write: check again and take the write back.
-                if self.store(&full, &raw, ttl) && self.fills().current(&full) != epoch {
+                // A local invalidation between the check and the write would be undone by
+                // the write: check again and take the write back.
+                if self.fill(&full, &raw, ttl, generation.as_deref()) && self.fills().current(&full) != epoch {
                     match self {
                         Cache::Memory(c) => c.delete(std::slice::from_ref(&full)),
                         Cache::Redis(c) => {

@@ -5,6 +5,13 @@
 //! dead (Redis restarted) is dropped with its idle siblings and the call retries once on a
 //! fresh connection within the same deadline. Connection failures and timeouts degrade the
 //! cache (see `health`); Redis error replies do not. Reconnection is just the next connect.
+//!
+//! Fills are guarded across nodes by a generation counter next to each key
+//! (`<key>#gen`): an invalidation `INCR`s it before deleting the key, a read takes the
+//! value and the generation in one `MGET`, and a fill writes (in one server-side script)
+//! only if the generation is still the one read before loading. So a node that loaded
+//! from the database before another node's write committed can never put that stale copy
+//! back after the other node's invalidation.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -84,10 +91,40 @@ fn remaining(deadline: Instant, op_timeout: Duration) -> Result<Duration, CacheE
     }
 }
 
-/// `DEL` `keys` in chunks (replay of missed invalidations, or an invalidation).
-fn del(conn: &mut Connection, keys: &[String]) -> RedisResult<()> {
+/// Suffix of the generation counter that guards fills of a key.
+pub const GENERATION_SUFFIX: &str = "#gen";
+/// Shortest life of a generation counter after its last bump. It only has to outlive
+/// one load (a read's `MGET` to its fill); the key's own TTL is used when longer.
+const MIN_GENERATION_TTL: Duration = Duration::from_secs(600);
+
+/// Write `ARGV[2]` to `KEYS[1]` for `ARGV[3]` ms only if `KEYS[2]` (the generation,
+/// absent = "0") still equals `ARGV[1]`. Returns 1 when written.
+const FILL_SCRIPT: &str = "local g = redis.call('GET', KEYS[2]) \
+if not g then g = '0' end \
+if g == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end \
+return 0";
+
+fn generation_key(key: &str) -> String {
+    format!("{key}{GENERATION_SUFFIX}")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Invalidate `keys` in chunks (an invalidation, or the replay of missed ones): bump each
+/// key's generation, then `DEL` the keys. The bump comes first, so a fill that loaded
+/// before the write either fails its generation check or is deleted afterwards.
+fn del(conn: &mut Connection, keys: &[String], generation_ttl: Duration) -> RedisResult<()> {
+    let ttl_ms = millis(generation_ttl);
     for chunk in keys.chunks(DEL_CHUNK) {
-        ::redis::cmd("DEL").arg(chunk).query::<()>(conn)?;
+        let mut pipe = ::redis::pipe();
+        for k in chunk {
+            let g = generation_key(k);
+            pipe.cmd("INCR").arg(&g).ignore().cmd("PEXPIRE").arg(&g).arg(ttl_ms).ignore();
+        }
+        pipe.cmd("DEL").arg(chunk).ignore();
+        pipe.query::<()>(conn)?;
     }
     Ok(())
 }
@@ -122,6 +159,10 @@ impl RedisCache {
 
     pub(crate) fn fills(&self) -> &FillEpochs {
         &self.inner.fills
+    }
+
+    fn generation_ttl(&self) -> Duration {
+        self.inner.config.ttl.max(MIN_GENERATION_TTL)
     }
 
     /// Whether the last contact with Redis worked.
@@ -218,7 +259,7 @@ impl RedisCache {
         let result = match &replay {
             None => self.exec(deadline, &mut op),
             Some(pending) => self.exec(deadline, |conn| {
-                del(conn, pending)?;
+                del(conn, pending, self.generation_ttl())?;
                 op(conn)
             }),
         };
@@ -243,15 +284,44 @@ impl RedisCache {
         self.run(&[], false, |conn| ::redis::cmd("GET").arg(key).query::<Option<String>>(conn))
     }
 
+    /// The value under a full key and the key's fill generation (for [`RedisCache::fill`]), in one round trip.
+    pub(crate) fn get_with_generation(&self, key: &str) -> Result<(Option<String>, String), CacheError> {
+        let g = generation_key(key);
+        let (value, generation) = self.run(&[], false, |conn| {
+            ::redis::cmd("MGET").arg(key).arg(&g).query::<(Option<String>, Option<String>)>(conn)
+        })?;
+        Ok((value, generation.unwrap_or_else(|| "0".to_string())))
+    }
+
     /// `SET key value PX ttl`.
     pub(crate) fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ttl_ms = millis(ttl);
         self.run(&[], false, |conn| ::redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).query::<()>(conn))
     }
 
-    /// `DEL` full keys; a failed or skipped delete is replayed when Redis is back.
+    /// `SET key value PX ttl` only if no node invalidated `key` since `generation` was read
+    /// (atomically, on the server). Ok(true) when written.
+    pub(crate) fn fill(&self, key: &str, value: &str, ttl: Duration, generation: &str) -> Result<bool, CacheError> {
+        let ttl_ms = millis(ttl);
+        let g = generation_key(key);
+        let written = self.run(&[], false, |conn| {
+            ::redis::cmd("EVAL")
+                .arg(FILL_SCRIPT)
+                .arg(2)
+                .arg(key)
+                .arg(&g)
+                .arg(generation)
+                .arg(value)
+                .arg(ttl_ms)
+                .query::<i64>(conn)
+        })?;
+        Ok(written == 1)
+    }
+
+    /// Invalidate full keys (generation bump, then `DEL`); a failed or skipped
+    /// invalidation is replayed when Redis is back.
     pub(crate) fn delete(&self, keys: &[String]) -> Result<(), CacheError> {
-        self.run(keys, false, |conn| del(conn, keys))
+        self.run(keys, false, |conn| del(conn, keys, self.generation_ttl()))
     }
 
     /// `PING` now, even while degraded (a readiness probe; success heals after replay).
