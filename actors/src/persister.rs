@@ -161,8 +161,9 @@ fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
     }
     match result {
         Ok(outcome) => {
+            let mut shares = Shares::of(&outcome);
             for p in batch {
-                let share = share_of(&outcome, &p.ops);
+                let share = shares.take(&p.ops);
                 let _ = p.reply.send(Ok(share));
             }
         }
@@ -235,25 +236,36 @@ fn write_with_retry(store: &Store, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     }
 }
 
-fn share_of(outcome: &BatchOutcome, ops: &[WriteOp]) -> BatchOutcome {
-    let mut messages = HashSet::new();
-    let mut events = HashSet::new();
-    for op in ops {
-        match op {
-            WriteOp::Message(m) => {
-                messages.insert(m.message_id);
-            }
-            WriteOp::Usage(u) => {
-                events.insert(u.event_id);
-            }
+/// The batch's outcome split among its callers in time linear in the batch size. The
+/// store reports an id written twice in one batch once as inserted and then as a
+/// duplicate; likewise the first caller (in batch order) that wrote a newly inserted id
+/// gets "inserted" and every later one "duplicate".
+struct Shares {
+    /// Newly inserted ids not yet handed to a caller.
+    messages: HashSet<Uuid>,
+    events: HashSet<Uuid>,
+}
+
+impl Shares {
+    fn of(outcome: &BatchOutcome) -> Self {
+        Shares {
+            messages: outcome.inserted_messages.iter().copied().collect(),
+            events: outcome.inserted_events.iter().copied().collect(),
         }
     }
-    let pick = |ids: &[Uuid], set: &HashSet<Uuid>| ids.iter().filter(|i| set.contains(i)).copied().collect();
-    BatchOutcome {
-        inserted_messages: pick(&outcome.inserted_messages, &messages),
-        inserted_events: pick(&outcome.inserted_events, &events),
-        duplicate_messages: pick(&outcome.duplicate_messages, &messages),
-        duplicate_events: pick(&outcome.duplicate_events, &events),
+
+    /// The outcome of one caller's ops.
+    fn take(&mut self, ops: &[WriteOp]) -> BatchOutcome {
+        let mut share = BatchOutcome::default();
+        for op in ops {
+            match op {
+                WriteOp::Message(m) if self.messages.remove(&m.message_id) => share.inserted_messages.push(m.message_id),
+                WriteOp::Message(m) => share.duplicate_messages.push(m.message_id),
+                WriteOp::Usage(u) if self.events.remove(&u.event_id) => share.inserted_events.push(u.event_id),
+                WriteOp::Usage(u) => share.duplicate_events.push(u.event_id),
+            }
+        }
+        share
     }
 }
 
@@ -330,5 +342,46 @@ impl Handler<FlushDone> for PersisterActor {
         } else {
             self.schedule(ctx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use rust_decimal::Decimal;
+    use tally_domain::Cost;
+    use tally_store::UsageRecord;
+
+    use super::*;
+
+    fn usage(event_id: Uuid) -> WriteOp {
+        WriteOp::Usage(UsageRecord {
+            event_id,
+            user_id: "u".into(),
+            thread_id: None,
+            message_id: None,
+            model: "m".into(),
+            event_type: String::new(),
+            source: "test".into(),
+            idempotency_key: None,
+            occurred_at: Utc::now(),
+            cost: Cost { lines: Vec::new(), total: Decimal::ZERO },
+        })
+    }
+
+    #[test]
+    fn an_id_inserted_once_goes_to_its_first_writer_only() {
+        let (a, b, old) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        // Caller 1 writes a and old; caller 2 writes a again and b. The store inserted a and b once.
+        let outcome = BatchOutcome {
+            inserted_events: vec![a, b],
+            duplicate_events: vec![old, a],
+            ..BatchOutcome::default()
+        };
+        let mut shares = Shares::of(&outcome);
+        let first = shares.take(&[usage(a), usage(old)]);
+        let second = shares.take(&[usage(a), usage(b)]);
+        assert_eq!((first.inserted_events, first.duplicate_events), (vec![a], vec![old]), "first writer of a gets it");
+        assert_eq!((second.inserted_events, second.duplicate_events), (vec![b], vec![a]), "the repeat is a duplicate");
     }
 }
