@@ -25,7 +25,11 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TALLY="${TALLY_BENCH_BIN:-$TARGET_DIR/release/tally}"
 DRIVER="$TARGET_DIR/release/examples/ingest_bench"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 # start NAME ARGS...: run the binary in the background; sets URL to the address it prints.

@@ -113,8 +113,18 @@ struct Cluster {
 impl Cluster {
     fn kafka_args(&self, node: &str) -> Vec<String> {
         [
-            "--kafka-brokers", &self.brokers, "--node-id", node, "--kafka-topic-prefix", &self.prefix, "--kafka-partitions", "4",
-            "--kafka-session-timeout-ms", "6000", "--kafka-message-timeout-ms", "2000",
+            "--kafka-brokers",
+            &self.brokers,
+            "--node-id",
+            node,
+            "--kafka-topic-prefix",
+            &self.prefix,
+            "--kafka-partitions",
+            "4",
+            "--kafka-session-timeout-ms",
+            "6000",
+            "--kafka-message-timeout-ms",
+            "2000",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -138,16 +148,20 @@ impl Cluster {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        let base = line.trim().rsplit_once(" on ").map(|(_, b)| b.to_string()).unwrap_or_else(|| {
-            panic!("{name} did not start ({line:?}); see {}", self.dir.join(format!("{name}.log")).display())
-        });
+        let base = line
+            .trim()
+            .rsplit_once(" on ")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_else(|| panic!("{name} did not start ({line:?}); see {}", self.dir.join(format!("{name}.log")).display()));
         (Proc { child }, base)
     }
 
     fn node(&self, name: &str) -> (Proc, String) {
         // Both nodes share PostgreSQL and Redis (hot reads): either node answers with every node's billing.
-        let mut args: Vec<String> =
-            ["serve", "--bind", "127.0.0.1:0", "--database-url", &self.db, "--redis-url", &self.redis].iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = ["serve", "--bind", "127.0.0.1:0", "--database-url", &self.db, "--redis-url", &self.redis]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend(self.kafka_args(name));
         self.spawn(name, args)
     }
@@ -266,7 +280,8 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
     let cluster = Cluster { dir: dir.clone(), db: db.clone(), redis, brokers: broker.addr(), prefix: format!("cl{}.", std::process::id()) };
     let broker = std::sync::Arc::new(std::sync::Mutex::new(broker));
     let mut broker_restart = None;
-    let migrated = Command::new(env!("CARGO_BIN_EXE_tally")).args(["migrate", "--database-url", &db]).stderr(Stdio::null()).status().unwrap();
+    let migrated =
+        Command::new(env!("CARGO_BIN_EXE_tally")).args(["migrate", "--database-url", &db]).stderr(Stdio::null()).status().unwrap();
     assert!(migrated.success(), "tally migrate");
     let (mut node_a, _) = cluster.node("node-a");
     let (_node_b, base_b) = cluster.node("node-b");
@@ -409,5 +424,6 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
         ingested_at,
         started.elapsed()
     );
-    let _ = Command::new("psql").args([admin.as_str(), "-q", "-c", &format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")]).status();
+    let _ =
+        Command::new("psql").args([admin.as_str(), "-q", "-c", &format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)")]).status();
 }

@@ -36,7 +36,10 @@ pub fn split(body: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec<&
                 .map_err(|_| CollectorError::InvalidBody { code: "invalid_json", message: "body is not UTF-8".into() })?;
             match text.trim_start().as_bytes().first() {
                 Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text)
-                    .map_err(|e| CollectorError::InvalidBody { code: "invalid_json", message: format!("body is not a JSON array of events: {e}") })?
+                    .map_err(|e| CollectorError::InvalidBody {
+                        code: "invalid_json",
+                        message: format!("body is not a JSON array of events: {e}"),
+                    })?
                     .into_iter()
                     .map(RawValue::get)
                     .collect(),
@@ -46,7 +49,8 @@ pub fn split(body: &[u8], format: BodyFormat, max_events: usize) -> Result<Vec<&
                 _ => {
                     return Err(CollectorError::InvalidBody {
                         code: "invalid_json",
-                        message: "body must be a JSON array of events, one event object, or NDJSON (Content-Type: application/x-ndjson)".into(),
+                        message: "body must be a JSON array of events, one event object, or NDJSON (Content-Type: application/x-ndjson)"
+                            .into(),
                     })
                 }
             }

@@ -168,11 +168,14 @@ impl Handler<PublishEvents> for CollectorActor {
                     }
                 }
             });
-            let letters = rejected.iter().map(|(raw, why)| {
-                let producer = producer.clone();
-                let letter = DeadLetter::new(Topic::InferenceEvents, why.code, &why.reason, raw.as_bytes(), &node);
-                async move { deliver("Dead-lettering a rejected event", || dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)).await }
-            });
+            let letters =
+                rejected.iter().map(|(raw, why)| {
+                    let producer = producer.clone();
+                    let letter = DeadLetter::new(Topic::InferenceEvents, why.code, &why.reason, raw.as_bytes(), &node);
+                    async move {
+                        deliver("Dead-lettering a rejected event", || dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)).await
+                    }
+                });
             let all = async { (join_all(publishes).await, join_all(letters).await) };
             let (published, lettered) = match tokio::time::timeout(timeout, all).await {
                 Ok(r) => r,
@@ -184,7 +187,8 @@ impl Handler<PublishEvents> for CollectorActor {
                     })
                 }
             };
-            let first_err = published.iter().filter_map(|r| r.as_ref().err()).chain(lettered.iter().filter_map(|r| r.as_ref().err())).next();
+            let first_err =
+                published.iter().filter_map(|r| r.as_ref().err()).chain(lettered.iter().filter_map(|r| r.as_ref().err())).next();
             if let Some(e) = first_err {
                 return Err(CollectorError::Unavailable {
                     code: "broker_unavailable",

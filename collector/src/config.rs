@@ -64,7 +64,10 @@ impl CollectorConfig {
         if self.max_in_flight < self.max_batch_events {
             return Err(CollectorError::config(
                 "collector.max_in_flight",
-                format!("{} is smaller than max_batch_events ({}): a full batch could never be accepted", self.max_in_flight, self.max_batch_events),
+                format!(
+                    "{} is smaller than max_batch_events ({}): a full batch could never be accepted",
+                    self.max_in_flight, self.max_batch_events
+                ),
             ));
         }
         if self.delivery_timeout < Duration::from_millis(100) {

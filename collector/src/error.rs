@@ -63,9 +63,9 @@ impl CollectorError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            CollectorError::InvalidBody { code, .. }
-            | CollectorError::TooLarge { code, .. }
-            | CollectorError::Unavailable { code, .. } => code,
+            CollectorError::InvalidBody { code, .. } | CollectorError::TooLarge { code, .. } | CollectorError::Unavailable { code, .. } => {
+                code
+            }
             CollectorError::Overloaded { .. } => "overloaded",
             CollectorError::Config { .. } => "invalid_config",
             CollectorError::Actor(e) => e.code(),
@@ -99,9 +99,7 @@ impl ResponseError for CollectorError {
             CollectorError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             CollectorError::Overloaded { .. } | CollectorError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CollectorError::Actor(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
-            CollectorError::Actor(_) | CollectorError::Config { .. } | CollectorError::Server(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CollectorError::Actor(_) | CollectorError::Config { .. } | CollectorError::Server(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -128,7 +126,12 @@ mod tests {
             (CollectorError::InvalidBody { code: "invalid_json", message: "x".into() }, 400, "invalid_json", false),
             (CollectorError::TooLarge { code: "too_many_events", message: "x".into() }, 413, "too_many_events", false),
             (CollectorError::Overloaded { in_flight: 5, limit: 5 }, 503, "overloaded", true),
-            (CollectorError::Unavailable { code: "broker_unavailable", message: "down".into(), event_ids: vec![] }, 503, "broker_unavailable", true),
+            (
+                CollectorError::Unavailable { code: "broker_unavailable", message: "down".into(), event_ids: vec![] },
+                503,
+                "broker_unavailable",
+                true,
+            ),
             (CollectorError::Actor(ActorError::Unavailable("x".into())), 503, "unavailable", true),
         ];
         for (e, status, code, retry) in cases {

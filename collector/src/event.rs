@@ -92,8 +92,9 @@ fn user_ok(s: &str) -> bool {
 
 fn quantity(kind: &str, v: &serde_json::Value) -> Result<Decimal, Rejection> {
     let q = match v {
-        serde_json::Value::String(s) => Decimal::from_str(s.trim())
-            .map_err(|_| Rejection::new("invalid_quantity", format!("{kind}: {s:?} is not a decimal number")))?,
+        serde_json::Value::String(s) => {
+            Decimal::from_str(s.trim()).map_err(|_| Rejection::new("invalid_quantity", format!("{kind}: {s:?} is not a decimal number")))?
+        }
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
             (Some(i), _) => Decimal::from(i),
             (None, Some(u)) => Decimal::from(u),
@@ -127,7 +128,10 @@ pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Res
     }
     for (field, v) in [("provider", &w.provider), ("source", &w.source)] {
         if v.as_deref().is_some_and(|s| !label_ok(s)) {
-            return Err(Rejection::new("invalid_event", format!("{field} must be 1-{MAX_LABEL_LEN} characters of letters, digits, '_', '-', '.', ':'")));
+            return Err(Rejection::new(
+                "invalid_event",
+                format!("{field} must be 1-{MAX_LABEL_LEN} characters of letters, digits, '_', '-', '.', ':'"),
+            ));
         }
     }
     if let Some(k) = &w.idempotency_key {
@@ -140,7 +144,10 @@ pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Res
         .with_timezone(&Utc);
     let skew = chrono::Duration::from_std(max_future_skew).unwrap_or(chrono::Duration::zero());
     if occurred_at > now + skew {
-        return Err(Rejection::new("occurred_in_future", format!("occurred_at {occurred_at} is more than {}s in the future", skew.num_seconds())));
+        return Err(Rejection::new(
+            "occurred_in_future",
+            format!("occurred_at {occurred_at} is more than {}s in the future", skew.num_seconds()),
+        ));
     }
     let mut usage = Usage::new();
     for (name, v) in &w.quantities {
@@ -214,7 +221,8 @@ mod tests {
         let ok = ok.ok();
         assert_eq!(ok.as_ref().map(|e| e.event_id.get_version_num()), Some(7), "a fresh id is UUIDv7");
         assert_eq!(ok.map(|e| e.payload.source), Some("ingest".to_string()), "default source");
-        let images = validate(&event(serde_json::json!({"event_type": "image_generation", "quantities": {"images": "2"}})), Utc::now(), SKEW);
+        let images =
+            validate(&event(serde_json::json!({"event_type": "image_generation", "quantities": {"images": "2"}})), Utc::now(), SKEW);
         assert!(images.is_ok(), "resources are accepted");
     }
 
@@ -228,7 +236,11 @@ mod tests {
         assert_eq!(code(serde_json::json!({"quantities": {"Images": "1"}})), Some("invalid_usage_kind"), "bad kind name");
         assert_eq!(code(serde_json::json!({"quantities": {"input_tokens": "abc"}})), Some("invalid_quantity"), "not a number");
         assert_eq!(code(serde_json::json!({"quantities": {"input_tokens": "1e30"}})), Some("invalid_quantity"), "exponent strings refused");
-        assert_eq!(code(serde_json::json!({"quantities": {"input_tokens": "10000000000000000000"}})), Some("quantity_too_large"), "too large");
+        assert_eq!(
+            code(serde_json::json!({"quantities": {"input_tokens": "10000000000000000000"}})),
+            Some("quantity_too_large"),
+            "too large"
+        );
         assert_eq!(code(serde_json::json!({"quantities": {}})), Some("empty_usage"), "nothing to bill");
         assert_eq!(code(serde_json::json!({"quantities": {"input_tokens": 0}})), Some("empty_usage"), "only zeros");
         assert_eq!(code(serde_json::json!({"user_id": "a b"})), Some("invalid_user_id"), "user id");
@@ -250,7 +262,8 @@ mod tests {
             .ok()
             .map(|e| e.event_id);
         let c = validate(&event(serde_json::json!({"idempotency_key": "k-2"})), Utc::now(), SKEW).ok().map(|e| e.event_id);
-        let d = validate(&event(serde_json::json!({"idempotency_key": "k-1", "user_id": "bob"})), Utc::now(), SKEW).ok().map(|e| e.event_id);
+        let d =
+            validate(&event(serde_json::json!({"idempotency_key": "k-1", "user_id": "bob"})), Utc::now(), SKEW).ok().map(|e| e.event_id);
         assert!(a.is_some() && a == b, "same user and key, same id");
         assert_ne!(a, c, "another key, another id");
         assert_ne!(a, d, "another user, another id");

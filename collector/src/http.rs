@@ -113,7 +113,8 @@ async fn healthz(state: web::Data<IngestState>) -> HttpResponse {
 }
 
 async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, CollectorError> {
-    let too_large = || CollectorError::TooLarge { code: "payload_too_large", message: format!("request body is larger than {limit} bytes") };
+    let too_large =
+        || CollectorError::TooLarge { code: "payload_too_large", message: format!("request body is larger than {limit} bytes") };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
@@ -186,12 +187,8 @@ async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<Ingest
         }
     }
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-    let answer = BatchResult {
-        accepted: count(Status::Accepted),
-        duplicates: count(Status::Duplicate),
-        rejected: count(Status::Rejected),
-        results,
-    };
+    let answer =
+        BatchResult { accepted: count(Status::Accepted), duplicates: count(Status::Duplicate), rejected: count(Status::Rejected), results };
     Ok(HttpResponse::Ok().json(answer))
 }
 

@@ -76,7 +76,8 @@ async fn embedded_ingest_bills_once_and_rejects_without_effect() {
     let events = store.usage_events(&LineFilter { user_id: Some("zed".into()), ..LineFilter::default() }, 100).unwrap();
     assert_eq!(events.len(), 2, "two events stored, none for the rejects");
     let total: Decimal = events.iter().map(|e| e.cost.total).sum();
-    let expected = Decimal::from(1500) * Decimal::new(80, 2) / Decimal::from(1_000_000) + Decimal::from(2000) * Decimal::from(4) / Decimal::from(1_000_000);
+    let expected = Decimal::from(1500) * Decimal::new(80, 2) / Decimal::from(1_000_000)
+        + Decimal::from(2000) * Decimal::from(4) / Decimal::from(1_000_000);
     assert_eq!(total, expected, "exact total from catalogue prices");
     handle.stop(true).await;
     actors.drain().await.unwrap();

@@ -96,12 +96,8 @@ async fn broker_down_answers_503_never_acks_and_recovers() {
     let mut broker = PrivateBroker::start();
     let prefix = unique_prefix("outage");
     let kafka = kafka_config(&broker.brokers(), &prefix, "collector-outage");
-    let config = CollectorConfig {
-        max_batch_events: 10,
-        max_in_flight: 20,
-        delivery_timeout: Duration::from_secs(3),
-        ..CollectorConfig::default()
-    };
+    let config =
+        CollectorConfig { max_batch_events: 10, max_in_flight: 20, delivery_timeout: Duration::from_secs(3), ..CollectorConfig::default() };
     let c = Collector::start(kafka.clone(), config).await;
     let (status, _, body) = c.post_json(&json!([event("dave", Some("before"), 1)])).await;
     assert_eq!(status, 200, "healthy broker accepts: {body}");
@@ -138,12 +134,11 @@ async fn broker_down_answers_503_never_acks_and_recovers() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     assert!(statuses(&accepted).iter().all(|s| s == "accepted"), "retried batch accepted: {accepted}");
-    let ids: HashSet<String> = accepted["results"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
+    let ids: HashSet<String> =
+        accepted["results"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
     let records = read_topic(&broker.brokers(), &kafka.topic(Topic::InferenceEvents));
-    let on_topic: HashSet<String> = records
-        .iter()
-        .map(|r| Envelope::<InferenceEvent>::decode(r.payload().unwrap()).unwrap().event_id.to_string())
-        .collect();
+    let on_topic: HashSet<String> =
+        records.iter().map(|r| Envelope::<InferenceEvent>::decode(r.payload().unwrap()).unwrap().event_id.to_string()).collect();
     assert!(ids.is_subset(&on_topic), "every acknowledged event is on the topic after the outage");
     c.handle.stop(true).await;
 }

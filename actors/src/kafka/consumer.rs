@@ -30,8 +30,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tokio::sync::watch;
 use tally_observability::{TraceContext, TRACESTATE_HEADER};
+use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -40,10 +40,10 @@ use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::envelope::{header_str, Envelope, InferenceEvent, ProcessedEvent, HEADER_TRACEPARENT};
+use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, KafkaProducer};
 use crate::kafka::retry::{retry, RetryPolicy};
 use crate::kafka::topics::{ensure_topics, Topic};
-use crate::kafka::kafka_error;
 
 /// How long shutdown waits for records in flight before giving up on them (they will be redelivered).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -279,9 +279,7 @@ impl Bridge {
             // `store_offsets` stores the offset as given (the next one to read); the
             // single-offset `store_offset` would add one again and skip a record.
             let mut tpl = TopicPartitionList::new();
-            let stored = tpl
-                .add_partition_offset(&topic, partition, Offset::Offset(next))
-                .and_then(|()| self.consumer.store_offsets(&tpl));
+            let stored = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)).and_then(|()| self.consumer.store_offsets(&tpl));
             if let Err(e) = stored {
                 // The partition was taken away meanwhile: its new owner redelivers (deduped by event id).
                 tracing::debug!(error = %e, partition, "Offset not stored.");
@@ -308,17 +306,13 @@ fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>
 }
 
 /// Bill one record, or dead-letter it. Retries transient failures until they pass (or the caller gives up).
-async fn handle_record(
-    config: &KafkaConfig,
-    billing: &Recipient<BillUsage>,
-    producer: &KafkaProducer,
-    msg: &OwnedMessage,
-) -> Handled {
+async fn handle_record(config: &KafkaConfig, billing: &Recipient<BillUsage>, producer: &KafkaProducer, msg: &OwnedMessage) -> Handled {
     let body = msg.payload().unwrap_or_default();
     let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
     let traceparent = header_str(msg.headers(), HEADER_TRACEPARENT).map(str::to_string);
     let tracestate = header_str(msg.headers(), TRACESTATE_HEADER).map(str::to_string);
-    let span = tracing::debug_span!("kafka.consume", partition = msg.partition(), offset = msg.offset(), traceparent = traceparent.as_deref());
+    let span =
+        tracing::debug_span!("kafka.consume", partition = msg.partition(), offset = msg.offset(), traceparent = traceparent.as_deref());
     bill_or_dead_letter(config, billing, producer, msg, body, key, traceparent, tracestate).instrument(span).await
 }
 
@@ -397,9 +391,12 @@ async fn dead_letter(
         // Permanent refusal (e.g. too large with the original body): keep the reason, drop the body.
         tracing::error!(error = %e, "Dead letter refused; retrying without the original body.");
         letter.payload = format!("<omitted: {e}>");
-        let _ = retry(RetryPolicy::forever(), "Dead-lettering a record", |_: &ActorError| true, || {
-            dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent)
-        })
+        let _ = retry(
+            RetryPolicy::forever(),
+            "Dead-lettering a record",
+            |_: &ActorError| true,
+            || dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent),
+        )
         .await;
     }
     Handled::DeadLettered

@@ -123,7 +123,12 @@ pub struct DeadLetterRecord {
 }
 
 /// Publish a dead letter to `<topic>.dlq`; resolves once the broker acknowledged it.
-pub async fn publish(producer: &KafkaProducer, topic: Topic, letter: &DeadLetter, traceparent: Option<&str>) -> Result<Delivered, ActorError> {
+pub async fn publish(
+    producer: &KafkaProducer,
+    topic: Topic,
+    letter: &DeadLetter,
+    traceparent: Option<&str>,
+) -> Result<Delivered, ActorError> {
     let body = serde_json::to_vec(letter)
         .map_err(|e| ActorError::Invalid { code: "invalid_dead_letter", message: format!("encoding a dead letter: {e}") })?;
     let mut headers = OwnedHeaders::new_with_capacity(4)
@@ -151,7 +156,8 @@ pub fn list(config: &KafkaConfig, topic: Topic, limit: usize) -> Result<Vec<Dead
         .create()
         .map_err(|e| kafka_error("creating the dead-letter reader", &e))?;
     let meta = consumer.fetch_metadata(Some(&name), LIST_TIMEOUT).map_err(|e| kafka_error("reading topic metadata", &e))?;
-    let partitions: Vec<i32> = meta.topics().iter().filter(|t| t.name() == name).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions: Vec<i32> =
+        meta.topics().iter().filter(|t| t.name() == name).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     if partitions.is_empty() {
         return Err(ActorError::NotFound(format!("dead-letter topic {name}")));
     }
@@ -204,8 +210,7 @@ pub fn write_json_lines(config: &KafkaConfig, topic: Topic, limit: usize, out: &
     let letters = list(config, topic, limit)?;
     let io = |e: std::io::Error| ActorError::Unavailable(format!("writing dead letters: {e}"));
     for l in &letters {
-        let line = serde_json::to_string(l)
-            .map_err(|e| ActorError::Invalid { code: "invalid_dead_letter", message: e.to_string() })?;
+        let line = serde_json::to_string(l).map_err(|e| ActorError::Invalid { code: "invalid_dead_letter", message: e.to_string() })?;
         writeln!(out, "{line}").map_err(io)?;
     }
     out.flush().map_err(io)?;

@@ -23,8 +23,8 @@ use uuid::Uuid;
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::envelope::Envelope;
-use crate::kafka::topics::{KeyKind, Topic};
 use crate::kafka::kafka_error;
+use crate::kafka::topics::{KeyKind, Topic};
 
 /// Records the producer may hold locally (queued or in flight) before refusing more.
 pub const DEFAULT_QUEUE_MAX_MESSAGES: usize = 500_000;
@@ -69,7 +69,11 @@ impl KafkaProducer {
     pub fn new(config: &KafkaConfig) -> Result<Self, ActorError> {
         config.validate()?;
         let inner = build(config)?;
-        Ok(KafkaProducer { inner: Arc::new(RwLock::new(inner)), needs_reset: Arc::new(AtomicBool::new(false)), config: Arc::new(config.clone()) })
+        Ok(KafkaProducer {
+            inner: Arc::new(RwLock::new(inner)),
+            needs_reset: Arc::new(AtomicBool::new(false)),
+            config: Arc::new(config.clone()),
+        })
     }
 
     /// The settings it was made with.
@@ -104,15 +108,15 @@ impl KafkaProducer {
 
 fn build(config: &KafkaConfig) -> Result<FutureProducer, ActorError> {
     ClientConfig::new()
-            .set("bootstrap.servers", config.bootstrap())
-            .set("client.id", format!("{}-producer", config.node_id))
-            .set("enable.idempotence", if config.idempotent_producer { "true" } else { "false" })
-            .set("acks", "all")
-            .set("message.timeout.ms", millis(config.message_timeout))
-            .set("linger.ms", millis(config.linger))
-            .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string())
-            .set("queue.buffering.max.messages", DEFAULT_QUEUE_MAX_MESSAGES.to_string())
-            .set("compression.type", "none")
+        .set("bootstrap.servers", config.bootstrap())
+        .set("client.id", format!("{}-producer", config.node_id))
+        .set("enable.idempotence", if config.idempotent_producer { "true" } else { "false" })
+        .set("acks", "all")
+        .set("message.timeout.ms", millis(config.message_timeout))
+        .set("linger.ms", millis(config.linger))
+        .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string())
+        .set("queue.buffering.max.messages", DEFAULT_QUEUE_MAX_MESSAGES.to_string())
+        .set("compression.type", "none")
         .create()
         .map_err(|e| kafka_error("creating the producer", &e))
 }
@@ -128,9 +132,7 @@ impl KafkaProducer {
         headers: OwnedHeaders,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
-        let queued = self
-            .client()
-            .and_then(|client| client.send_result(record).map_err(|(e, _)| kafka_error("enqueueing a record", &e)));
+        let queued = self.client().and_then(|client| client.send_result(record).map_err(|(e, _)| kafka_error("enqueueing a record", &e)));
         let needs_reset = self.needs_reset.clone();
         async move {
             match queued?.await {

@@ -77,10 +77,19 @@ mod tests {
     #[tokio::test]
     async fn retries_transient_failures_until_success() {
         let calls = AtomicUsize::new(0);
-        let r: Result<usize, String> = retry(fast(None), "op", |_| true, || async {
-            let n = calls.fetch_add(1, Ordering::SeqCst);
-            if n < 3 { Err("busy".to_string()) } else { Ok(n) }
-        })
+        let r: Result<usize, String> = retry(
+            fast(None),
+            "op",
+            |_| true,
+            || async {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if n < 3 {
+                    Err("busy".to_string())
+                } else {
+                    Ok(n)
+                }
+            },
+        )
         .await;
         assert_eq!(r, Ok(3), "succeeds on the fourth attempt");
     }
@@ -88,17 +97,27 @@ mod tests {
     #[tokio::test]
     async fn stops_on_permanent_errors_and_after_max_retries() {
         let calls = AtomicUsize::new(0);
-        let r: Result<(), String> = retry(fast(None), "op", |e: &String| e != "fatal", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err("fatal".to_string())
-        })
+        let r: Result<(), String> = retry(
+            fast(None),
+            "op",
+            |e: &String| e != "fatal",
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err("fatal".to_string())
+            },
+        )
         .await;
         assert_eq!((r.is_err(), calls.load(Ordering::SeqCst)), (true, 1), "a permanent error is not retried");
         let calls = AtomicUsize::new(0);
-        let r: Result<(), String> = retry(fast(Some(2)), "op", |_| true, || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err("busy".to_string())
-        })
+        let r: Result<(), String> = retry(
+            fast(Some(2)),
+            "op",
+            |_| true,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err("busy".to_string())
+            },
+        )
         .await;
         assert_eq!((r.is_err(), calls.load(Ordering::SeqCst)), (true, 3), "one attempt plus two retries");
     }

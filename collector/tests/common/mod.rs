@@ -94,14 +94,7 @@ impl Collector {
     }
 
     pub async fn post_raw(&self, body: Vec<u8>, content_type: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}/v1/events", self.base))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = self.client.post(format!("{}/v1/events", self.base)).header("content-type", content_type).body(body).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
