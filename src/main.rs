@@ -366,6 +366,7 @@ fn main() -> anyhow::Result<()> {
                     flush_interval: Duration::from_millis(batch_flush_ms),
                 },
                 system_prompt,
+                chat_topics: None,
             };
             let cluster = Cluster { kafka, ingest };
             actix_web::rt::System::new().block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster))
@@ -384,7 +385,22 @@ async fn serve(
     workers: Option<usize>,
     cluster: Cluster,
 ) -> anyhow::Result<()> {
+    let mut config = config;
+    if let Some(kafka) = &cluster.kafka {
+        tally_actors::kafka::ensure_topics(kafka).await.context("creating Kafka topics (TALLY_KAFKA_BROKERS)")?;
+        config.chat_topics = Some(tally_actors::kafka::ChatPublisher::new(kafka).context("Kafka producer for chat topics")?);
+    }
     let actors = ActorSystem::start(store, cache, router.clone(), config).context("starting actors")?;
+    // Cluster mode: other nodes' billing reaches this node's dashboard. Positioned before
+    // the dashboard loads its totals (in `AppState::new`), so nothing falls in between.
+    let feed_bridge = match &cluster.kafka {
+        Some(kafka) => Some(
+            tally_actors::kafka::start_feed_bridge(kafka.clone(), actors.feed.clone())
+                .await
+                .context("starting the Kafka feed bridge (processed-events)")?,
+        ),
+        None => None,
+    };
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
     let addr = listener.local_addr()?;
     // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.
@@ -424,6 +440,7 @@ async fn serve(
     // 3. stop the Kafka consumer: it stops polling and waits for the records in flight to be billed;
     // 4. flush batches: the persister commits everything accepted (`drain`);
     // 5. commit offsets: the consumer commits what was billed and leaves its group (in `shutdown`);
+    //    the feed bridge publishes the last processed events and flushes;
     // 6. flush traces: the telemetry guard, dropped when `main` returns.
     server.run().await?;
     let consumer_stopped = match consumer {
@@ -431,6 +448,9 @@ async fn serve(
         None => Ok(()),
     };
     actors.drain().await.context("flushing accepted writes at shutdown")?;
+    if let Some(bridge) = feed_bridge {
+        bridge.shutdown().await;
+    }
     consumer_stopped?;
     tracing::info!("Tally node stopped cleanly.");
     Ok(())

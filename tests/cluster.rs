@@ -1,9 +1,12 @@
 //! The real binary in cluster mode: a tansu broker, two `tally serve` nodes (one PostgreSQL database,
 //! one consumer group) and two `tally collector`s. Events go in through both collectors with
-//! duplicates (idempotency keys, retried batches) and malformed or unpriceable events, while one
-//! node is killed with SIGKILL and restarted and the broker is killed and restarted. At the end every
-//! accepted event is billed exactly once (per-user totals equal the exact sums from catalogue
-//! prices), and the bad events are dead letters with their reasons (`tally dlq list`).
+//! duplicates (idempotency keys, retried batches) and malformed or unpriceable events, and people
+//! chat on both nodes (one thread on each, and a thread of one node continued on the other), while
+//! one node is killed with SIGKILL and restarted and the broker is killed and restarted. At the end
+//! every accepted event and every chat turn is billed exactly once (per-user totals equal the exact
+//! sums from catalogue prices and from the turns' own costs), the bad events are dead letters with
+//! their reasons (`tally dlq list`), each node's live dashboard shows the chat billed on the other
+//! node (`processed-events`), and the chat topics carry the turns' messages and token metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -257,6 +263,76 @@ async fn post_until_acked(client: &reqwest::Client, bases: &[String], first: usi
     }
 }
 
+/// Chat turns of one user, with what they cost according to the API.
+#[derive(Default)]
+struct ChatLog {
+    total: Decimal,
+    turns: usize,
+    /// (thread id, user message id, assistant message id, assistant cost) of turns made while no node was down.
+    checked: Vec<(String, String, String, Decimal)>,
+}
+
+async fn create_thread(client: &reqwest::Client, base: &str, user: &str) -> String {
+    let r = client.post(format!("{base}/api/users/")).json(&json!({ "user_id": user })).send().await.unwrap();
+    assert!(r.status().as_u16() == 201 || r.status().as_u16() == 409, "user {user} created");
+    let r = client.post(format!("{base}/api/threads/")).json(&json!({ "user_id": user, "title": "cluster chat" })).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201, "thread created");
+    r.json::<Value>().await.unwrap()["thread_id"].as_str().unwrap().to_string()
+}
+
+/// One chat turn on `base`; records its cost in `log` (and its ids when `check_topics`).
+async fn chat(client: &reqwest::Client, base: &str, user: &str, thread: &str, text: &str, log: &mut ChatLog, check_topics: bool) {
+    let r = client
+        .post(format!("{base}/api/messages/"))
+        .json(&json!({ "thread_id": thread, "content": text, "user_id": user }))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "chat turn on {base}");
+    let turn: Value = r.json().await.unwrap();
+    let cost = Decimal::from_str(turn["assistant_message"]["cost_total"].as_str().unwrap()).unwrap();
+    assert!(cost > Decimal::ZERO, "a turn costs something: {turn}");
+    log.total += cost;
+    log.turns += 1;
+    if check_topics {
+        let id = |m: &str| turn[m]["message_id"].as_str().unwrap().to_string();
+        log.checked.push((thread.to_string(), id("user_message"), id("assistant_message"), cost));
+    }
+}
+
+/// Every record of a topic so far: (key, envelope).
+fn read_topic(brokers: &str, topic: &str) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("cluster-test-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let meta = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut open = 0;
+    for p in meta.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        open += 1;
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open > 0 && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                out.push((key, serde_json::from_slice(m.payload().unwrap_or_default()).unwrap()));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(_)) | None => {}
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
     required_env("TALLY_TEST_KAFKA_BROKERS", "scripts/tansu.sh start && eval \"$(scripts/tansu.sh env)\"");
@@ -283,12 +359,18 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
     let migrated =
         Command::new(env!("CARGO_BIN_EXE_tally")).args(["migrate", "--database-url", &db]).stderr(Stdio::null()).status().unwrap();
     assert!(migrated.success(), "tally migrate");
-    let (mut node_a, _) = cluster.node("node-a");
+    let (mut node_a, mut base_a) = cluster.node("node-a");
     let (_node_b, base_b) = cluster.node("node-b");
     let (_c1, base_c1) = cluster.collector("collector-1");
     let (_c2, base_c2) = cluster.collector("collector-2");
     let collectors = vec![base_c1, base_c2];
     let client = reqwest::Client::new();
+    // One chat user per node; the thread of A's user is later continued on B as well.
+    let chat_a = format!("cl{}-chat-a", std::process::id());
+    let chat_b = format!("cl{}-chat-b", std::process::id());
+    let thread_a = create_thread(&client, &base_a, &chat_a).await;
+    let thread_b = create_thread(&client, &base_b, &chat_b).await;
+    let mut chats: BTreeMap<String, ChatLog> = BTreeMap::new();
 
     let prices = prices();
     let mut expected: BTreeMap<String, (Decimal, usize)> = BTreeMap::new();
@@ -297,8 +379,13 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
     for b in 0..BATCHES {
         // Chaos while ingesting: SIGKILL node A, restart it; SIGKILL the broker, restart it.
         match b {
+            3 => {
+                // Chat on both nodes while events stream in.
+                chat(&client, &base_a, &chat_a, &thread_a, "hello from node A", chats.entry(chat_a.clone()).or_default(), false).await;
+                chat(&client, &base_b, &chat_b, &thread_b, "hello from node B", chats.entry(chat_b.clone()).or_default(), false).await;
+            }
             6 => node_a.kill9(),
-            16 => node_a = cluster.node("node-a").0,
+            16 => (node_a, base_a) = cluster.node("node-a"),
             20 => {
                 broker.lock().unwrap().kill9();
                 // Back after a while; meanwhile batches are refused (503) and retried with the same keys.
@@ -345,6 +432,15 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
     }
     broker_restart.take().unwrap().join().unwrap();
     let ingested_at = started.elapsed();
+
+    // Chat again with every process up: on each node's own thread, and A's thread continued on B.
+    let turns: [(&str, &String, &String); 3] = [(&base_a, &chat_a, &thread_a), (&base_b, &chat_b, &thread_b), (&base_b, &chat_a, &thread_a)];
+    for (i, (base, user, thread)) in turns.into_iter().enumerate() {
+        chat(&client, base, user, thread, &format!("after the crashes, turn {i}"), chats.entry(user.clone()).or_default(), true).await;
+    }
+    for (user, log) in &chats {
+        expected.insert(user.clone(), (log.total, log.turns));
+    }
 
     // Every accepted event is billed exactly once: per-user totals and counts converge on the exact sums.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -416,6 +512,47 @@ async fn cluster_bills_every_accepted_event_exactly_once_through_crashes() {
         assert_eq!(m["metrics"]["event_count"].as_u64(), Some(*count as u64), "{user}: replay billed nothing new");
         assert_eq!(m["metrics"]["total_cost"].as_str().map(|s| Decimal::from_str(s).unwrap()), Some(*total), "{user}: total unchanged");
     }
+    // Each node's live dashboard shows the chat billed on the other node (processed-events).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (base, other_user) in [(&base_a, &chat_b), (&base_b, &chat_a)] {
+        let want = chats[other_user].total;
+        loop {
+            let snap: Value = client.get(format!("{base}/api/dashboard/snapshot")).send().await.unwrap().json().await.unwrap();
+            let got = snap["by_user"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["user_id"].as_str() == Some(other_user.as_str()))
+                .map(|r| Decimal::from_str(r["cost"].as_str().unwrap()).unwrap());
+            if got == Some(want) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "dashboard on {base} shows {other_user} at {got:?}, want {want}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    // The chat topics carry the turns made with every process up, keyed by thread.
+    let raw = read_topic(&cluster.brokers, &format!("{}raw-messages", cluster.prefix));
+    let replies = read_topic(&cluster.brokers, &format!("{}llm-responses", cluster.prefix));
+    let metrics = read_topic(&cluster.brokers, &format!("{}token-metrics", cluster.prefix));
+    for log in chats.values() {
+        for (thread, user_msg, assistant_msg, cost) in &log.checked {
+            let on = |records: &[(String, Value)], id: &str| records.iter().find(|(_, e)| e["event_id"].as_str() == Some(id)).cloned();
+            let (key, env) = on(&raw, user_msg).unwrap_or_else(|| panic!("user message {user_msg} not on raw-messages"));
+            assert_eq!((key.as_str(), env["payload"]["role"].as_str()), (thread.as_str(), Some("user")), "raw-messages keyed by thread");
+            let (key, env) = on(&replies, assistant_msg).unwrap_or_else(|| panic!("reply {assistant_msg} not on llm-responses"));
+            assert_eq!((key.as_str(), env["payload"]["role"].as_str()), (thread.as_str(), Some("assistant")), "llm-responses keyed by thread");
+            let m = metrics
+                .iter()
+                .find(|(_, e)| e["payload"]["message_id"].as_str() == Some(assistant_msg.as_str()))
+                .unwrap_or_else(|| panic!("no token-metrics for {assistant_msg}"));
+            assert_eq!(m.0, *thread, "token-metrics keyed by thread");
+            let metric_cost = Decimal::from_str(m.1["payload"]["cost"]["total"].as_str().unwrap()).unwrap();
+            assert_eq!(metric_cost, *cost, "token-metrics cost equals the turn's cost");
+        }
+    }
+
     eprintln!(
         "cluster: {} events billed exactly once across {} users, {} dead letters; ingest {:?}, total {:?}",
         acked_keys.len(),

@@ -165,6 +165,7 @@ impl Handler<BillUsage> for BillingActor {
                     occurred_at: event.occurred_at,
                     committed_at: Utc::now(),
                     cost: cost.clone(),
+                    origin: None,
                 });
             }
             Ok(BilledUsage { cost, duplicate })

@@ -28,6 +28,9 @@ pub struct UsagePriced {
     pub committed_at: DateTime<Utc>,
     /// Its cost by kind.
     pub cost: Cost,
+    /// The node that billed it when that is another node (received over the feed
+    /// bridge); `None` when billed here.
+    pub origin: Option<String>,
 }
 
 /// Fan-out of [`UsagePriced`] events to any number of subscribers (dashboards).

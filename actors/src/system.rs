@@ -10,6 +10,7 @@ use tally_store::Store;
 use crate::billing::BillingActor;
 use crate::error::ActorError;
 use crate::feed::UsageFeed;
+use crate::kafka::ChatPublisher;
 use crate::persister::{FlushBatch, PersisterActor, PersisterConfig};
 use crate::registry::ThreadRegistry;
 use crate::thread::{ThreadDeps, TurnTracker};
@@ -24,6 +25,8 @@ pub struct ActorSystemConfig {
     pub persister: PersisterConfig,
     /// System prompt for chat threads.
     pub system_prompt: Option<String>,
+    /// Cluster mode: publish chat records to the chat topics.
+    pub chat_topics: Option<ChatPublisher>,
 }
 
 /// Addresses of a node's actors.
@@ -77,6 +80,7 @@ impl ActorSystem {
             billing: billing.clone().recipient(),
             persister: persister.clone().recipient(),
             system_prompt: config.system_prompt,
+            chat_topics: config.chat_topics,
         };
         let threads = Supervisor::start(move |_| ThreadRegistry::new(deps));
         Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns, cache })

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::billing::{BillUsage, UsageEvent};
 use crate::error::ActorError;
+use crate::kafka::ChatPublisher;
 use crate::persister::Persist;
 use crate::usage::usage_from_tokens;
 
@@ -95,6 +96,8 @@ pub struct ThreadDeps {
     pub persister: Recipient<Persist>,
     /// Optional system prompt for every thread.
     pub system_prompt: Option<String>,
+    /// Cluster mode: publishes stored messages and reply metrics to the chat topics.
+    pub chat_topics: Option<ChatPublisher>,
 }
 
 /// A streamed chat event, sent to an SSE subscriber.
@@ -361,6 +364,9 @@ impl Turn {
             let _ = started.send(Err(e));
             return (None, None);
         }
+        if let Some(chat) = &self.deps.chat_topics {
+            chat.user_message(&self.user_message);
+        }
         let (done_tx, done_rx) = oneshot::channel();
         let assistant_id = new_id();
         let simulated = self.deps.provider.is_simulated_for(&self.request.model);
@@ -410,6 +416,7 @@ impl Turn {
             source: "chat".into(),
             idempotency_key: None,
         };
+        let usage_event_id = event.event_id;
         let billed = self
             .deps
             .billing
@@ -423,6 +430,9 @@ impl Turn {
             .and_then(|r| r);
         match billed {
             Ok(b) => {
+                if let Some(chat) = &self.deps.chat_topics {
+                    chat.reply(&assistant_message, usage_event_id, &usage, &b.cost);
+                }
                 let outcome = TurnOutcome {
                     user_message: self.user_message.clone(),
                     assistant_message,

@@ -226,7 +226,9 @@ impl DashboardHandle {
         let h = handle.clone();
         tokio::spawn(async move {
             let loaded = tokio::task::spawn_blocking(move || load(&store)).await;
-            let seen = match loaded {
+            // Ids folded so far: an event both loaded and received, or received twice (a
+            // redelivered `processed-events` record from another node), counts once.
+            let mut seen = match loaded {
                 Ok(Ok((dash, seen))) => {
                     h.with(|d| {
                         let recent = std::mem::take(&mut d.recent);
@@ -247,7 +249,7 @@ impl DashboardHandle {
             loop {
                 match rx.recv().await {
                     Ok(e) => {
-                        if !seen.contains(&e.event_id) {
+                        if seen.insert(e.event_id) {
                             h.with(|d| d.apply(&e));
                         }
                     }

@@ -63,7 +63,7 @@ pub struct KafkaConfig {
     /// Interval at which processed offsets are committed.
     #[serde(with = "millis")]
     pub commit_interval: Duration,
-    /// Publish `processed-events` after billing (for other nodes' dashboards).
+    /// Publish every usage event stored here to `processed-events` (other nodes fold it into their dashboards).
     pub publish_processed: bool,
     /// Use librdkafka's idempotent producer (`enable.idempotence`). Off by default: tansu 0.6
     /// loses its producer-sequence state when it is killed and then fails every produce of that

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Recipient;
-use chrono::Utc;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -39,7 +38,7 @@ use crate::billing::{BillUsage, BilledUsage};
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{header_str, Envelope, InferenceEvent, ProcessedEvent, HEADER_TRACEPARENT};
+use crate::kafka::envelope::{header_str, Envelope, InferenceEvent, HEADER_TRACEPARENT};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, KafkaProducer};
 use crate::kafka::retry::{retry, RetryPolicy};
@@ -232,7 +231,7 @@ impl Bridge {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let fut = handle_record(&self.config, &self.billing, &self.producer, m);
+                let fut = handle_record(&self.billing, &self.producer, m);
                 async move { (i, fut.await) }
             })
             .collect();
@@ -306,19 +305,19 @@ fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>
 }
 
 /// Bill one record, or dead-letter it. Retries transient failures until they pass (or the caller gives up).
-async fn handle_record(config: &KafkaConfig, billing: &Recipient<BillUsage>, producer: &KafkaProducer, msg: &OwnedMessage) -> Handled {
+async fn handle_record(billing: &Recipient<BillUsage>, producer: &KafkaProducer, msg: &OwnedMessage) -> Handled {
     let body = msg.payload().unwrap_or_default();
     let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
     let traceparent = header_str(msg.headers(), HEADER_TRACEPARENT).map(str::to_string);
     let tracestate = header_str(msg.headers(), TRACESTATE_HEADER).map(str::to_string);
     let span =
         tracing::debug_span!("kafka.consume", partition = msg.partition(), offset = msg.offset(), traceparent = traceparent.as_deref());
-    bill_or_dead_letter(config, billing, producer, msg, body, key, traceparent, tracestate).instrument(span).await
+    bill_or_dead_letter(billing, producer, msg, body, key, traceparent, tracestate).instrument(span).await
 }
 
 #[allow(clippy::too_many_arguments)] // one record's parts, passed apart to keep borrows short
 async fn bill_or_dead_letter(
-    config: &KafkaConfig,
+    
     billing: &Recipient<BillUsage>,
     producer: &KafkaProducer,
     msg: &OwnedMessage,
@@ -336,8 +335,6 @@ async fn bill_or_dead_letter(
         Ok(ev) => ev,
         Err(e) => return dead_letter(producer, msg, key, Some(event_id), &e, traceparent.as_deref()).await,
     };
-    let user_id = event.user_id.clone();
-    let model = event.model.clone();
     let billed = retry(RetryPolicy::forever(), "Billing a consumed event", ActorError::is_retryable, || {
         let event = event.clone();
         let trace = TraceContext::from_parts(traceparent.as_deref(), tracestate.as_deref());
@@ -345,20 +342,9 @@ async fn bill_or_dead_letter(
     })
     .await;
     match billed {
-        Ok(BilledUsage { cost, duplicate }) => {
-            if config.publish_processed {
-                let processed = ProcessedEvent {
-                    user_id: user_id.clone(),
-                    model,
-                    cost_total: cost.total,
-                    duplicate,
-                    priced_at: Utc::now(),
-                    node_id: config.node_id.clone(),
-                };
-                let env = Envelope::new(event_id, event.occurred_at, config.node_id.clone(), processed);
-                // Detached: dashboards of other nodes are best effort; the record is enqueued now.
-                drop(producer.publish(Topic::ProcessedEvents, &user_id, &env, traceparent.as_deref()));
-            }
+        // `processed-events` is published by the feed bridge for every event stored on this
+        // node (chat turns too), once: see `kafka::feed_bridge`.
+        Ok(BilledUsage { duplicate, .. }) => {
             if duplicate {
                 Handled::Duplicate
             } else {

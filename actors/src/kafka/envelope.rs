@@ -5,12 +5,14 @@
 //! Decoding never panics: a malformed body or an unknown version is an
 //! `ActorError::Invalid` with a stable code.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tally_domain::Usage;
+use tally_domain::{Cost, Usage};
 use uuid::Uuid;
 
 use crate::billing::UsageEvent;
@@ -154,7 +156,8 @@ impl InferenceEvent {
     }
 }
 
-/// Payload of `processed-events`: a usage event after it was priced and stored.
+/// Payload of `processed-events`: a usage event after it was priced and stored, published
+/// once by the node that stored it (other nodes fold it into their live dashboards).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessedEvent {
     /// Billed user.
@@ -169,6 +172,64 @@ pub struct ProcessedEvent {
     pub priced_at: DateTime<Utc>,
     /// Billing node.
     pub node_id: String,
+    /// Thread, when the usage came from a chat.
+    #[serde(default)]
+    pub thread_id: Option<Uuid>,
+    /// Message the usage belongs to.
+    #[serde(default)]
+    pub message_id: Option<Uuid>,
+    /// Cost by kind (lines and exact total); `cost.total` equals `cost_total`.
+    #[serde(default)]
+    pub cost: Cost,
+}
+
+impl ProcessedEvent {
+    /// Check a received payload: ids, lines that add up to the total.
+    pub fn validate(&self) -> Result<(), ActorError> {
+        let invalid = |code: &'static str, message: String| Err(ActorError::Invalid { code, message });
+        if self.user_id.is_empty() || self.user_id.len() > MAX_USER_ID_LEN {
+            return invalid("invalid_user", format!("user_id must be 1-{MAX_USER_ID_LEN} bytes"));
+        }
+        if self.model.is_empty() || self.model.len() > MAX_MODEL_LEN {
+            return invalid("invalid_model", format!("model must be 1-{MAX_MODEL_LEN} bytes"));
+        }
+        let sum: Decimal = self.cost.lines.iter().map(|l| l.amount).sum();
+        if sum != self.cost.total || self.cost.total != self.cost_total {
+            return invalid(
+                "inconsistent_cost",
+                format!("lines sum to {sum}, cost.total is {}, cost_total is {}", self.cost.total, self.cost_total),
+            );
+        }
+        if self.cost.lines.iter().any(|l| l.quantity.is_sign_negative() || l.amount.is_sign_negative()) {
+            return invalid("negative_quantity", "cost lines must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+/// Payload of `raw-messages` (user messages) and `llm-responses` (model replies): a chat
+/// message once it is stored, keyed by thread.
+pub type ChatMessageRecord = tally_store::MessageRecord;
+
+/// Payload of `token-metrics`: the tokens and cost of one model reply, keyed by thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenMetrics {
+    /// Thread of the reply.
+    pub thread_id: Uuid,
+    /// The reply (assistant message).
+    pub message_id: Uuid,
+    /// Billed user.
+    pub user_id: String,
+    /// Model that answered.
+    pub model: String,
+    /// The usage event that billed it.
+    pub usage_event_id: Uuid,
+    /// Quantities by kind (decimal strings).
+    pub usage: BTreeMap<String, Decimal>,
+    /// Cost by kind and exact total.
+    pub cost: Cost,
+    /// True when the reply came from the built-in simulator.
+    pub simulated: bool,
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@
 //! letters: write, list, replay) and `retry` (the one place that backs off).
 //! With no brokers configured nothing here is started.
 
+pub mod chat;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod envelope;
+pub mod feed_bridge;
 pub mod producer;
 pub mod retry;
 pub mod topics;
@@ -17,10 +19,12 @@ pub mod topics;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+pub use chat::ChatPublisher;
 pub use config::KafkaConfig;
 pub use consumer::{start_billing_consumer, ConsumerHandle};
 pub use dlq::{DeadLetter, DeadLetterRecord};
-pub use envelope::{Envelope, InferenceEvent, ProcessedEvent, SCHEMA_VERSION};
+pub use envelope::{ChatMessageRecord, Envelope, InferenceEvent, ProcessedEvent, TokenMetrics, SCHEMA_VERSION};
+pub use feed_bridge::{start_feed_bridge, FeedBridgeHandle};
 pub use producer::KafkaProducer;
 pub use topics::{ensure_topics, KeyKind, Topic};
 

@@ -1,0 +1,287 @@
+//! Feed bridge: every node's live dashboard sees the usage billed on every node.
+//!
+//! Outbound: every usage event this node priced and stored (chat turns and consumed
+//! `inference-events` alike) goes to `processed-events` once, keyed by user, from the
+//! node's [`UsageFeed`]. Inbound: the node reads `processed-events` from the end of
+//! every partition as it was when the bridge started (no consumer group, no commits:
+//! each node sees everything from its start on) and republishes the events of *other*
+//! nodes into its local feed, marked with their origin, so dashboards fold them.
+//!
+//! Exactness: the dashboard loads its totals from the database after this bridge is
+//! positioned, and an event is stored before it is published; so an event published
+//! before the bridge's start position was stored before the dashboard's load and is in
+//! it, and one published after is consumed (the dashboard skips ids it already has).
+//! The database stays the source of truth: a node that dies between commit and publish
+//! leaves other dashboards short of its last events until they restart. Undecodable or
+//! inconsistent records go to `processed-events.dlq` with the reason.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::ActorError;
+use crate::feed::{UsageFeed, UsagePriced};
+use crate::kafka::config::KafkaConfig;
+use crate::kafka::dlq::{self, DeadLetter};
+use crate::kafka::envelope::{Envelope, ProcessedEvent};
+use crate::kafka::kafka_error;
+use crate::kafka::producer::{millis, KafkaProducer};
+use crate::kafka::topics::{ensure_topics, Topic};
+
+/// How long start-up may spend reading partition metadata and end offsets.
+const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for published records to be acknowledged.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// `fetch.wait.max.ms` of the inbound reader: dashboards want freshness.
+const FETCH_WAIT_MAX: Duration = Duration::from_millis(50);
+/// Pause after a consumer error before reading again.
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
+
+/// A running feed bridge; call [`FeedBridgeHandle::shutdown`] to stop it.
+pub struct FeedBridgeHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    producer: KafkaProducer,
+}
+
+impl FeedBridgeHandle {
+    /// Stop both directions and flush what was published.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let producer = self.producer;
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(FLUSH_TIMEOUT)).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "Feed bridge: producer flush at shutdown failed.");
+        }
+    }
+}
+
+/// Start the bridge. Returns once the inbound side is positioned, so a dashboard that
+/// loads its totals after this call misses nothing (see the module doc).
+pub async fn start_feed_bridge(config: KafkaConfig, feed: UsageFeed) -> Result<FeedBridgeHandle, ActorError> {
+    config.validate()?;
+    ensure_topics(&config).await?;
+    let producer = KafkaProducer::new(&config)?;
+    // Subscribe before anything else: every local event from now on goes out.
+    let local = feed.subscribe();
+    let consumer = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || positioned_consumer(&config))
+            .await
+            .map_err(|e| ActorError::Unavailable(format!("feed bridge start-up task failed: {e}")))??
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let outbound = tokio::spawn(publish_local(config.clone(), producer.clone(), local, stop_rx.clone()));
+    let inbound = tokio::spawn(republish_remote(config.clone(), producer.clone(), consumer, feed, stop_rx));
+    tracing::info!(node = %config.node_id, topic = %config.topic(Topic::ProcessedEvents), "Feed bridge started.");
+    Ok(FeedBridgeHandle { stop: stop_tx, tasks: vec![outbound, inbound], producer })
+}
+
+/// A reader assigned to every partition of `processed-events` at its current end.
+fn positioned_consumer(config: &KafkaConfig) -> Result<StreamConsumer, ActorError> {
+    let topic = config.topic(Topic::ProcessedEvents);
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", config.bootstrap())
+        // Required by librdkafka; never joined (manual assignment) and never committed.
+        .set("group.id", format!("{}-feed-{}", config.group_id, config.node_id))
+        .set("client.id", format!("{}-feed", config.node_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", millis(FETCH_WAIT_MAX))
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|e| kafka_error("creating the feed reader", &e))?;
+    let meta = consumer.fetch_metadata(Some(&topic), POSITION_TIMEOUT).map_err(|e| kafka_error("reading topic metadata", &e))?;
+    let partitions: Vec<i32> =
+        meta.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    if partitions.is_empty() {
+        return Err(ActorError::Unavailable(format!("topic {topic} has no partitions yet")));
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (_, high) =
+            consumer.fetch_watermarks(&topic, p, POSITION_TIMEOUT).map_err(|e| kafka_error("reading end offsets", &e))?;
+        tpl.add_partition_offset(&topic, p, Offset::Offset(high)).map_err(|e| kafka_error("positioning the feed reader", &e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| kafka_error("assigning the feed reader", &e))?;
+    Ok(consumer)
+}
+
+/// The `processed-events` payload of a local feed event.
+pub fn processed_of(event: &UsagePriced, node_id: &str) -> Envelope<ProcessedEvent> {
+    let payload = ProcessedEvent {
+        user_id: event.user_id.clone(),
+        model: event.model.clone(),
+        cost_total: event.cost.total,
+        duplicate: false,
+        priced_at: event.committed_at,
+        node_id: node_id.to_string(),
+        thread_id: event.thread_id,
+        message_id: event.message_id,
+        cost: event.cost.clone(),
+    };
+    Envelope::new(event.event_id, event.occurred_at, node_id, payload)
+}
+
+/// The feed event of a received `processed-events` record (validated).
+pub fn priced_of(env: Envelope<ProcessedEvent>) -> Result<UsagePriced, ActorError> {
+    env.payload.validate()?;
+    let p = env.payload;
+    Ok(UsagePriced {
+        event_id: env.event_id,
+        user_id: p.user_id,
+        thread_id: p.thread_id,
+        message_id: p.message_id,
+        model: p.model,
+        occurred_at: env.occurred_at,
+        committed_at: p.priced_at,
+        cost: p.cost,
+        origin: Some(p.node_id),
+    })
+}
+
+async fn publish_local(
+    config: KafkaConfig,
+    producer: KafkaProducer,
+    mut local: broadcast::Receiver<UsagePriced>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !config.publish_processed {
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            r = local.recv() => r,
+        };
+        match received {
+            // Events other nodes billed are theirs to publish.
+            Ok(event) if event.origin.is_some() => {}
+            Ok(event) => {
+                let env = processed_of(&event, &config.node_id);
+                let delivery = producer.publish(Topic::ProcessedEvents, &event.user_id, &env, None);
+                // Enqueued now; the acknowledgement is only watched for errors.
+                tokio::spawn(async move {
+                    if let Err(e) = delivery.await {
+                        tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
+                        tracing::debug!(error = %e, "Feed bridge: publishing a processed event failed.");
+                    }
+                });
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(skipped = n, "Feed bridge fell behind the local feed; other dashboards miss these events until they restart.");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn republish_remote(
+    config: KafkaConfig,
+    producer: KafkaProducer,
+    consumer: StreamConsumer,
+    feed: UsageFeed,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            m = consumer.recv() => m.map(|m| m.detach()),
+        };
+        let msg = match received {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "Feed bridge: consumer error.");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let body = msg.payload().unwrap_or_default();
+        match Envelope::<ProcessedEvent>::decode(body).and_then(|env| {
+            let mine = env.payload.node_id == config.node_id;
+            priced_of(env).map(|p| (mine, p))
+        }) {
+            Ok((true, _)) => {}
+            Ok((false, priced)) => feed.publish(priced),
+            Err(e) => dead_letter(&producer, &msg, &e).await,
+        }
+    }
+}
+
+async fn dead_letter(producer: &KafkaProducer, msg: &OwnedMessage, why: &ActorError) {
+    tracing::warn!(code = why.code(), reason = %why, partition = msg.partition(), offset = msg.offset(), "Processed event dead-lettered.");
+    let by = producer.config().node_id.clone();
+    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+    let letter = DeadLetter::new(Topic::ProcessedEvents, why.code(), &why.to_string(), msg.payload().unwrap_or_default(), &by)
+        .from_offset(msg.partition(), msg.offset())
+        .keyed(key);
+    if let Err(e) = dlq::publish(producer, Topic::ProcessedEvents, &letter, None).await {
+        // Dashboards are best effort: the event stays in the database either way.
+        tracing::warn!(error = %e, "Feed bridge: dead-lettering failed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use rust_decimal::Decimal;
+    use tally_domain::{Cost, CostLine, Unit, UsageKind};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn event() -> UsagePriced {
+        let line = |kind: UsageKind, q: i64, amount: Decimal| CostLine {
+            kind,
+            unit: Unit::Tokens,
+            quantity: Decimal::from(q),
+            unit_price: Decimal::ONE,
+            price_version_id: Uuid::now_v7(),
+            amount,
+        };
+        let lines = vec![line(UsageKind::InputTokens, 10, Decimal::new(8, 6)), line(UsageKind::OutputTokens, 5, Decimal::new(20, 6))];
+        UsagePriced {
+            event_id: Uuid::now_v7(),
+            user_id: "alice".into(),
+            thread_id: Some(Uuid::now_v7()),
+            message_id: None,
+            model: "claude-3-5-haiku-20241022".into(),
+            occurred_at: Utc::now(),
+            committed_at: Utc::now(),
+            cost: Cost { total: Decimal::new(28, 6), lines },
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn a_local_event_round_trips_marked_with_its_origin() {
+        let e = event();
+        let env = processed_of(&e, "node-a");
+        let body = env.encode().unwrap_or_default();
+        let back = Envelope::<ProcessedEvent>::decode(&body).and_then(priced_of);
+        let back = match back {
+            Ok(b) => b,
+            Err(err) => panic!("decodes: {err}"),
+        };
+        assert_eq!(back.origin.as_deref(), Some("node-a"), "origin is the publishing node");
+        assert_eq!((back.event_id, back.cost.clone(), back.thread_id), (e.event_id, e.cost, e.thread_id), "same event, same cost lines");
+    }
+
+    #[test]
+    fn inconsistent_or_bad_records_are_refused() {
+        let mut env = processed_of(&event(), "node-a");
+        env.payload.cost_total += Decimal::ONE;
+        assert_eq!(priced_of(env).err().map(|e| e.code()), Some("inconsistent_cost"), "total must equal the lines");
+        let mut env = processed_of(&event(), "node-a");
+        env.payload.user_id = String::new();
+        assert_eq!(priced_of(env).err().map(|e| e.code()), Some("invalid_user"), "user id required");
+        assert!(Envelope::<ProcessedEvent>::decode(b"{not json").is_err(), "garbage is refused");
+    }
+}
