@@ -21,7 +21,7 @@ use crate::kafka::config::KafkaConfig;
 use crate::kafka::envelope::HEADER_TRACEPARENT;
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{Delivered, KafkaProducer};
-use crate::kafka::topics::Topic;
+use crate::kafka::topics::{partitions_of, Topic};
 
 /// Header: the reason's stable code.
 pub const HEADER_DLQ_CODE: &str = "tally-dlq-code";
@@ -155,9 +155,7 @@ pub fn list(config: &KafkaConfig, topic: Topic, limit: usize) -> Result<Vec<Dead
         .set("enable.partition.eof", "false")
         .create()
         .map_err(|e| kafka_error("creating the dead-letter reader", &e))?;
-    let meta = consumer.fetch_metadata(Some(&name), LIST_TIMEOUT).map_err(|e| kafka_error("reading topic metadata", &e))?;
-    let partitions: Vec<i32> =
-        meta.topics().iter().filter(|t| t.name() == name).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions = partitions_of(&consumer, &name, LIST_TIMEOUT)?;
     if partitions.is_empty() {
         return Err(ActorError::NotFound(format!("dead-letter topic {name}")));
     }

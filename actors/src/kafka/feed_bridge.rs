@@ -30,7 +30,7 @@ use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::envelope::{Envelope, ProcessedEvent};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, KafkaProducer};
-use crate::kafka::topics::{ensure_topics, Topic};
+use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
 
 /// How long start-up may spend reading partition metadata and end offsets.
 const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,9 +98,7 @@ fn positioned_consumer(config: &KafkaConfig) -> Result<StreamConsumer, ActorErro
         .set("enable.partition.eof", "false")
         .create()
         .map_err(|e| kafka_error("creating the feed reader", &e))?;
-    let meta = consumer.fetch_metadata(Some(&topic), POSITION_TIMEOUT).map_err(|e| kafka_error("reading topic metadata", &e))?;
-    let partitions: Vec<i32> =
-        meta.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let partitions = partitions_of(&consumer, &topic, POSITION_TIMEOUT)?;
     if partitions.is_empty() {
         return Err(ActorError::Unavailable(format!("topic {topic} has no partitions yet")));
     }

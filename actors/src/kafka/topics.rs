@@ -76,6 +76,16 @@ impl Topic {
     }
 }
 
+/// The partition ids of `topic` as the broker reports them now (empty when the topic is missing).
+pub fn partitions_of<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, ActorError> {
+    let meta = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| kafka_error("reading topic metadata", &e))?;
+    Ok(meta.topics().iter().filter(|t| t.name() == topic).flat_map(|t| t.partitions().iter().map(|p| p.id())).collect())
+}
+
 /// Every topic name the bridge needs, dead-letter topics included.
 pub fn all_topic_names(config: &KafkaConfig) -> Vec<String> {
     Topic::ALL.iter().flat_map(|t| [config.topic(*t), config.dlq_topic(*t)]).collect()
