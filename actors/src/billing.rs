@@ -166,6 +166,7 @@ impl Handler<BillUsage> for BillingActor {
                     committed_at: Utc::now(),
                     cost: cost.clone(),
                     origin: None,
+                    trace: TraceContext::current(),
                 });
             }
             Ok(BilledUsage { cost, duplicate })

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tally_domain::Cost;
+use tally_observability::TraceContext;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -31,6 +32,10 @@ pub struct UsagePriced {
     /// The node that billed it when that is another node (received over the feed
     /// bridge); `None` when billed here.
     pub origin: Option<String>,
+    /// Where it was priced (the billing span), so work it triggers elsewhere (publishing
+    /// it to other nodes) joins the same trace. Not part of the JSON.
+    #[serde(skip)]
+    pub trace: TraceContext,
 }
 
 /// Fan-out of [`UsagePriced`] events to any number of subscribers (dashboards).

@@ -19,7 +19,10 @@ use futures::future::join_all;
 use tally_actors::kafka::dlq::{self, DeadLetter};
 use tally_actors::kafka::{Envelope, KafkaConfig, KafkaProducer, Topic};
 use tally_actors::ActorError;
+use tally_observability::TraceContext;
 use tokio::sync::Semaphore;
+use tracing::field::Empty;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::CollectorConfig;
@@ -35,8 +38,9 @@ pub struct PublishEvents {
     pub accepted: Vec<ValidEvent>,
     /// Rejected events (raw text and reason) to dead-letter.
     pub rejected: Vec<(String, Rejection)>,
-    /// Trace context of the request, passed on in record headers.
-    pub traceparent: Option<String>,
+    /// Trace context of the request: the `collector.publish` span joins it, and each record
+    /// carries the context of its own `kafka.produce` span under that one.
+    pub trace: TraceContext,
 }
 
 /// Query: events waiting for the broker now.
@@ -118,20 +122,26 @@ impl Handler<PublishEvents> for CollectorActor {
     type Result = ResponseFuture<Result<Vec<Delivery>, CollectorError>>;
 
     fn handle(&mut self, msg: PublishEvents, _ctx: &mut Context<Self>) -> Self::Result {
-        let PublishEvents { accepted, rejected, traceparent } = msg;
+        let PublishEvents { accepted, rejected, trace } = msg;
         let total = accepted.len() + rejected.len();
+        let span = tracing::info_span!(
+            "collector.publish",
+            events.accepted = accepted.len(),
+            events.rejected = rejected.len(),
+            otel.status_code = Empty,
+            error.message = Empty,
+        );
+        trace.attach(&span);
         let limit = self.config.max_in_flight;
+        // Refusals are answered through the span below too, so they show in the trace.
         let permits = match u32::try_from(total).ok().and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok()) {
-            Some(p) => p,
+            Some(p) => Ok(p),
             None => {
                 let in_flight = limit.saturating_sub(self.permits.available_permits());
-                return Box::pin(async move { Err(CollectorError::Overloaded { in_flight, limit }) });
+                Err(CollectorError::Overloaded { in_flight, limit })
             }
         };
-        let producer = match self.producer() {
-            Ok(p) => p,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
+        let producer = self.producer();
         let recent = self.recent.clone();
         let timeout = self.config.delivery_timeout;
         let node = self.kafka.node_id.clone();
@@ -140,9 +150,12 @@ impl Handler<PublishEvents> for CollectorActor {
             Err(_) => vec![false; accepted.len()],
         };
         let event_ids: Vec<Option<Uuid>> = accepted.iter().map(|e| Some(e.event_id)).collect();
-        Box::pin(async move {
-            let _permits = permits; // released when the request is answered (or gives up)
-            let tp = traceparent.as_deref();
+        let outcome_span = span.clone();
+        let published = async move {
+            let _permits = permits?; // released when the request is answered (or gives up)
+            let producer = producer?;
+            // Forwarded only when this process does not export spans (see `send_traced`).
+            let tp = &trace;
             let publishes = accepted.iter().zip(&known).map(|(ev, known)| {
                 let producer = producer.clone();
                 let node = node.clone();
@@ -205,7 +218,18 @@ impl Handler<PublishEvents> for CollectorActor {
                 }
             }
             Ok(deliveries)
-        })
+        };
+        Box::pin(
+            async move {
+                let result = published.await;
+                if let Err(e) = &result {
+                    outcome_span.record("otel.status_code", "ERROR");
+                    outcome_span.record("error.message", tracing::field::display(e));
+                }
+                result
+            }
+            .instrument(span),
+        )
     }
 }
 

@@ -7,16 +7,23 @@
 //! (events go straight to the local BillingActor).
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use actix::{Addr, Recipient};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use futures::future::join_all;
 use futures::StreamExt;
 use serde::Serialize;
 use tally_actors::{BillUsage, UsageEvent};
-use tally_observability::{TraceContext, TRACESTATE_HEADER};
+use tally_observability::http::{record_response, server_span};
+use tally_observability::metrics::UNMATCHED_ROUTE;
+use tally_observability::TraceContext;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::batch::{split, BodyFormat};
@@ -97,6 +104,28 @@ pub fn routes(state: web::Data<IngestState>) -> impl FnOnce(&mut web::ServiceCon
     }
 }
 
+/// Middleware of the collector role: the request's server span
+/// ([`tally_observability::http::server_span`]), continuing an incoming W3C `traceparent`.
+/// Register it outermost. (A node serving the embedded routes has its own, with metrics:
+/// `tally_web::metrics::record_request`.)
+pub async fn trace_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let span = server_span(&method, &route, req.path(), req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())));
+    let result = next.call(req).instrument(span.clone()).await;
+    // Handler errors arrive as responses; an `Err` here comes from an inner middleware.
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    record_response(&span, status.as_u16(), started.elapsed());
+    result
+}
+
 /// Register `GET /healthz` for the collector role.
 pub fn health_routes(state: web::Data<IngestState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
@@ -163,13 +192,14 @@ async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<Ingest
         }
     }
     drop(body);
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let traceparent = header(TRACEPARENT_HEADER);
-    let trace = TraceContext::from_parts(traceparent.as_deref(), header(TRACESTATE_HEADER).as_deref());
+    // The request's server span (see `trace_request`), or, when this process does not export
+    // spans, the caller's context as received.
+    let trace =
+        TraceContext::current().or(TraceContext::from_headers(req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes()))));
     let (indices, events): (Vec<usize>, Vec<ValidEvent>) = accepted.into_iter().unzip();
     let outcomes = match &state.sink {
         Sink::Cluster(addr) => {
-            let msg = PublishEvents { accepted: events, rejected, traceparent };
+            let msg = PublishEvents { accepted: events, rejected, trace };
             addr.send(msg).await.map_err(|e| CollectorError::Actor(e.into()))??
         }
         Sink::Embedded(billing) => bill_locally(billing, events, trace).await?,

@@ -11,7 +11,7 @@ use tally_actors::ActorError;
 use crate::collector::CollectorActor;
 use crate::config::CollectorConfig;
 use crate::error::CollectorError;
-use crate::http::{health_routes, routes, IngestState, Sink};
+use crate::http::{health_routes, routes, trace_request, IngestState, Sink};
 
 /// Attempts to create the topics at start-up before giving up.
 const STARTUP_TOPIC_RETRIES: usize = 5;
@@ -29,6 +29,8 @@ pub async fn run(listener: TcpListener, kafka: KafkaConfig, config: CollectorCon
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("tally::http"))
+            // Outermost: every request gets its server span, continuing an incoming traceparent.
+            .wrap(actix_web::middleware::from_fn(trace_request))
             .configure(routes(state.clone()))
             .configure(health_routes(state.clone()))
     })

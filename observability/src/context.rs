@@ -116,6 +116,17 @@ impl TraceContext {
         headers
     }
 
+    /// This context, or `fallback` when this one is empty. For forwarding: a process that
+    /// does not export spans has no context of its own ([`TraceContext::current`] is empty)
+    /// and passes on the one it received, so the trace still crosses it.
+    pub fn or(self, fallback: TraceContext) -> TraceContext {
+        if self.is_empty() {
+            fallback
+        } else {
+            self
+        }
+    }
+
     /// True when there is no context to carry.
     pub fn is_empty(&self) -> bool {
         self.traceparent.is_none()
@@ -278,5 +289,17 @@ mod tests {
         cx.attach(&span);
         cx.link_to(&span);
         assert!(TraceContext::none().is_empty(), "none() is empty");
+    }
+
+    #[test]
+    fn or_falls_back_only_when_empty() {
+        let received = TraceContext::from_parts(Some(TP), None);
+        let own = TraceContext::from_parts(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"), None);
+        assert_eq!(
+            TraceContext::none().or(received.clone()),
+            received,
+            "no context of our own: forward the received one"
+        );
+        assert_eq!(own.clone().or(received), own, "our own context wins");
     }
 }

@@ -5,11 +5,13 @@
 //!   flushes spans at shutdown (the "flush traces" phase).
 //! - [`TraceContext`] carries a span's context in a message or record headers; other crates
 //!   use it without depending on OpenTelemetry.
+//! - [`http`] makes the server span of an HTTP request, for every role's middleware.
 //! - [`metrics`] is the typed recording API and [`metrics::render`] the `/metrics` body.
 //! - `testing` (feature `testing`) is a real OTLP/HTTP receiver for tests.
 
 pub mod context;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -12,8 +12,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::Error;
-use tally_observability::{metrics, TraceContext};
-use tracing::field::Empty;
+use tally_observability::metrics;
 use tracing::Instrument as _;
 
 /// Record one request: a `http.request` span named `METHOD /route/{pattern}` and the
@@ -26,19 +25,12 @@ pub async fn record_request(
     let method = req.method().as_str().to_owned();
     // The pattern, never the raw path: ids in paths would make one series per id.
     let route = req.match_pattern().unwrap_or_else(|| metrics::UNMATCHED_ROUTE.to_owned());
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        http.route = %route,
-        url.path = %req.path(),
-        http.response.status_code = Empty,
-        duration_ms = Empty,
+    let span = tally_observability::http::server_span(
+        &method,
+        &route,
+        req.path(),
+        req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
-    TraceContext::from_headers(req.headers().iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
-        .attach(&span);
 
     let result = next.call(req).instrument(span.clone()).await;
 
@@ -48,11 +40,7 @@ pub async fn record_request(
         Err(e) => e.as_response_error().status_code(),
     };
     let elapsed = started.elapsed();
-    span.record("http.response.status_code", status.as_u16());
-    span.record("duration_ms", u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
-    }
+    tally_observability::http::record_response(&span, status.as_u16(), elapsed);
     metrics::http_request(&method, &route, status.as_u16(), elapsed);
     result
 }

@@ -65,7 +65,7 @@ impl ChatPublisher {
     ) {
         let key = key_for(topic, user_id, thread_id);
         let trace = TraceContext::current();
-        let delivery = self.producer.publish(topic, &key, env, trace.traceparent());
+        let delivery = self.producer.publish(topic, &key, env, &trace);
         tokio::spawn(async move {
             if let Err(e) = delivery.await {
                 tally_observability::metrics::kafka_produce_error(topic.name());

@@ -16,6 +16,11 @@
 //! Records collected just before their partition was revoked are still billed
 //! here; their new owner gets them again from the committed offset and recognises
 //! them by event id.
+//!
+//! Tracing: each batch is a root `kafka.batch` span linked to its records' origins; each
+//! record is a `kafka.consume` span whose parent is the producer span named in the record's
+//! `traceparent` header, and `BillUsage` carries the consume span's context, so pricing and
+//! the commit join the trace of the request that published the event.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +34,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
-use tally_observability::{TraceContext, TRACESTATE_HEADER};
+use tally_observability::TraceContext;
 use tokio::sync::watch;
+use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -38,7 +44,7 @@ use crate::billing::{BillUsage, BilledUsage};
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{header_str, Envelope, InferenceEvent, HEADER_TRACEPARENT};
+use crate::kafka::envelope::{trace_of, Envelope, InferenceEvent};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, KafkaProducer};
 use crate::kafka::retry::{retry, RetryPolicy};
@@ -50,6 +56,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(100);
 /// Pause after a consumer error before polling again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// Most links from a batch span to its records' origins (the SDK keeps 128 per span by default).
+const MAX_BATCH_LINKS: usize = 128;
 
 /// A running billing consumer. Dropping it does not stop it; call [`ConsumerHandle::shutdown`].
 pub struct ConsumerHandle {
@@ -158,6 +166,17 @@ enum Handled {
     DeadLettered,
 }
 
+impl Handled {
+    /// Name for span fields and logs.
+    fn as_str(self) -> &'static str {
+        match self {
+            Handled::Billed => "billed",
+            Handled::Duplicate => "duplicate",
+            Handled::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
 impl Bridge {
     fn stopping(&self) -> bool {
         *self.stop.borrow()
@@ -226,12 +245,32 @@ impl Bridge {
     async fn process(&mut self, batch: Vec<OwnedMessage>) {
         let started = Instant::now();
         let n = batch.len();
+        // The batch's records come from many traces: its span is a root that links to their
+        // origins, and each record's `kafka.consume` span joins its own producer's trace.
+        let batch_span = tracing::info_span!(
+            parent: None,
+            "kafka.batch",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "receive",
+            messaging.batch.message_count = n,
+            billed = Empty,
+            duplicates = Empty,
+            dead_lettered = Empty,
+            unfinished = Empty,
+            duration_ms = Empty,
+        );
+        let origins: Vec<TraceContext> = batch.iter().map(|m| trace_of(m.headers())).collect();
+        for origin in origins.iter().filter(|o| !o.is_empty()).take(MAX_BATCH_LINKS) {
+            origin.link_to(&batch_span);
+        }
         let mut done: Vec<Option<Handled>> = vec![None; n];
         let mut inflight: FuturesUnordered<_> = batch
             .iter()
+            .zip(&origins)
             .enumerate()
-            .map(|(i, m)| {
-                let fut = handle_record(&self.billing, &self.producer, m);
+            .map(|(i, (m, origin))| {
+                let fut = handle_record(&self.billing, &self.producer, m, origin, &batch_span);
                 async move { (i, fut.await) }
             })
             .collect();
@@ -261,13 +300,21 @@ impl Bridge {
             counts[*h as usize] += 1;
         }
         self.store_offsets(&batch, &done);
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let unfinished = n - counts.iter().sum::<usize>();
+        batch_span.record("billed", counts[Handled::Billed as usize]);
+        batch_span.record("duplicates", counts[Handled::Duplicate as usize]);
+        batch_span.record("dead_lettered", counts[Handled::DeadLettered as usize]);
+        batch_span.record("unfinished", unfinished);
+        batch_span.record("duration_ms", duration_ms);
         tracing::debug!(
+            parent: &batch_span,
             records = n,
             billed = counts[Handled::Billed as usize],
             duplicates = counts[Handled::Duplicate as usize],
             dead_lettered = counts[Handled::DeadLettered as usize],
-            unfinished = n - counts.iter().sum::<usize>(),
-            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            unfinished,
+            duration_ms,
             "Consumer batch processed."
         );
     }
@@ -304,40 +351,64 @@ fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>
         .collect()
 }
 
-/// Bill one record, or dead-letter it. Retries transient failures until they pass (or the caller gives up).
-async fn handle_record(billing: &Recipient<BillUsage>, producer: &KafkaProducer, msg: &OwnedMessage) -> Handled {
-    let body = msg.payload().unwrap_or_default();
-    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-    let traceparent = header_str(msg.headers(), HEADER_TRACEPARENT).map(str::to_string);
-    let tracestate = header_str(msg.headers(), TRACESTATE_HEADER).map(str::to_string);
-    let span =
-        tracing::debug_span!("kafka.consume", partition = msg.partition(), offset = msg.offset(), traceparent = traceparent.as_deref());
-    bill_or_dead_letter(billing, producer, msg, body, key, traceparent, tracestate).instrument(span).await
-}
-
-#[allow(clippy::too_many_arguments)] // one record's parts, passed apart to keep borrows short
-async fn bill_or_dead_letter(
-    
+/// Bill one record, or dead-letter it, in a `kafka.consume` span whose parent is the record's
+/// origin (the producer's span, from its headers): the collector's request, the broker hop and
+/// the billing are one trace. Retries transient failures until they pass (or the caller gives up).
+async fn handle_record(
     billing: &Recipient<BillUsage>,
     producer: &KafkaProducer,
     msg: &OwnedMessage,
-    body: &[u8],
-    key: Option<String>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
+    origin: &TraceContext,
+    batch: &tracing::Span,
 ) -> Handled {
+    let span = tracing::info_span!(
+        parent: batch,
+        "kafka.consume",
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = %msg.topic(),
+        messaging.destination.partition.id = msg.partition(),
+        messaging.kafka.offset = msg.offset(),
+        event.id = Empty,
+        outcome = Empty,
+    );
+    // Before the span starts: a record without a (valid) context stays under the batch span.
+    origin.attach(&span);
+    let handled = bill_or_dead_letter(billing, producer, msg, origin).instrument(span.clone()).await;
+    span.record("outcome", handled.as_str());
+    if handled == Handled::DeadLettered {
+        span.record("otel.status_code", "ERROR");
+    }
+    handled
+}
+
+/// Runs inside the record's `kafka.consume` span.
+async fn bill_or_dead_letter(
+    billing: &Recipient<BillUsage>,
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+    origin: &TraceContext,
+) -> Handled {
+    // What the work below continues: the consume span, or the record's own context when
+    // this node does not export spans.
+    let trace = TraceContext::current().or(origin.clone());
+    let body = msg.payload().unwrap_or_default();
+    let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
     let env = match Envelope::<InferenceEvent>::decode(body) {
         Ok(env) => env,
-        Err(e) => return dead_letter(producer, msg, key, None, &e, traceparent.as_deref()).await,
+        Err(e) => return dead_letter(producer, msg, key, None, &e, &trace).await,
     };
     let event_id = env.event_id;
+    tracing::Span::current().record("event.id", tracing::field::display(event_id));
     let event = match InferenceEvent::into_usage_event(env) {
         Ok(ev) => ev,
-        Err(e) => return dead_letter(producer, msg, key, Some(event_id), &e, traceparent.as_deref()).await,
+        Err(e) => return dead_letter(producer, msg, key, Some(event_id), &e, &trace).await,
     };
     let billed = retry(RetryPolicy::forever(), "Billing a consumed event", ActorError::is_retryable, || {
         let event = event.clone();
-        let trace = TraceContext::from_parts(traceparent.as_deref(), tracestate.as_deref());
+        let trace = trace.clone();
         async move { billing.send(BillUsage { event, with: Vec::new(), trace }).await? }
     })
     .await;
@@ -351,7 +422,7 @@ async fn bill_or_dead_letter(
                 Handled::Billed
             }
         }
-        Err(e) => dead_letter(producer, msg, key, Some(event_id), &e, traceparent.as_deref()).await,
+        Err(e) => dead_letter(producer, msg, key, Some(event_id), &e, &trace).await,
     }
 }
 
@@ -361,7 +432,7 @@ async fn dead_letter(
     key: Option<String>,
     event_id: Option<Uuid>,
     why: &ActorError,
-    traceparent: Option<&str>,
+    trace: &TraceContext,
 ) -> Handled {
     tracing::warn!(code = why.code(), reason = %why, partition = msg.partition(), offset = msg.offset(), "Record dead-lettered.");
     let by = producer.config().node_id.clone();
@@ -370,7 +441,7 @@ async fn dead_letter(
         .keyed(key)
         .with_event_id(event_id);
     let first = retry(RetryPolicy::forever(), "Dead-lettering a record", ActorError::is_retryable, || {
-        dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent)
+        dlq::publish(producer, Topic::InferenceEvents, &letter, trace)
     })
     .await;
     if let Err(e) = first {
@@ -381,7 +452,7 @@ async fn dead_letter(
             RetryPolicy::forever(),
             "Dead-lettering a record",
             |_: &ActorError| true,
-            || dlq::publish(producer, Topic::InferenceEvents, &letter, traceparent),
+            || dlq::publish(producer, Topic::InferenceEvents, &letter, trace),
         )
         .await;
     }

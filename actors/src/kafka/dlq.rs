@@ -14,11 +14,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use tally_observability::TraceContext;
 use uuid::Uuid;
 
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
-use crate::kafka::envelope::HEADER_TRACEPARENT;
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{Delivered, KafkaProducer};
 use crate::kafka::topics::{partitions_of, Topic};
@@ -122,25 +122,18 @@ pub struct DeadLetterRecord {
     pub letter: DeadLetter,
 }
 
-/// Publish a dead letter to `<topic>.dlq`; resolves once the broker acknowledged it.
-pub async fn publish(
-    producer: &KafkaProducer,
-    topic: Topic,
-    letter: &DeadLetter,
-    traceparent: Option<&str>,
-) -> Result<Delivered, ActorError> {
+/// Publish a dead letter to `<topic>.dlq` in a `kafka.produce` span (see
+/// [`KafkaProducer::send_traced`]); resolves once the broker acknowledged it.
+pub async fn publish(producer: &KafkaProducer, topic: Topic, letter: &DeadLetter, trace: &TraceContext) -> Result<Delivered, ActorError> {
     let body = serde_json::to_vec(letter)
         .map_err(|e| ActorError::Invalid { code: "invalid_dead_letter", message: format!("encoding a dead letter: {e}") })?;
-    let mut headers = OwnedHeaders::new_with_capacity(4)
+    let headers = OwnedHeaders::new_with_capacity(5)
         .insert(Header { key: HEADER_DLQ_CODE, value: Some(letter.code.as_bytes()) })
         .insert(Header { key: HEADER_DLQ_REASON, value: Some(letter.reason.as_bytes()) })
         .insert(Header { key: HEADER_DLQ_SOURCE, value: Some(letter.source_topic.as_bytes()) });
-    if let Some(tp) = traceparent {
-        headers = headers.insert(Header { key: HEADER_TRACEPARENT, value: Some(tp.as_bytes()) });
-    }
     let key = letter.key.clone().or_else(|| letter.event_id.map(|i| i.to_string())).unwrap_or_default();
     let dlq = producer.config().dlq_topic(topic);
-    producer.send(&dlq, &key, &body, headers).await
+    producer.send_traced(&dlq, &key, &body, headers, letter.event_id, trace).await
 }
 
 /// Read every dead letter of `topic` (from the start of `<topic>.dlq` to its end now), at most `limit`.

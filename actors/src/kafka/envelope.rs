@@ -1,7 +1,8 @@
 //! The typed envelope every bridged record travels in, and the payloads of the usage topics.
 //!
 //! Body: JSON `{schema_version, event_id, occurred_at, producer, payload}`. Headers carry
-//! `traceparent` when the sender had one (and nothing else, see [`Envelope::headers`]).
+//! the W3C trace context when the sender had one (`traceparent`, and `tracestate` only when
+//! it is not empty) and nothing else, see [`Envelope::headers`].
 //! Decoding never panics: a malformed body or an unknown version is an
 //! `ActorError::Invalid` with a stable code.
 
@@ -13,6 +14,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tally_domain::{Cost, Usage};
+use tally_observability::TraceContext;
 use uuid::Uuid;
 
 use crate::billing::UsageEvent;
@@ -20,7 +22,7 @@ use crate::error::ActorError;
 
 /// Version of the envelope and payload layout this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
-/// Header: W3C trace context, passed through as received.
+/// Header: W3C trace context of the span that produced the record.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// Longest accepted user id in a payload (same rule as the HTTP API).
 pub const MAX_USER_ID_LEN: usize = 64;
@@ -70,17 +72,29 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
         }
     }
 
-    /// Headers for this record: the trace context when there is one, nothing otherwise.
+    /// Headers for this record: the trace context when there is one (`traceparent`, plus
+    /// `tracestate` only when it is not empty), nothing otherwise.
     ///
     /// The schema version and event id travel only in the body: tansu 0.6 keeps headers in a
     /// table without an index and scans it for every record it serves, so each header on every
     /// record makes consuming quadratically slower (measured: a 20k-event run collapsed to
     /// ~100 events/s with three headers per record).
-    pub fn headers(&self, traceparent: Option<&str>) -> OwnedHeaders {
-        match traceparent {
-            Some(tp) => OwnedHeaders::new_with_capacity(1).insert(Header { key: HEADER_TRACEPARENT, value: Some(tp.as_bytes()) }),
-            None => OwnedHeaders::new(),
-        }
+    pub fn headers(&self, trace: &TraceContext) -> OwnedHeaders {
+        with_trace(OwnedHeaders::new(), trace)
+    }
+}
+
+/// `headers` plus the trace context (`traceparent`, and `tracestate` only when not empty);
+/// `headers` unchanged when `trace` is empty.
+pub fn with_trace(headers: OwnedHeaders, trace: &TraceContext) -> OwnedHeaders {
+    trace.to_headers().iter().fold(headers, |headers, (key, value)| headers.insert(Header { key, value: Some(value.as_bytes()) }))
+}
+
+/// The trace context a record carries (empty when it has none or it is malformed).
+pub fn trace_of<H: Headers>(headers: Option<&H>) -> TraceContext {
+    match headers {
+        Some(h) => TraceContext::from_headers(h.iter().filter_map(|h| Some((h.key, h.value?)))),
+        None => TraceContext::none(),
     }
 }
 
@@ -309,11 +323,17 @@ mod tests {
 
     #[test]
     fn headers_carry_only_the_trace() {
+        const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let env = sample();
-        let h: OwnedHeaders = env.headers(Some("00-abc-def-01"));
-        assert_eq!(header_str(Some(&h), HEADER_TRACEPARENT), Some("00-abc-def-01"), "traceparent passed through");
-        assert_eq!(h.count(), 1, "nothing but the trace context");
-        let h = env.headers(None);
+        let h: OwnedHeaders = env.headers(&TraceContext::from_parts(Some(TP), None));
+        assert_eq!(header_str(Some(&h), HEADER_TRACEPARENT), Some(TP), "traceparent passed through");
+        assert_eq!(h.count(), 1, "nothing but the traceparent when there is no tracestate");
+        assert_eq!(trace_of(Some(&h)).traceparent(), Some(TP), "the context reads back");
+        let h = env.headers(&TraceContext::from_parts(Some(TP), Some("tally=1")));
+        assert_eq!(h.count(), 2, "tracestate only when there is one");
+        assert_eq!(trace_of(Some(&h)).tracestate(), Some("tally=1"), "tracestate reads back");
+        let h = env.headers(&TraceContext::none());
         assert_eq!(h.count(), 0, "no headers without a trace");
+        assert!(trace_of(Some(&h)).is_empty(), "no headers: no context");
     }
 }

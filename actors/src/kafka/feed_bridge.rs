@@ -20,6 +20,7 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tally_observability::TraceContext;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -142,6 +143,7 @@ pub fn priced_of(env: Envelope<ProcessedEvent>) -> Result<UsagePriced, ActorErro
         committed_at: p.priced_at,
         cost: p.cost,
         origin: Some(p.node_id),
+        trace: TraceContext::none(),
     })
 }
 
@@ -164,7 +166,10 @@ async fn publish_local(
             Ok(event) if event.origin.is_some() => {}
             Ok(event) => {
                 let env = processed_of(&event, &config.node_id);
-                let delivery = producer.publish(Topic::ProcessedEvents, &event.user_id, &env, None);
+                // Under the billing span that priced it, so the hop to other nodes is in its trace.
+                let span = tracing::info_span!("feed.publish", event.id = %event.event_id);
+                event.trace.attach(&span);
+                let delivery = span.in_scope(|| producer.publish(Topic::ProcessedEvents, &event.user_id, &env, &event.trace));
                 // Enqueued now; the acknowledgement is only watched for errors.
                 tokio::spawn(async move {
                     if let Err(e) = delivery.await {
@@ -220,7 +225,7 @@ async fn dead_letter(producer: &KafkaProducer, msg: &OwnedMessage, why: &ActorEr
     let letter = DeadLetter::new(Topic::ProcessedEvents, why.code(), &why.to_string(), msg.payload().unwrap_or_default(), &by)
         .from_offset(msg.partition(), msg.offset())
         .keyed(key);
-    if let Err(e) = dlq::publish(producer, Topic::ProcessedEvents, &letter, None).await {
+    if let Err(e) = dlq::publish(producer, Topic::ProcessedEvents, &letter, &TraceContext::none()).await {
         // Dashboards are best effort: the event stays in the database either way.
         tracing::warn!(error = %e, "Feed bridge: dead-lettering failed.");
     }
@@ -255,6 +260,7 @@ mod tests {
             committed_at: Utc::now(),
             cost: Cost { total: Decimal::new(28, 6), lines },
             origin: None,
+            trace: TraceContext::none(),
         }
     }
 

@@ -6,6 +6,9 @@
 //! librdkafka batches records (`linger.ms`, `batch.num.messages`) and retries them
 //! internally until `message.timeout.ms`; a failure that outlives that is reported
 //! to the caller, transient ones as retryable.
+//!
+//! Every traced send is a `kafka.produce` span (a child of the caller's span) whose context
+//! the record carries in its `traceparent` header, so the consumer continues the same trace.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +21,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tally_observability::TraceContext;
+use tracing::field::Empty;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
-use crate::kafka::envelope::Envelope;
+use crate::kafka::envelope::{with_trace, Envelope};
 use crate::kafka::kafka_error;
 use crate::kafka::topics::{KeyKind, Topic};
 
@@ -148,17 +154,67 @@ impl KafkaProducer {
         }
     }
 
-    /// Publish an envelope to a topic of the cluster, keyed as the topic wants.
+    /// Publish an envelope to a topic of the cluster, keyed as the topic wants, traced like
+    /// [`KafkaProducer::send_traced`].
     pub fn publish<T: Serialize + DeserializeOwned>(
         &self,
         topic: Topic,
         key: &str,
         envelope: &Envelope<T>,
-        traceparent: Option<&str>,
+        trace: &TraceContext,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
         let name = self.config.topic(topic);
-        let sent = envelope.encode().map(|body| self.send(&name, key, &body, envelope.headers(traceparent)));
+        let sent = envelope.encode().map(|body| self.send_traced(&name, key, &body, OwnedHeaders::new(), Some(envelope.event_id), trace));
         async move { sent?.await }
+    }
+
+    /// Enqueue one record in a `kafka.produce` span (a child of the current span) that ends
+    /// when the broker answered, with the partition and offset or the error. The record
+    /// carries that span's context in its headers, after `headers`, so the consumer continues
+    /// the trace under it; when this process does not export spans the span has no context
+    /// and `trace` (the context this work arrived with) is carried instead.
+    pub fn send_traced(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+        event_id: Option<Uuid>,
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let span = tracing::info_span!(
+            "kafka.produce",
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %topic,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            event.id = Empty,
+            error.message = Empty,
+        );
+        if let Some(id) = event_id {
+            span.record("event.id", tracing::field::display(id));
+        }
+        let carried = TraceContext::of(&span).or(trace.clone());
+        let sent = self.send(topic, key, payload, with_trace(headers, &carried));
+        let outcome_span = span.clone();
+        async move {
+            let delivered = sent.await;
+            match &delivered {
+                Ok(d) => {
+                    outcome_span.record("messaging.destination.partition.id", d.partition);
+                    outcome_span.record("messaging.kafka.offset", d.offset);
+                }
+                Err(e) => {
+                    outcome_span.record("otel.status_code", "ERROR");
+                    outcome_span.record("error.message", tracing::field::display(e));
+                }
+            }
+            delivered
+        }
+        .instrument(span)
     }
 
     /// Wait until every queued record was delivered or failed, at most `timeout`.
