@@ -5,14 +5,16 @@
 //! restarted node shows the whole history. SSE clients read snapshots of it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tally_actors::{UsageFeed, UsagePriced};
 use tally_domain::{Money, Unit};
+use tally_store::cache::{keys, Cache};
 use tally_store::{LineFilter, Store};
 use uuid::Uuid;
 
@@ -20,6 +22,10 @@ use uuid::Uuid;
 pub const TOP_N: usize = 20;
 /// Window over which events per second are measured.
 pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// How often a changed snapshot is written to the shared cache.
+pub const SHARE_INTERVAL: Duration = Duration::from_secs(1);
+/// Life of the shared snapshot in the cache (rewritten while anything changes).
+pub const SHARED_SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default, Clone)]
 struct Agg {
@@ -49,7 +55,7 @@ pub struct Dashboard {
 }
 
 /// A user's total.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserRow {
     /// User id.
     pub user_id: String,
@@ -60,7 +66,7 @@ pub struct UserRow {
 }
 
 /// A thread's total.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThreadRow {
     /// Thread id.
     pub thread_id: Uuid,
@@ -73,7 +79,7 @@ pub struct ThreadRow {
 }
 
 /// A model's total.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelRow {
     /// Model name.
     pub model: String,
@@ -91,7 +97,7 @@ fn top<T>(mut rows: Vec<T>, cost: impl Fn(&T) -> Money, key: impl Fn(&T) -> Stri
 }
 
 /// Usage of one kind.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KindRow {
     /// Usage kind.
     pub kind: String,
@@ -104,7 +110,7 @@ pub struct KindRow {
 }
 
 /// What a dashboard client receives.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     /// When the snapshot was taken.
     pub generated_at: DateTime<Utc>,
@@ -214,12 +220,17 @@ impl Dashboard {
 #[derive(Clone, Default)]
 pub struct DashboardHandle {
     inner: Arc<Mutex<Dashboard>>,
+    /// Whether the totals from storage are in (until then the aggregates are partial).
+    loaded: Arc<AtomicBool>,
 }
 
 impl DashboardHandle {
-    /// Load totals from storage, then follow the feed (call inside a tokio runtime).
-    pub fn start(store: Store, feed: &UsageFeed) -> Self {
+    /// Load totals from storage, then follow the feed (call inside a tokio runtime). Once
+    /// loaded, a changed snapshot is written to `cache` at most every [`SHARE_INTERVAL`]
+    /// (with Redis, every node shares it; see [`DashboardHandle::current`]).
+    pub fn start(store: Store, feed: &UsageFeed, cache: Cache) -> Self {
         let handle = DashboardHandle::default();
+        tokio::spawn(share(handle.clone(), cache));
         // Subscribe before loading so no event falls between the two; an event
         // both loaded and received is skipped by id.
         let mut rx = feed.subscribe();
@@ -235,6 +246,7 @@ impl DashboardHandle {
                         *d = dash;
                         d.recent = recent;
                     });
+                    h.loaded.store(true, Ordering::SeqCst);
                     seen
                 }
                 Ok(Err(e)) => {
@@ -263,11 +275,52 @@ impl DashboardHandle {
         handle
     }
 
+    /// Whether the totals from storage are loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    /// The snapshot to show now: this node's once its totals are loaded; before that (a
+    /// node just started on a large history) the last snapshot any node shared through
+    /// the cache, when there is one, rather than partial totals.
+    pub async fn current(&self, cache: &Cache) -> Snapshot {
+        if !self.is_loaded() {
+            let cache = cache.clone();
+            let shared = tokio::task::spawn_blocking(move || cache.get_json::<Snapshot>(&keys::dashboard_snapshot())).await;
+            if let Ok(Some(s)) = shared {
+                return s;
+            }
+        }
+        self.with(|d| d.snapshot())
+    }
+
     /// Run `f` with the aggregates locked.
     pub fn with<R>(&self, f: impl FnOnce(&mut Dashboard) -> R) -> R {
         // A poisoned lock only means a panic mid-update of plain counters; keep serving.
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
+    }
+}
+
+/// Write the snapshot to the cache whenever it changed (checked every [`SHARE_INTERVAL`]).
+async fn share(handle: DashboardHandle, cache: Cache) {
+    let mut tick = tokio::time::interval(SHARE_INTERVAL);
+    let mut shared_version = None;
+    loop {
+        tick.tick().await;
+        if !handle.is_loaded() {
+            continue;
+        }
+        let changed = handle.with(|d| (shared_version != Some(d.version())).then(|| d.snapshot()));
+        if let Some(snap) = changed {
+            shared_version = Some(snap.version);
+            let cache = cache.clone();
+            // Best effort: a cache that is down is skipped (and logged once by the cache).
+            let _ = tokio::task::spawn_blocking(move || {
+                cache.set_json_with_ttl(&keys::dashboard_snapshot(), &snap, SHARED_SNAPSHOT_TTL)
+            })
+            .await;
+        }
     }
 }
 
@@ -287,4 +340,55 @@ fn load(store: &Store) -> Result<(Dashboard, std::collections::HashSet<Uuid>), t
         dash.last_event_at = Some(dash.last_event_at.map_or(e.occurred_at, |t| t.max(e.occurred_at)));
     }
     Ok((dash, seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_store::cache::CacheConfig;
+
+    use super::*;
+
+    fn shared_snapshot(total: &str) -> Snapshot {
+        let mut d = Dashboard::default();
+        d.fold("bob", None, "m", std::iter::once(("input_tokens".to_string(), Some(Unit::Tokens), Decimal::from(10), total.parse().unwrap_or_default())), 1);
+        d.snapshot()
+    }
+
+    #[actix_rt::test]
+    async fn before_its_load_a_node_shows_the_shared_snapshot_then_its_own() {
+        let cache = match Cache::memory(CacheConfig::default()) {
+            Ok(c) => c,
+            Err(e) => panic!("memory cache: {e}"),
+        };
+        let handle = DashboardHandle::default();
+        assert_eq!(handle.current(&cache).await.event_count, 0, "nothing shared, nothing loaded: empty");
+        cache.set_json(&keys::dashboard_snapshot(), &shared_snapshot("0.5"));
+        let shown = handle.current(&cache).await;
+        assert_eq!((shown.event_count, shown.total_cost), (1, Decimal::new(5, 1)), "not loaded yet: the shared snapshot");
+        handle.loaded.store(true, Ordering::SeqCst);
+        assert_eq!(handle.current(&cache).await.event_count, 0, "loaded: its own aggregates");
+    }
+
+    #[actix_rt::test]
+    async fn a_loaded_node_shares_its_snapshot_when_it_changes() {
+        let cache = match Cache::memory(CacheConfig::default()) {
+            Ok(c) => c,
+            Err(e) => panic!("memory cache: {e}"),
+        };
+        let handle = DashboardHandle::default();
+        handle.loaded.store(true, Ordering::SeqCst);
+        handle.with(|d| d.fold("carol", None, "m", std::iter::once(("output_tokens".to_string(), Some(Unit::Tokens), Decimal::from(3), Decimal::new(12, 6))), 1));
+        let task = tokio::spawn(share(handle.clone(), cache.clone()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let shared = loop {
+            if let Some(s) = cache.get_json::<Snapshot>(&keys::dashboard_snapshot()) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the snapshot was never shared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        task.abort();
+        assert_eq!((shared.event_count, shared.total_cost), (1, Decimal::new(12, 6)), "what is shared is this node's snapshot");
+        assert_eq!(shared.by_user.first().map(|u| u.user_id.as_str()), Some("carol"), "with its rows");
+    }
 }

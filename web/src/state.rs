@@ -25,8 +25,8 @@ impl AppState {
     /// State over a started actor system; starts the dashboard aggregator (needs a tokio runtime).
     pub fn new(actors: ActorSystem, default_model: String) -> Self {
         let store = actors.store.clone();
-        let dashboard = DashboardHandle::start(store.clone(), &actors.feed);
         let cache = actors.cache.clone();
+        let dashboard = DashboardHandle::start(store.clone(), &actors.feed, cache.clone());
         AppState { actors, store, default_model, dashboard, cache }
     }
 }

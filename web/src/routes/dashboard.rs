@@ -22,7 +22,7 @@ fn event(name: &str, data: impl serde::Serialize) -> Option<sse::Event> {
 /// The current dashboard snapshot as JSON.
 #[get("/api/dashboard/snapshot")]
 pub async fn snapshot(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.dashboard.with(|d| d.snapshot()))
+    HttpResponse::Ok().json(state.dashboard.current(&state.cache).await)
 }
 
 /// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
@@ -31,8 +31,10 @@ pub async fn stream(state: web::Data<AppState>) -> impl Responder {
     let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
     let mut feed = state.actors.feed.subscribe();
     let dashboard = state.dashboard.clone();
-    let first = dashboard.with(|d| d.snapshot());
-    let mut last_version = first.version;
+    let shared_first = !dashboard.is_loaded();
+    let first = dashboard.current(&state.cache).await;
+    // A snapshot shared by another node has that node's version: push the first local one regardless.
+    let mut last_version = if shared_first { u64::MAX } else { first.version };
     if let Some(e) = event("snapshot", &first) {
         let _ = tx.try_send(e);
     }
