@@ -9,6 +9,8 @@
 //! node (`processed-events`), and the chat topics carry the turns' messages and token metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use common::{free_port, required_env, wait_port};
+
 const OCCURRED_AT: &str = "2025-06-01T00:00:00Z";
 const CATALOG: &str = include_str!("../catalog/prices.json");
 const MODELS: [&str; 2] = ["claude-3-5-haiku-20241022", "claude-3-haiku-20240307"];
@@ -32,22 +36,6 @@ const BATCH: usize = 100;
 const BATCH_PAUSE: Duration = Duration::from_millis(150);
 /// How long the broker stays dead.
 const BROKER_DOWNTIME: Duration = Duration::from_secs(3);
-
-fn required_env(var: &str, how: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run `{how}` first"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A child process killed (SIGKILL) when dropped.
 struct Proc {

@@ -6,6 +6,8 @@
 //! named in the record's header), pricing and the commit, with the expected attributes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tally_observability::testing::{OtlpReceiver, ReceivedSpan};
+
+use common::{free_port, required_env, wait_port};
 
 /// The trace the test's client starts, and the client's own span in it.
 const TRACE_ID: &str = "7a11e7ace0c1057e2b5e4a1d0c0ffee1";
@@ -27,27 +31,10 @@ const OCCURRED_AT: &str = "2025-06-01T00:00:00Z";
 /// Export interval of the processes under test (the SDK reads it from the environment).
 const EXPORT_INTERVAL_MS: &str = "200";
 /// How long each wait below may take before the test fails.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
 const BILLING_TIMEOUT: Duration = Duration::from_secs(20);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 const SPANS_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
-
-fn required_env(var: &str, how: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run `{how}` first"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + START_TIMEOUT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(POLL);
-    }
-}
 
 /// A child process, killed (SIGKILL) when dropped.
 struct Proc {
