@@ -134,8 +134,15 @@ impl PersisterActor {
 /// Write a batch in one transaction and answer every caller with its share. If
 /// the whole batch fails, each caller's writes are retried on their own so one
 /// bad write cannot fail the others.
-fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
-    let all: Vec<WriteOp> = batch.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+fn write_and_answer(store: &Store, cache: Option<&Cache>, mut batch: Vec<Pending>) {
+    // Move (not clone) every caller's ops into one slice; each caller keeps its range.
+    let mut all: Vec<WriteOp> = Vec::with_capacity(batch.iter().map(|p| p.ops.len()).sum());
+    let mut ranges = Vec::with_capacity(batch.len());
+    for p in &mut batch {
+        let start = all.len();
+        all.append(&mut p.ops);
+        ranges.push(start..all.len());
+    }
     let batch_id = tally_domain::new_id();
     let span = tracing::info_span!("persister.flush", batch.id = %batch_id, batch.rows = all.len(), batch.callers = batch.len());
     for p in &batch {
@@ -149,9 +156,9 @@ fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
         Err(_) => tally_observability::metrics::batch_flush_failed(),
     }
     // One commit span per caller, in the caller's own trace, naming the shared batch.
-    for p in &batch {
+    for (p, range) in batch.iter().zip(&ranges) {
         if !p.trace.is_empty() {
-            let commit = tracing::info_span!(parent: None, "persister.commit", batch.id = %batch_id, batch.rows = all.len(), ops = p.ops.len(), ok = result.is_ok());
+            let commit = tracing::info_span!(parent: None, "persister.commit", batch.id = %batch_id, batch.rows = all.len(), ops = range.len(), ok = result.is_ok());
             p.trace.attach(&commit);
             commit.in_scope(|| {});
         }
@@ -162,8 +169,8 @@ fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
     match result {
         Ok(outcome) => {
             let mut shares = Shares::of(&outcome);
-            for p in batch {
-                let share = shares.take(&p.ops);
+            for (p, range) in batch.into_iter().zip(ranges) {
+                let share = shares.take(&all[range]);
                 let _ = p.reply.send(Ok(share));
             }
         }
@@ -173,10 +180,11 @@ fn write_and_answer(store: &Store, cache: Option<&Cache>, batch: Vec<Pending>) {
             }
         }
         Err(_) => {
-            for p in batch {
-                let result = write_with_retry(store, &p.ops);
+            for (p, range) in batch.into_iter().zip(ranges) {
+                let ops = &all[range];
+                let result = write_with_retry(store, ops);
                 if let (Some(cache), Ok(outcome)) = (cache, &result) {
-                    invalidate(cache, &p.ops, outcome);
+                    invalidate(cache, ops, outcome);
                 }
                 let _ = p.reply.send(result.map_err(ActorError::from));
             }
@@ -207,12 +215,10 @@ fn invalidate(cache: &Cache, ops: &[WriteOp], outcome: &BatchOutcome) {
             }
         }
     }
-    for (t, u) in threads {
-        cache.invalidate_thread(t, &u);
-    }
-    for u in users {
-        cache.delete(&keys::user_metrics(&u));
-    }
+    // One call for the whole batch: with Redis, one pipelined round trip, not one per key.
+    let mut stale: Vec<String> = threads.iter().flat_map(|(t, u)| keys::thread_keys(*t, u)).collect();
+    stale.extend(users.iter().map(|u| keys::user_metrics(u)));
+    cache.delete_many(&stale);
 }
 
 /// Attempts for a batch that fails with a retryable storage error (busy, pool timeout).

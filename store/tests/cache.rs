@@ -226,6 +226,28 @@ fn redis_is_shared_between_nodes_and_sets_px_ttl() {
     assert!(pttl > 0 && pttl <= 5_000, "a configured TTL is the key's PX, got {pttl} ms");
 }
 
+fn delete_many_removes_exactly_those(cache: &Cache) {
+    let keys: Vec<String> = (0..3).map(|_| keys::thread_total(Uuid::now_v7())).collect();
+    for k in &keys {
+        cache.set_json(k, &sample());
+    }
+    cache.delete_many(&keys[..2]);
+    assert_eq!(cache.get_json::<Totals>(&keys[0]), None, "first deleted");
+    assert_eq!(cache.get_json::<Totals>(&keys[1]), None, "second deleted");
+    assert!(cache.get_json::<Totals>(&keys[2]).is_some(), "the third is untouched");
+    cache.delete_many(&[]);
+}
+
+#[test]
+fn memory_delete_many() {
+    delete_many_removes_exactly_those(&memory_cache(config("mem-delete-many")));
+}
+
+#[test]
+fn redis_delete_many() {
+    delete_many_removes_exactly_those(&redis_cache(config("redis-delete-many")));
+}
+
 #[test]
 fn another_nodes_invalidation_during_a_load_blocks_the_stale_fill() {
     // Node B misses and loads from the database; meanwhile node A commits a write and

@@ -270,6 +270,15 @@ impl Cache {
         Ok(value)
     }
 
+    /// Delete several keys at once (one round trip to Redis; best effort like [`Cache::delete`]).
+    pub fn delete_many(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let full: Vec<String> = keys.iter().map(|k| self.full_key(k)).collect();
+        self.remove(&full);
+    }
+
     /// Forget what a committed turn or usage event in `thread_id` made stale: the thread's
     /// history and total and its owner's metrics. Call after the write commits.
     pub fn invalidate_thread(&self, thread_id: Uuid, user_id: &str) {
