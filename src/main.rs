@@ -386,20 +386,26 @@ async fn serve(
     cluster: Cluster,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    if let Some(kafka) = &cluster.kafka {
-        tally_actors::kafka::ensure_topics(kafka).await.context("creating Kafka topics (TALLY_KAFKA_BROKERS)")?;
-        config.chat_topics = Some(tally_actors::kafka::ChatPublisher::new(kafka).context("Kafka producer for chat topics")?);
-    }
+    // Cluster mode: one producer for the chat topics and processed-events.
+    let producer = match &cluster.kafka {
+        Some(kafka) => {
+            tally_actors::kafka::ensure_topics(kafka).await.context("creating Kafka topics (TALLY_KAFKA_BROKERS)")?;
+            let producer = tally_actors::kafka::KafkaProducer::new(kafka).context("Kafka producer")?;
+            config.chat_topics = Some(tally_actors::kafka::ChatPublisher::new(producer.clone()));
+            Some(producer)
+        }
+        None => None,
+    };
     let actors = ActorSystem::start(store, cache, router.clone(), config).context("starting actors")?;
     // Cluster mode: other nodes' billing reaches this node's dashboard. Positioned before
     // the dashboard loads its totals (in `AppState::new`), so nothing falls in between.
-    let feed_bridge = match &cluster.kafka {
-        Some(kafka) => Some(
-            tally_actors::kafka::start_feed_bridge(kafka.clone(), actors.feed.clone())
+    let feed_bridge = match (&cluster.kafka, producer) {
+        (Some(kafka), Some(producer)) => Some(
+            tally_actors::kafka::start_feed_bridge(kafka.clone(), producer, actors.feed.clone())
                 .await
                 .context("starting the Kafka feed bridge (processed-events)")?,
         ),
-        None => None,
+        _ => None,
     };
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
     let addr = listener.local_addr()?;

@@ -30,10 +30,10 @@ pub struct CollectorConfig {
     /// Most events waiting for the broker at once (503 with Retry-After above).
     pub max_in_flight: usize,
     /// How long one request waits for acknowledgements (503 after, nothing acknowledged).
-    #[serde(with = "millis")]
+    #[serde(with = "tally_actors::kafka::config::millis")]
     pub delivery_timeout: Duration,
     /// Largest accepted distance of `occurred_at` into the future.
-    #[serde(with = "millis")]
+    #[serde(with = "tally_actors::kafka::config::millis")]
     pub max_future_skew: Duration,
     /// Recently acknowledged event ids remembered to answer `duplicate` (0: none).
     pub recent_ids: usize,
@@ -74,20 +74,6 @@ impl CollectorConfig {
             return Err(CollectorError::config("collector.delivery_timeout", "must be at least 100ms"));
         }
         Ok(())
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 

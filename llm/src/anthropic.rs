@@ -107,23 +107,13 @@ impl AnthropicProvider {
 
     /// One POST attempt; non-success statuses become classified errors.
     async fn post(&self, body: &MessagesRequest<'_>) -> Result<reqwest::Response, AttemptError> {
-        let mut request = self
+        let request = self
             .client
             .post(&self.messages_url)
             .header("x-api-key", self.config.api_key.expose())
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(body);
-        if !body.stream {
-            request = request.timeout(self.config.timeout);
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| AttemptError::from(transport::transport_error(&e)))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        Err(classify_error(ErrorResponse::read(resp).await))
+        transport::send_attempt(request, body.stream, self.config.timeout, classify_error).await
     }
 }
 
@@ -142,13 +132,7 @@ impl Provider for AnthropicProvider {
         let completion = retry::run(&self.config.retry, PROVIDER_NAME, || async {
             let resp = self.post(&body).await?;
             // A body that breaks off is a transport failure: nothing was handed out yet, so retry.
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| AttemptError::from(transport::transport_error(&e)))?;
-            let parsed: MessagesResponse = serde_json::from_slice(&bytes).map_err(|e| {
-                AttemptError::from(LlmError::Decode(format!("messages response: {e}")))
-            })?;
+            let parsed: MessagesResponse = transport::read_json(resp, "messages response").await?;
             Ok(parsed.into_completion())
         })
         .await?;

@@ -105,22 +105,12 @@ impl OpenAiProvider {
 
     /// One POST attempt; non-success statuses become classified errors.
     async fn post(&self, body: &CompletionsRequest<'_>) -> Result<reqwest::Response, AttemptError> {
-        let mut request = self
+        let request = self
             .client
             .post(&self.completions_url)
             .bearer_auth(self.config.api_key.expose())
             .json(body);
-        if !body.stream {
-            request = request.timeout(self.config.timeout);
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| AttemptError::from(transport::transport_error(&e)))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        Err(classify_error(ErrorResponse::read(resp).await))
+        transport::send_attempt(request, body.stream, self.config.timeout, classify_error).await
     }
 }
 
@@ -139,13 +129,7 @@ impl Provider for OpenAiProvider {
         let completion = retry::run(&self.config.retry, PROVIDER_NAME, || async {
             let resp = self.post(&body).await?;
             // A body that breaks off is a transport failure: nothing was handed out yet, so retry.
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| AttemptError::from(transport::transport_error(&e)))?;
-            let parsed: CompletionsResponse = serde_json::from_slice(&bytes).map_err(|e| {
-                AttemptError::from(LlmError::Decode(format!("chat completion response: {e}")))
-            })?;
+            let parsed: CompletionsResponse = transport::read_json(resp, "chat completion response").await?;
             Ok(parsed.into_completion(&req.model))
         })
         .await?;

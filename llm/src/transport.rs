@@ -8,6 +8,7 @@ use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 
 use crate::error::LlmError;
+use crate::retry::AttemptError;
 use crate::types::{Completion, EventStream, StreamEvent};
 
 /// Default time allowed to establish a TCP/TLS connection to a provider.
@@ -50,6 +51,32 @@ pub(crate) fn transport_error(err: &reqwest::Error) -> LlmError {
         source = s.source();
     }
     LlmError::Transport(msg)
+}
+
+/// Send one attempt of a provider request. A non-streaming request gets `timeout` as its total
+/// deadline (a stream only has the client's idle read timeout). A success response is returned;
+/// a transport failure is a (retryable) transport error; any other status is read in full and
+/// classified by the provider's `classify`.
+pub(crate) async fn send_attempt(
+    request: reqwest::RequestBuilder,
+    stream: bool,
+    timeout: Duration,
+    classify: fn(ErrorResponse) -> AttemptError,
+) -> Result<reqwest::Response, AttemptError> {
+    let request = if stream { request } else { request.timeout(timeout) };
+    let resp = request.send().await.map_err(|e| AttemptError::from(transport_error(&e)))?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    Err(classify(ErrorResponse::read(resp).await))
+}
+
+/// Read a whole JSON response body. A body that breaks off is a transport failure (nothing was
+/// handed out yet, so the attempt may be retried); one that does not parse is a decode error
+/// naming `what`.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T, AttemptError> {
+    let bytes = resp.bytes().await.map_err(|e| AttemptError::from(transport_error(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| AttemptError::from(LlmError::Decode(format!("{what}: {e}"))))
 }
 
 /// An HTTP error response, read in full so it can be classified.

@@ -16,8 +16,6 @@ use tally_observability::TraceContext;
 use tally_store::MessageRecord;
 use uuid::Uuid;
 
-use crate::error::ActorError;
-use crate::kafka::config::KafkaConfig;
 use crate::kafka::envelope::{Envelope, TokenMetrics};
 use crate::kafka::producer::{key_for, KafkaProducer};
 use crate::kafka::topics::Topic;
@@ -36,9 +34,11 @@ impl std::fmt::Debug for ChatPublisher {
 }
 
 impl ChatPublisher {
-    /// A publisher with its own producer. The topics must exist (`ensure_topics`).
-    pub fn new(config: &KafkaConfig) -> Result<Self, ActorError> {
-        Ok(ChatPublisher { producer: KafkaProducer::new(config)?, node_id: config.node_id.clone() })
+    /// A publisher on `producer` (shared with the node's other publishers). The topics must
+    /// exist (`ensure_topics`).
+    pub fn new(producer: KafkaProducer) -> Self {
+        let node_id = producer.config().node_id.clone();
+        ChatPublisher { producer, node_id }
     }
 
     /// A stored user message, to `raw-messages`.

@@ -66,10 +66,10 @@ impl FeedBridgeHandle {
 
 /// Start the bridge. Returns once the inbound side is positioned, so a dashboard that
 /// loads its totals after this call misses nothing (see the module doc).
-pub async fn start_feed_bridge(config: KafkaConfig, feed: UsageFeed) -> Result<FeedBridgeHandle, ActorError> {
+/// Records go out on `producer` (the node's, shared with its chat publisher).
+pub async fn start_feed_bridge(config: KafkaConfig, producer: KafkaProducer, feed: UsageFeed) -> Result<FeedBridgeHandle, ActorError> {
     config.validate()?;
     ensure_topics(&config).await?;
-    let producer = KafkaProducer::new(&config)?;
     // Subscribe before anything else: every local event from now on goes out.
     let local = feed.subscribe();
     let consumer = {

@@ -78,24 +78,22 @@ async fn start_turn(
         user.id = %user_id,
     );
     let trace = tally_actors::TraceContext::of(&span);
+    let thread_not_found = |e: tally_actors::ActorError| match e {
+        tally_actors::ActorError::NotFound(m) => ApiError::not_found("thread_not_found", m),
+        other => other.into(),
+    };
     let thread = state
         .actors
         .threads
         .send(OpenThread { thread_id: body.thread_id })
         .await
         .map_err(tally_actors::ActorError::from)?
-        .map_err(|e| match e {
-            tally_actors::ActorError::NotFound(m) => ApiError::not_found("thread_not_found", m),
-            other => other.into(),
-        })?;
+        .map_err(thread_not_found)?;
     let started = thread
         .send(SendMessage { user_id, content: body.content, events, trace })
         .await
         .map_err(tally_actors::ActorError::from)?
-        .map_err(|e| match e {
-            tally_actors::ActorError::NotFound(m) => ApiError::not_found("thread_not_found", m),
-            other => other.into(),
-        })?;
+        .map_err(thread_not_found)?;
     Ok(started)
 }
 
