@@ -440,7 +440,7 @@ async fn serve(
     println!("tally listening on http://{addr}");
     tracing::info!(%addr, default_model = %catalog.default_model, simulated, "Tally node serving.");
 
-    // Shutdown, in order (one signal handler: actix-web's, on SIGINT/SIGTERM):
+    // Shutdown, in order (one signal handler, `stop_on_signal`, on SIGINT/SIGTERM):
     // 1. stop accepting connections and let in-flight requests finish (HttpServer, up to shutdown_timeout);
     // 2. drain SSE streams: turns run detached and finish, each ending its own stream;
     // 3. stop the Kafka consumer: it stops polling and waits for the records in flight to be billed;
@@ -448,7 +448,9 @@ async fn serve(
     // 5. commit offsets: the consumer commits what was billed and leaves its group (in `shutdown`);
     //    the feed bridge publishes the last processed events and flushes;
     // 6. flush traces: the telemetry guard, dropped when `main` returns.
-    server.run().await?;
+    let server = server.disable_signals().run();
+    actix_web::rt::spawn(stop_on_signal(server.handle()));
+    server.await?;
     let consumer_stopped = match consumer {
         Some(c) => c.shutdown().await.context("stopping the Kafka consumer"),
         None => Ok(()),
@@ -460,4 +462,24 @@ async fn serve(
     consumer_stopped?;
     tracing::info!("Tally node stopped cleanly.");
     Ok(())
+}
+
+/// Stop the HTTP server on SIGTERM (gracefully: requests in flight finish) or SIGINT (at once).
+/// Ours rather than actix-web's: actix-web's also stops the actix System, and with it the
+/// persister's arbiter, before `serve` has flushed the accepted writes.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Cannot listen for signals; stop the node with SIGKILL.");
+            return;
+        }
+    };
+    let graceful = tokio::select! {
+        _ = term.recv() => true,
+        _ = int.recv() => false,
+    };
+    tracing::info!(graceful, "Signal received; shutting down.");
+    server.stop(graceful).await;
 }

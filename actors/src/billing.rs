@@ -4,6 +4,7 @@
 //! (store first, then the book, atomically with respect to pricing), so no
 //! usage is priced with a book that disagrees with storage.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -107,6 +108,18 @@ impl Supervised for BillingActor {
     }
 }
 
+/// Command: price and persist many usage events in one write (the ingest API's batches).
+/// Each event gets its own outcome: one that cannot be priced is refused alone, and the
+/// others are stored in one transaction with one answer from the persister.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Result<BilledUsage, ActorError>>, ActorError>")]
+pub struct BillBatch {
+    /// The usage events, each billed once (by event id).
+    pub events: Vec<UsageEvent>,
+    /// Trace context of the sender (the ingest request).
+    pub trace: TraceContext,
+}
+
 impl Handler<BillUsage> for BillingActor {
     type Result = ResponseFuture<Result<BilledUsage, ActorError>>;
 
@@ -129,50 +142,147 @@ impl Handler<BillUsage> for BillingActor {
         Box::pin(async move {
             let cost = priced?;
             fut_span.record("cost_usd", tracing::field::display(cost.total));
-            let versions: Vec<String> = cost.lines.iter().map(|l| format!("{}={}", l.kind, l.price_version_id)).collect();
-            fut_span.record("price_versions", tracing::field::display(versions.join(",")));
-            let record = UsageRecord {
-                event_id: event.event_id,
-                user_id: event.user_id.clone(),
-                thread_id: event.thread_id,
-                message_id: event.message_id,
-                model: event.model.clone(),
-                event_type: event_type_of(&event.usage),
-                source: event.source.clone(),
-                idempotency_key: event.idempotency_key.clone(),
-                occurred_at: event.occurred_at,
-                cost: cost.clone(),
-            };
-            with.push(WriteOp::Usage(record));
+            if !fut_span.is_disabled() {
+                let versions: Vec<String> = cost.lines.iter().map(|l| format!("{}={}", l.kind, l.price_version_id)).collect();
+                fut_span.record("price_versions", tracing::field::display(versions.join(",")));
+            }
+            with.push(WriteOp::Usage(usage_record(&event, cost.clone())));
             let outcome = persister.send(Persist { ops: with, trace: TraceContext::current() }).await??;
             let duplicate = outcome.duplicate_events.contains(&event.event_id);
             fut_span.record("duplicate", duplicate);
             if !duplicate {
-                tally_observability::metrics::usage_priced(&event.model, &cost.total);
-                tracing::debug!(
-                    event.id = %event.event_id,
-                    user.id = %event.user_id,
-                    model = %event.model,
-                    cost_usd = %cost.total,
-                    "Usage priced and persisted."
-                );
-                feed.publish(UsagePriced {
-                    event_id: event.event_id,
-                    user_id: event.user_id,
-                    thread_id: event.thread_id,
-                    message_id: event.message_id,
-                    model: event.model,
-                    occurred_at: event.occurred_at,
-                    committed_at: Utc::now(),
-                    cost: cost.clone(),
-                    origin: None,
-                    trace: TraceContext::current(),
-                });
+                announce(&feed, event, &cost, Utc::now());
             }
             Ok(BilledUsage { cost, duplicate })
         }
         .instrument(span))
     }
+}
+
+impl Handler<BillBatch> for BillingActor {
+    type Result = ResponseFuture<Result<Vec<Result<BilledUsage, ActorError>>, ActorError>>;
+
+    fn handle(&mut self, msg: BillBatch, _ctx: &mut Context<Self>) -> Self::Result {
+        let BillBatch { events, trace } = msg;
+        let span = tracing::info_span!(
+            "billing.price_batch",
+            events = events.len(),
+            priced = tracing::field::Empty,
+            duplicates = tracing::field::Empty,
+        );
+        trace.attach(&span);
+        // Price everything first; the events that priced are written together.
+        let priced: Vec<Result<Cost, ActorError>> = span.in_scope(|| {
+            events
+                .iter()
+                .map(|e| price_usage(&self.book, &e.model, e.occurred_at, &e.usage).map_err(ActorError::from))
+                .collect()
+        });
+        let persister = self.persister.clone();
+        let feed = self.feed.clone();
+        let fut_span = span.clone();
+        Box::pin(async move {
+            let ops: Vec<WriteOp> = events
+                .iter()
+                .zip(&priced)
+                .filter_map(|(e, c)| c.as_ref().ok().map(|c| WriteOp::Usage(usage_record(e, c.clone()))))
+                .collect();
+            fut_span.record("priced", ops.len());
+            let trace = TraceContext::current();
+            let mut outcomes: HashMap<Uuid, Result<bool, ActorError>> = HashMap::with_capacity(ops.len());
+            if !ops.is_empty() {
+                match persister.send(Persist { ops, trace: trace.clone() }).await? {
+                    Ok(outcome) => {
+                        // A new id is inserted once: its first event in the batch gets it, repeats are duplicates.
+                        let mut inserted: HashSet<Uuid> = outcome.inserted_events.into_iter().collect();
+                        for (e, _) in events.iter().zip(&priced).filter(|(_, c)| c.is_ok()) {
+                            outcomes.entry(e.event_id).or_insert_with(|| Ok(!inserted.remove(&e.event_id)));
+                        }
+                    }
+                    Err(e) if e.is_retryable() => return Err(e),
+                    Err(_) => {
+                        // One write the store refuses fails the whole transaction: write each event
+                        // on its own so that only the refused ones fail.
+                        for (e, c) in events.iter().zip(&priced) {
+                            let Ok(c) = c else { continue };
+                            if outcomes.contains_key(&e.event_id) {
+                                continue;
+                            }
+                            let op = vec![WriteOp::Usage(usage_record(e, c.clone()))];
+                            let r = persister.send(Persist { ops: op, trace: trace.clone() }).await?;
+                            outcomes.insert(e.event_id, r.map(|o| o.duplicate_events.contains(&e.event_id)));
+                        }
+                    }
+                }
+            }
+            let committed_at = Utc::now();
+            let mut announced = HashSet::new();
+            let mut duplicates = 0usize;
+            let results = events
+                .into_iter()
+                .zip(priced)
+                .map(|(event, cost)| {
+                    let cost = cost?;
+                    // The first occurrence of an id in the batch carries its outcome; later ones are duplicates.
+                    let first = announced.insert(event.event_id);
+                    let duplicate = match outcomes.get(&event.event_id) {
+                        Some(Ok(dup)) => *dup || !first,
+                        Some(Err(e)) => return Err(e.clone()),
+                        None => return Err(ActorError::Unavailable("the batch outcome lost an event".into())),
+                    };
+                    if duplicate {
+                        duplicates += 1;
+                    } else {
+                        announce(&feed, event, &cost, committed_at);
+                    }
+                    Ok(BilledUsage { cost, duplicate })
+                })
+                .collect();
+            fut_span.record("duplicates", duplicates);
+            Ok(results)
+        }
+        .instrument(span))
+    }
+}
+
+/// What the store keeps of a priced usage event.
+fn usage_record(event: &UsageEvent, cost: Cost) -> UsageRecord {
+    UsageRecord {
+        event_id: event.event_id,
+        user_id: event.user_id.clone(),
+        thread_id: event.thread_id,
+        message_id: event.message_id,
+        model: event.model.clone(),
+        event_type: event_type_of(&event.usage),
+        source: event.source.clone(),
+        idempotency_key: event.idempotency_key.clone(),
+        occurred_at: event.occurred_at,
+        cost,
+    }
+}
+
+/// A newly stored usage event: count it and publish it on the live feed.
+fn announce(feed: &UsageFeed, event: UsageEvent, cost: &Cost, committed_at: DateTime<Utc>) {
+    tally_observability::metrics::usage_priced(&event.model, &cost.total);
+    tracing::debug!(
+        event.id = %event.event_id,
+        user.id = %event.user_id,
+        model = %event.model,
+        cost_usd = %cost.total,
+        "Usage priced and persisted."
+    );
+    feed.publish(UsagePriced {
+        event_id: event.event_id,
+        user_id: event.user_id,
+        thread_id: event.thread_id,
+        message_id: event.message_id,
+        model: event.model,
+        occurred_at: event.occurred_at,
+        committed_at,
+        cost: cost.clone(),
+        origin: None,
+        trace: TraceContext::current(),
+    });
 }
 
 /// The event type of a usage: `token_usage` when it has tokens, else its first resource.

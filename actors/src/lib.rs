@@ -15,7 +15,7 @@ pub mod system;
 pub mod thread;
 pub mod usage;
 
-pub use billing::{AddPriceVersion, BillUsage, BilledUsage, BillingActor, GetPriceBook, UsageEvent};
+pub use billing::{AddPriceVersion, BillBatch, BillUsage, BilledUsage, BillingActor, GetPriceBook, UsageEvent};
 pub use error::ActorError;
 pub use feed::{UsageFeed, UsagePriced};
 pub use persister::{FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 use rust_decimal_macros::dec;
-use tally_actors::{BillUsage, BillingActor, FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig, UsageEvent, UsageFeed};
+use tally_actors::{BillBatch, BillUsage, BillingActor, FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig, UsageEvent, UsageFeed};
 use tally_domain::{new_id, Catalog, Usage, UsageKind};
 use tally_store::{LineFilter, MessageRecord, MessageStatus, Role, Store, ThreadRecord, UserRecord, WriteOp};
 
@@ -146,4 +146,65 @@ async fn unpriced_usage_is_refused_and_nothing_is_stored() {
     let r = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap();
     assert_eq!(r.map(|_| ()).map_err(|e| e.code()), Err("no_price"), "Haiku has no image price");
     assert!(store.usage_lines(&LineFilter::default()).unwrap().is_empty(), "nothing stored");
+}
+
+fn tokens_event(thread: &ThreadRecord, input: u64) -> UsageEvent {
+    let mut usage = Usage::new();
+    usage.add_tokens(UsageKind::InputTokens, input);
+    UsageEvent {
+        event_id: new_id(),
+        user_id: "u1".into(),
+        thread_id: Some(thread.thread_id),
+        message_id: None,
+        model: HAIKU.into(),
+        occurred_at: Utc::now(),
+        usage,
+        source: "test".into(),
+        idempotency_key: None,
+    }
+}
+
+#[actix_rt::test]
+async fn a_batch_gives_each_event_its_own_outcome_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, thread) = store_with_thread(&dir);
+    let persister = {
+        let s = store.clone();
+        Supervisor::start(move |_| PersisterActor::new(s, PersisterConfig::default()))
+    };
+    let feed = UsageFeed::default();
+    let mut rx = feed.subscribe();
+    let billing = {
+        let s = store.clone();
+        let book = store.load_price_book().unwrap();
+        let r = persister.recipient();
+        let f = feed.clone();
+        Supervisor::start(move |_| BillingActor::new(s, book, r, f))
+    };
+    let earlier = tokens_event(&thread, 1_000);
+    billing.send(BillUsage { event: earlier.clone(), with: vec![], trace: Default::default() }).await.unwrap().unwrap();
+    assert!(rx.try_recv().is_ok(), "the earlier event was published");
+
+    let new = tokens_event(&thread, 2_000);
+    let mut unpriced = tokens_event(&thread, 5);
+    unpriced.model = "no-such-model".into();
+    // Priced (it is only tokens) but refused by the store (more than a BIGINT of tokens): the
+    // batch's transaction fails, and the other events must still be stored, each on its own.
+    let refused = tokens_event(&thread, u64::MAX);
+    let events = vec![new.clone(), unpriced, new.clone(), earlier, refused];
+    let results = billing.send(BillBatch { events, trace: Default::default() }).await.unwrap().unwrap();
+    let got: Vec<Result<bool, &str>> = results.iter().map(|r| r.as_ref().map(|b| b.duplicate).map_err(|e| e.code())).collect();
+    assert_eq!(got[0], Ok(false), "a new event is billed");
+    assert_eq!(got[1], Err("no_price"), "an unknown model is refused alone");
+    assert_eq!(got[2], Ok(true), "its repeat in the same batch is a duplicate");
+    assert_eq!(got[3], Ok(true), "an event billed before is a duplicate");
+    assert_eq!(got[4], Err("invalid"), "the store's refusal is the refused event's alone");
+    assert_eq!(results[0].as_ref().unwrap().cost.total, dec!(0.0016), "2000 x 0.80/1e6");
+
+    let lines = store.usage_lines(&LineFilter { thread_id: Some(thread.thread_id), ..LineFilter::default() }).unwrap();
+    let total: rust_decimal::Decimal = lines.iter().map(|l| l.amount).sum();
+    assert_eq!(total, dec!(0.0024), "the earlier event and the new one, once each");
+    let published = rx.try_recv().expect("the new event is published");
+    assert_eq!(published.event_id, new.event_id, "the new event is the one published");
+    assert!(rx.try_recv().is_err(), "nothing else is published");
 }

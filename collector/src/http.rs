@@ -16,10 +16,9 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use futures::future::join_all;
 use futures::StreamExt;
 use serde::Serialize;
-use tally_actors::{BillUsage, UsageEvent};
+use tally_actors::{BillBatch, UsageEvent};
 use tally_observability::http::{record_response, server_span};
 use tally_observability::metrics::UNMATCHED_ROUTE;
 use tally_observability::TraceContext;
@@ -43,7 +42,7 @@ pub enum Sink {
     /// Cluster mode: through the CollectorActor to Kafka.
     Cluster(Addr<CollectorActor>),
     /// Embedded mode: straight into the local BillingActor.
-    Embedded(Recipient<BillUsage>),
+    Embedded(Recipient<BillBatch>),
 }
 
 /// State of the ingest handlers.
@@ -222,15 +221,16 @@ async fn ingest(req: HttpRequest, payload: web::Payload, state: web::Data<Ingest
     Ok(HttpResponse::Ok().json(answer))
 }
 
-/// Embedded mode: bill every event through the local BillingActor, concurrently.
+/// Embedded mode: bill the batch through the local BillingActor in one message (one write).
 async fn bill_locally(
-    billing: &Recipient<BillUsage>,
+    billing: &Recipient<BillBatch>,
     events: Vec<ValidEvent>,
     trace: TraceContext,
 ) -> Result<Vec<Delivery>, CollectorError> {
     let ids: Vec<Option<Uuid>> = events.iter().map(|e| Some(e.event_id)).collect();
-    let sends = events.into_iter().map(|ev| {
-        let event = UsageEvent {
+    let events = events
+        .into_iter()
+        .map(|ev| UsageEvent {
             event_id: ev.event_id,
             user_id: ev.payload.user_id,
             thread_id: ev.payload.thread_id,
@@ -240,28 +240,33 @@ async fn bill_locally(
             usage: ev.payload.usage,
             source: ev.payload.source,
             idempotency_key: ev.payload.idempotency_key,
-        };
-        billing.send(BillUsage { event, with: Vec::new(), trace: trace.clone() })
-    });
-    let mut out = Vec::with_capacity(ids.len());
-    let mut unavailable = None;
-    for r in join_all(sends).await {
-        match r.map_err(tally_actors::ActorError::from).and_then(|r| r) {
+        })
+        .collect();
+    let unavailable = |e: tally_actors::ActorError| CollectorError::Unavailable {
+        code: "storage_unavailable",
+        message: format!("storage is unavailable ({e}); retry the batch with the returned event_ids"),
+        event_ids: ids.clone(),
+    };
+    let results = match billing.send(BillBatch { events, trace }).await.map_err(tally_actors::ActorError::from).and_then(|r| r) {
+        Ok(results) => results,
+        Err(e) if e.is_retryable() => return Err(unavailable(e)),
+        Err(e) => return Err(CollectorError::Actor(e)),
+    };
+    let mut out = Vec::with_capacity(results.len());
+    let mut retryable = None;
+    for r in results {
+        match r {
             Ok(b) if b.duplicate => out.push(Delivery::Duplicate),
             Ok(_) => out.push(Delivery::Acked),
             Err(e) if e.is_retryable() => {
-                unavailable.get_or_insert(e);
+                retryable.get_or_insert(e);
                 out.push(Delivery::Acked);
             }
             Err(e) => out.push(Delivery::DeadLettered(rejection_of(&e))),
         }
     }
-    if let Some(e) = unavailable {
-        return Err(CollectorError::Unavailable {
-            code: "storage_unavailable",
-            message: format!("storage is unavailable ({e}); retry the batch with the returned event_ids"),
-            event_ids: ids,
-        });
+    match retryable {
+        Some(e) => Err(unavailable(e)),
+        None => Ok(out),
     }
-    Ok(out)
 }

@@ -15,7 +15,7 @@ pub mod service;
 
 use actix::Recipient;
 use actix_web::web;
-use tally_actors::BillUsage;
+use tally_actors::BillBatch;
 
 pub use collector::{CollectorActor, Delivery, PublishEvents};
 pub use config::CollectorConfig;
@@ -28,6 +28,6 @@ pub const SERVICE_NAME: &str = "tally-collector";
 /// `POST /v1/events` for embedded mode: events are billed by the local BillingActor
 /// (no Kafka), with the same request and answer shapes as the collector role.
 /// Mount it before any catch-all route: `App::new().configure(embedded_routes(billing, config))`.
-pub fn embedded_routes(billing: Recipient<BillUsage>, config: CollectorConfig) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn embedded_routes(billing: Recipient<BillBatch>, config: CollectorConfig) -> impl FnOnce(&mut web::ServiceConfig) {
     http::routes(web::Data::new(IngestState { sink: Sink::Embedded(billing), config }))
 }

@@ -29,6 +29,9 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 /// Page cache per SQLite connection, in KiB (allocated as used).
 const SQLITE_CACHE_KIB: u32 = 32 * 1024;
 
+/// Page size of a new SQLite database file.
+const SQLITE_PAGE_SIZE: u32 = 8192;
+
 /// Connections to PostgreSQL per store.
 const POSTGRES_POOL_SIZE: u32 = 8;
 
@@ -126,9 +129,13 @@ fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
 
 fn open_sqlite(path: &str, memory: bool) -> Result<Db, StoreError> {
     if !memory {
-        // WAL is a property of the file: set it once, before the pool opens readers.
+        // WAL is a property of the file: set it once, before the pool opens readers. So is the
+        // page size, and only a new (empty) file takes it: 8 KiB pages write ~15% more usage
+        // events per second than the 4 KiB default (bench/ingest.sh); an existing file keeps its own.
         let mut conn = SqliteConnection::establish(path)?;
-        conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"))?;
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA page_size = {SQLITE_PAGE_SIZE}; PRAGMA journal_mode = WAL;"
+        ))?;
     }
     let builder = Pool::builder()
         .connection_customizer(Box::new(SqlitePragmas))
@@ -181,6 +188,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -204,5 +212,31 @@ mod tests {
             "postgres URL is PostgreSQL"
         );
         assert!(parse_url("").is_err(), "empty URL is refused");
+    }
+
+    #[derive(QueryableByName)]
+    struct PageSize {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        page_size: i64,
+    }
+
+    fn page_size(path: &Path) -> i64 {
+        let Ok(Db::Sqlite { pool, .. }) = open_sqlite(&path.display().to_string(), false) else { panic!("opens") };
+        let mut conn = pool.get().expect("a connection");
+        let rows: Vec<PageSize> = diesel::sql_query("PRAGMA page_size").load(&mut conn).expect("pragma");
+        rows[0].page_size
+    }
+
+    #[test]
+    fn a_new_sqlite_file_gets_the_larger_page_size_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let new = dir.path().join("new.db");
+        assert_eq!(page_size(&new), i64::from(SQLITE_PAGE_SIZE), "new file");
+        let old = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(&old.display().to_string()).expect("opens");
+        conn.batch_execute("PRAGMA page_size = 4096; CREATE TABLE t (a INTEGER);").expect("creates");
+        drop(conn);
+        assert_eq!(page_size(&old), 4096, "an existing file keeps its page size");
+        assert_eq!(page_size(&new), i64::from(SQLITE_PAGE_SIZE), "reopening changes nothing");
     }
 }
