@@ -412,7 +412,7 @@ async fn serve(
     // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.
     let consumer = match cluster.kafka {
         Some(kafka) => Some(
-            tally_actors::kafka::start_billing_consumer(kafka, actors.billing.clone().recipient())
+            tally_actors::kafka::start_billing_consumer(kafka, actors.billing.clone())
                 .await
                 .context("starting the Kafka consumer (TALLY_KAFKA_BROKERS)")?,
         ),

@@ -93,8 +93,18 @@ pub struct BillingActor {
 
 impl BillingActor {
     /// A billing actor with a price book loaded from `store`.
-    pub fn new(store: Store, book: PriceBook, persister: Recipient<Persist>, feed: UsageFeed) -> Self {
-        BillingActor { store, book: Arc::new(book), persister, feed }
+    pub fn new(
+        store: Store,
+        book: PriceBook,
+        persister: Recipient<Persist>,
+        feed: UsageFeed,
+    ) -> Self {
+        BillingActor {
+            store,
+            book: Arc::new(book),
+            persister,
+            feed,
+        }
     }
 }
 
@@ -124,7 +134,11 @@ impl Handler<BillUsage> for BillingActor {
     type Result = ResponseFuture<Result<BilledUsage, ActorError>>;
 
     fn handle(&mut self, msg: BillUsage, _ctx: &mut Context<Self>) -> Self::Result {
-        let BillUsage { event, mut with, trace } = msg;
+        let BillUsage {
+            event,
+            mut with,
+            trace,
+        } = msg;
         let span = tracing::info_span!(
             "billing.price_usage",
             event.id = %event.event_id,
@@ -135,27 +149,42 @@ impl Handler<BillUsage> for BillingActor {
             duplicate = tracing::field::Empty,
         );
         trace.attach(&span);
-        let priced = span.in_scope(|| price_usage(&self.book, &event.model, event.occurred_at, &event.usage));
+        let priced = span
+            .in_scope(|| price_usage(&self.book, &event.model, event.occurred_at, &event.usage));
         let persister = self.persister.clone();
         let feed = self.feed.clone();
         let fut_span = span.clone();
-        Box::pin(async move {
-            let cost = priced?;
-            fut_span.record("cost_usd", tracing::field::display(cost.total));
-            if !fut_span.is_disabled() {
-                let versions: Vec<String> = cost.lines.iter().map(|l| format!("{}={}", l.kind, l.price_version_id)).collect();
-                fut_span.record("price_versions", tracing::field::display(versions.join(",")));
+        Box::pin(
+            async move {
+                let cost = priced?;
+                fut_span.record("cost_usd", tracing::field::display(cost.total));
+                if !fut_span.is_disabled() {
+                    let versions: Vec<String> = cost
+                        .lines
+                        .iter()
+                        .map(|l| format!("{}={}", l.kind, l.price_version_id))
+                        .collect();
+                    fut_span.record(
+                        "price_versions",
+                        tracing::field::display(versions.join(",")),
+                    );
+                }
+                with.push(WriteOp::Usage(usage_record(&event, cost.clone())));
+                let outcome = persister
+                    .send(Persist {
+                        ops: with,
+                        trace: TraceContext::current(),
+                    })
+                    .await??;
+                let duplicate = outcome.duplicate_events.contains(&event.event_id);
+                fut_span.record("duplicate", duplicate);
+                if !duplicate {
+                    feed.publish(announce(event, &cost, Utc::now()));
+                }
+                Ok(BilledUsage { cost, duplicate })
             }
-            with.push(WriteOp::Usage(usage_record(&event, cost.clone())));
-            let outcome = persister.send(Persist { ops: with, trace: TraceContext::current() }).await??;
-            let duplicate = outcome.duplicate_events.contains(&event.event_id);
-            fut_span.record("duplicate", duplicate);
-            if !duplicate {
-                announce(&feed, event, &cost, Utc::now());
-            }
-            Ok(BilledUsage { cost, duplicate })
-        }
-        .instrument(span))
+            .instrument(span),
+        )
     }
 }
 
@@ -175,73 +204,106 @@ impl Handler<BillBatch> for BillingActor {
         let priced: Vec<Result<Cost, ActorError>> = span.in_scope(|| {
             events
                 .iter()
-                .map(|e| price_usage(&self.book, &e.model, e.occurred_at, &e.usage).map_err(ActorError::from))
+                .map(|e| {
+                    price_usage(&self.book, &e.model, e.occurred_at, &e.usage)
+                        .map_err(ActorError::from)
+                })
                 .collect()
         });
         let persister = self.persister.clone();
         let feed = self.feed.clone();
         let fut_span = span.clone();
-        Box::pin(async move {
-            let ops: Vec<WriteOp> = events
-                .iter()
-                .zip(&priced)
-                .filter_map(|(e, c)| c.as_ref().ok().map(|c| WriteOp::Usage(usage_record(e, c.clone()))))
-                .collect();
-            fut_span.record("priced", ops.len());
-            let trace = TraceContext::current();
-            let mut outcomes: HashMap<Uuid, Result<bool, ActorError>> = HashMap::with_capacity(ops.len());
-            if !ops.is_empty() {
-                match persister.send(Persist { ops, trace: trace.clone() }).await? {
-                    Ok(outcome) => {
-                        // A new id is inserted once: its first event in the batch gets it, repeats are duplicates.
-                        let mut inserted: HashSet<Uuid> = outcome.inserted_events.into_iter().collect();
-                        for (e, _) in events.iter().zip(&priced).filter(|(_, c)| c.is_ok()) {
-                            outcomes.entry(e.event_id).or_insert_with(|| Ok(!inserted.remove(&e.event_id)));
-                        }
-                    }
-                    Err(e) if e.is_retryable() => return Err(e),
-                    Err(_) => {
-                        // One write the store refuses fails the whole transaction: write each event
-                        // on its own so that only the refused ones fail.
-                        for (e, c) in events.iter().zip(&priced) {
-                            let Ok(c) = c else { continue };
-                            if outcomes.contains_key(&e.event_id) {
-                                continue;
+        Box::pin(
+            async move {
+                let ops: Vec<WriteOp> = events
+                    .iter()
+                    .zip(&priced)
+                    .filter_map(|(e, c)| {
+                        c.as_ref()
+                            .ok()
+                            .map(|c| WriteOp::Usage(usage_record(e, c.clone())))
+                    })
+                    .collect();
+                fut_span.record("priced", ops.len());
+                let trace = TraceContext::current();
+                let mut outcomes: HashMap<Uuid, Result<bool, ActorError>> =
+                    HashMap::with_capacity(ops.len());
+                if !ops.is_empty() {
+                    match persister
+                        .send(Persist {
+                            ops,
+                            trace: trace.clone(),
+                        })
+                        .await?
+                    {
+                        Ok(outcome) => {
+                            // A new id is inserted once: its first event in the batch gets it, repeats are duplicates.
+                            let mut inserted: HashSet<Uuid> =
+                                outcome.inserted_events.into_iter().collect();
+                            for (e, _) in events.iter().zip(&priced).filter(|(_, c)| c.is_ok()) {
+                                outcomes
+                                    .entry(e.event_id)
+                                    .or_insert_with(|| Ok(!inserted.remove(&e.event_id)));
                             }
-                            let op = vec![WriteOp::Usage(usage_record(e, c.clone()))];
-                            let r = persister.send(Persist { ops: op, trace: trace.clone() }).await?;
-                            outcomes.insert(e.event_id, r.map(|o| o.duplicate_events.contains(&e.event_id)));
+                        }
+                        Err(e) if e.is_retryable() => return Err(e),
+                        Err(_) => {
+                            // One write the store refuses fails the whole transaction: write each event
+                            // on its own so that only the refused ones fail.
+                            for (e, c) in events.iter().zip(&priced) {
+                                let Ok(c) = c else { continue };
+                                if outcomes.contains_key(&e.event_id) {
+                                    continue;
+                                }
+                                let op = vec![WriteOp::Usage(usage_record(e, c.clone()))];
+                                let r = persister
+                                    .send(Persist {
+                                        ops: op,
+                                        trace: trace.clone(),
+                                    })
+                                    .await?;
+                                outcomes.insert(
+                                    e.event_id,
+                                    r.map(|o| o.duplicate_events.contains(&e.event_id)),
+                                );
+                            }
                         }
                     }
                 }
+                let committed_at = Utc::now();
+                let mut announced = HashSet::new();
+                let mut stored = Vec::new();
+                let mut duplicates = 0usize;
+                let results = events
+                    .into_iter()
+                    .zip(priced)
+                    .map(|(event, cost)| {
+                        let cost = cost?;
+                        // The first occurrence of an id in the batch carries its outcome; later ones are duplicates.
+                        let first = announced.insert(event.event_id);
+                        let duplicate = match outcomes.get(&event.event_id) {
+                            Some(Ok(dup)) => *dup || !first,
+                            Some(Err(e)) => return Err(e.clone()),
+                            None => {
+                                return Err(ActorError::Unavailable(
+                                    "the batch outcome lost an event".into(),
+                                ))
+                            }
+                        };
+                        if duplicate {
+                            duplicates += 1;
+                        } else {
+                            stored.push(announce(event, &cost, committed_at));
+                        }
+                        Ok(BilledUsage { cost, duplicate })
+                    })
+                    .collect();
+                fut_span.record("duplicates", duplicates);
+                feed.publish_all(stored);
+                Ok(results)
             }
-            let committed_at = Utc::now();
-            let mut announced = HashSet::new();
-            let mut duplicates = 0usize;
-            let results = events
-                .into_iter()
-                .zip(priced)
-                .map(|(event, cost)| {
-                    let cost = cost?;
-                    // The first occurrence of an id in the batch carries its outcome; later ones are duplicates.
-                    let first = announced.insert(event.event_id);
-                    let duplicate = match outcomes.get(&event.event_id) {
-                        Some(Ok(dup)) => *dup || !first,
-                        Some(Err(e)) => return Err(e.clone()),
-                        None => return Err(ActorError::Unavailable("the batch outcome lost an event".into())),
-                    };
-                    if duplicate {
-                        duplicates += 1;
-                    } else {
-                        announce(&feed, event, &cost, committed_at);
-                    }
-                    Ok(BilledUsage { cost, duplicate })
-                })
-                .collect();
-            fut_span.record("duplicates", duplicates);
-            Ok(results)
-        }
-        .instrument(span))
+            .instrument(span),
+        )
     }
 }
 
@@ -261,8 +323,8 @@ fn usage_record(event: &UsageEvent, cost: Cost) -> UsageRecord {
     }
 }
 
-/// A newly stored usage event: count it and publish it on the live feed.
-fn announce(feed: &UsageFeed, event: UsageEvent, cost: &Cost, committed_at: DateTime<Utc>) {
+/// A newly stored usage event: count it, and what to publish on the live feed.
+fn announce(event: UsageEvent, cost: &Cost, committed_at: DateTime<Utc>) -> UsagePriced {
     tally_observability::metrics::usage_priced(&event.model, &cost.total);
     tracing::debug!(
         event.id = %event.event_id,
@@ -271,7 +333,7 @@ fn announce(feed: &UsageFeed, event: UsageEvent, cost: &Cost, committed_at: Date
         cost_usd = %cost.total,
         "Usage priced and persisted."
     );
-    feed.publish(UsagePriced {
+    UsagePriced {
         event_id: event.event_id,
         user_id: event.user_id,
         thread_id: event.thread_id,
@@ -282,7 +344,7 @@ fn announce(feed: &UsageFeed, event: UsageEvent, cost: &Cost, committed_at: Date
         cost: cost.clone(),
         origin: None,
         trace: TraceContext::current(),
-    });
+    }
 }
 
 /// The event type of a usage: `token_usage` when it has tokens, else its first resource.
@@ -290,7 +352,11 @@ fn event_type_of(usage: &Usage) -> String {
     if usage.iter().any(|(k, _)| k.is_token()) || usage.is_empty() {
         "token_usage".into()
     } else {
-        usage.iter().next().map(|(k, _)| k.to_string()).unwrap_or_else(|| "token_usage".into())
+        usage
+            .iter()
+            .next()
+            .map(|(k, _)| k.to_string())
+            .unwrap_or_else(|| "token_usage".into())
     }
 }
 
@@ -301,10 +367,12 @@ impl Handler<AddPriceVersion> for BillingActor {
     fn handle(&mut self, msg: AddPriceVersion, _ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let fut = async move {
-            tokio::task::spawn_blocking(move || store.add_price_version(&msg.model, &msg.kind, msg.price, msg.effective_from))
-                .await
-                .map_err(|e| ActorError::Unavailable(format!("price update task failed: {e}")))?
-                .map_err(ActorError::from)
+            tokio::task::spawn_blocking(move || {
+                store.add_price_version(&msg.model, &msg.kind, msg.price, msg.effective_from)
+            })
+            .await
+            .map_err(|e| ActorError::Unavailable(format!("price update task failed: {e}")))?
+            .map_err(ActorError::from)
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
             if let Ok((closed, new)) = &res {

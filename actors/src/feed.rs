@@ -1,5 +1,7 @@
 //! The live usage feed: every usage event once it is priced and durable.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tally_domain::Cost;
@@ -7,7 +9,7 @@ use tally_observability::TraceContext;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-/// Capacity of the broadcast buffer; a subscriber that falls this far behind skips ahead.
+/// Capacity of the broadcast buffer, in batches; a subscriber that falls this far behind skips ahead.
 pub const FEED_CAPACITY: usize = 4096;
 
 /// Event: a usage event was priced and committed.
@@ -38,10 +40,15 @@ pub struct UsagePriced {
     pub trace: TraceContext,
 }
 
-/// Fan-out of [`UsagePriced`] events to any number of subscribers (dashboards).
+/// What subscribers receive: the events of one write, in order (one for a chat turn, a whole
+/// batch for an ingest request or a consumed record). One broadcast slot per write, not per
+/// event, so a burst of large batches does not overrun subscribers.
+pub type PricedBatch = Arc<[UsagePriced]>;
+
+/// Fan-out of [`UsagePriced`] events to any number of subscribers (dashboards, the feed bridge).
 #[derive(Debug, Clone)]
 pub struct UsageFeed {
-    tx: broadcast::Sender<UsagePriced>,
+    tx: broadcast::Sender<PricedBatch>,
 }
 
 impl Default for UsageFeed {
@@ -54,11 +61,18 @@ impl Default for UsageFeed {
 impl UsageFeed {
     /// Publish an event; having no subscriber is fine.
     pub fn publish(&self, event: UsagePriced) {
-        let _ = self.tx.send(event);
+        self.publish_all(vec![event]);
+    }
+
+    /// Publish the events of one write together (nothing when empty).
+    pub fn publish_all(&self, events: Vec<UsagePriced>) {
+        if !events.is_empty() {
+            let _ = self.tx.send(events.into());
+        }
     }
 
     /// Subscribe to events published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<UsagePriced> {
+    pub fn subscribe(&self) -> broadcast::Receiver<PricedBatch> {
         self.tx.subscribe()
     }
 }

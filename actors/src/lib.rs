@@ -17,7 +17,7 @@ pub mod usage;
 
 pub use billing::{AddPriceVersion, BillBatch, BillUsage, BilledUsage, BillingActor, GetPriceBook, UsageEvent};
 pub use error::ActorError;
-pub use feed::{UsageFeed, UsagePriced};
+pub use feed::{PricedBatch, UsageFeed, UsagePriced};
 pub use persister::{FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig};
 pub use registry::{OpenThread, ThreadRegistry};
 pub use system::{ActorSystem, ActorSystemConfig};

@@ -11,14 +11,17 @@
 //! without bound and never acknowledges what could be lost. Records the broker refuses for
 //! good (too large, ...) are dead-lettered with the reason.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use futures::future::join_all;
 use tally_actors::kafka::dlq::{self, DeadLetter};
-use tally_actors::kafka::{Envelope, KafkaConfig, KafkaProducer, Topic};
+use tally_actors::kafka::{
+    partition_for_user, Envelope, InferenceBatch, InferenceEvent, KafkaConfig, KafkaProducer, Topic,
+};
 use tally_actors::ActorError;
+use tally_domain::new_id;
 use tally_observability::TraceContext;
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
@@ -84,6 +87,8 @@ impl RecentIds {
 /// The ingest publisher. Stateless apart from its bounded caches: run as many collectors as load needs.
 pub struct CollectorActor {
     kafka: KafkaConfig,
+    /// Partitions of `inference-events`: events go to `partition_for_user`.
+    partitions: i32,
     config: CollectorConfig,
     producer: KafkaProducer,
     permits: Arc<Semaphore>,
@@ -95,9 +100,20 @@ impl CollectorActor {
     pub fn new(kafka: KafkaConfig, config: CollectorConfig) -> Result<Self, CollectorError> {
         config.validate()?;
         let producer = KafkaProducer::new(&kafka)?;
+        let partitions = producer.partition_count(Topic::InferenceEvents)?;
         let permits = Arc::new(Semaphore::new(config.max_in_flight));
-        let recent = Arc::new(Mutex::new(RecentIds { capacity: config.recent_ids, ..RecentIds::default() }));
-        Ok(CollectorActor { kafka, config, producer, permits, recent })
+        let recent = Arc::new(Mutex::new(RecentIds {
+            capacity: config.recent_ids,
+            ..RecentIds::default()
+        }));
+        Ok(CollectorActor {
+            kafka,
+            partitions,
+            config,
+            producer,
+            permits,
+            recent,
+        })
     }
 
     fn producer(&mut self) -> Result<KafkaProducer, CollectorError> {
@@ -114,7 +130,9 @@ impl Handler<GetInFlight> for CollectorActor {
     type Result = usize;
 
     fn handle(&mut self, _msg: GetInFlight, _ctx: &mut Context<Self>) -> usize {
-        self.config.max_in_flight.saturating_sub(self.permits.available_permits())
+        self.config
+            .max_in_flight
+            .saturating_sub(self.permits.available_permits())
     }
 }
 
@@ -122,7 +140,11 @@ impl Handler<PublishEvents> for CollectorActor {
     type Result = ResponseFuture<Result<Vec<Delivery>, CollectorError>>;
 
     fn handle(&mut self, msg: PublishEvents, _ctx: &mut Context<Self>) -> Self::Result {
-        let PublishEvents { accepted, rejected, trace } = msg;
+        let PublishEvents {
+            accepted,
+            rejected,
+            trace,
+        } = msg;
         let total = accepted.len() + rejected.len();
         let span = tracing::info_span!(
             "collector.publish",
@@ -134,7 +156,10 @@ impl Handler<PublishEvents> for CollectorActor {
         trace.attach(&span);
         let limit = self.config.max_in_flight;
         // Refusals are answered through the span below too, so they show in the trace.
-        let permits = match u32::try_from(total).ok().and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok()) {
+        let permits = match u32::try_from(total)
+            .ok()
+            .and_then(|n| self.permits.clone().try_acquire_many_owned(n).ok())
+        {
             Some(p) => Ok(p),
             None => {
                 let in_flight = limit.saturating_sub(self.permits.available_permits());
@@ -142,11 +167,15 @@ impl Handler<PublishEvents> for CollectorActor {
             }
         };
         let producer = self.producer();
+        let partitions = self.partitions;
         let recent = self.recent.clone();
         let timeout = self.config.delivery_timeout;
         let node = self.kafka.node_id.clone();
         let known: Vec<bool> = match recent.lock() {
-            Ok(r) => accepted.iter().map(|e| r.set.contains(&e.event_id)).collect(),
+            Ok(r) => accepted
+                .iter()
+                .map(|e| r.set.contains(&e.event_id))
+                .collect(),
             Err(_) => vec![false; accepted.len()],
         };
         let event_ids: Vec<Option<Uuid>> = accepted.iter().map(|e| Some(e.event_id)).collect();
@@ -156,39 +185,96 @@ impl Handler<PublishEvents> for CollectorActor {
             let producer = producer?;
             // Forwarded only when this process does not export spans (see `send_traced`).
             let tp = &trace;
-            let publishes = accepted.iter().zip(&known).map(|(ev, known)| {
+            // One record per partition (at most MAX_EVENTS_PER_RECORD events each) instead of one per
+            // event: the broker's cost is per record. A record's events are acknowledged together.
+            let records = records_of(&accepted, &known, partitions);
+            let publishes = records.iter().map(|indices| {
                 let producer = producer.clone();
                 let node = node.clone();
+                let accepted = &accepted;
                 async move {
-                    if *known {
-                        return Ok(Delivery::Duplicate);
-                    }
-                    let env = Envelope::new(ev.event_id, ev.occurred_at, node.clone(), ev.payload.clone());
-                    let key = ev.payload.user_id.as_str();
-                    match deliver("Publishing an event", || producer.publish(Topic::InferenceEvents, key, &env, tp)).await {
-                        Ok(_) => Ok(Delivery::Acked),
+                    let events: Vec<Envelope<InferenceEvent>> = indices
+                        .iter()
+                        .map(|&i| {
+                            Envelope::new(
+                                accepted[i].event_id,
+                                accepted[i].occurred_at,
+                                node.clone(),
+                                accepted[i].payload.clone(),
+                            )
+                        })
+                        .collect();
+                    let first = &accepted[indices[0]];
+                    let key = first.payload.user_id.as_str();
+                    let partition = partition_for_user(key, partitions);
+                    let sent = if let [one] = events.as_slice() {
+                        // A lone event travels as itself (the layout `tally dlq replay` and other producers use).
+                        deliver("Publishing an event", || {
+                            producer.publish_to(Topic::InferenceEvents, key, partition, one, tp)
+                        })
+                        .await
+                    } else {
+                        let record = Envelope::new(
+                            new_id(),
+                            first.occurred_at,
+                            node.clone(),
+                            InferenceBatch {
+                                events: events.clone(),
+                            },
+                        );
+                        deliver("Publishing events", || {
+                            producer.publish_to(Topic::InferenceEvents, key, partition, &record, tp)
+                        })
+                        .await
+                    };
+                    match sent {
+                        Ok(_) => Ok(vec![Delivery::Acked; indices.len()]),
                         Err(e) if e.is_retryable() => Err(e),
                         Err(e) => {
-                            // Refused for good: dead-letter it with the reason, then it is answered as rejected.
-                            let why = Rejection { code: "undeliverable", reason: e.to_string() };
-                            let body = env.encode().unwrap_or_default();
-                            let letter = DeadLetter::new(Topic::InferenceEvents, why.code, &why.reason, &body, &node)
-                                .keyed(Some(key.to_string()))
-                                .with_event_id(Some(ev.event_id));
-                            deliver("Dead-lettering an event", || dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)).await?;
-                            Ok(Delivery::DeadLettered(why))
+                            // Refused for good: dead-letter each event with the reason; they are answered as rejected.
+                            let why = Rejection {
+                                code: "undeliverable",
+                                reason: e.to_string(),
+                            };
+                            let mut out = Vec::with_capacity(events.len());
+                            for env in &events {
+                                let body = env.encode().unwrap_or_default();
+                                let letter = DeadLetter::new(
+                                    Topic::InferenceEvents,
+                                    why.code,
+                                    &why.reason,
+                                    &body,
+                                    &node,
+                                )
+                                .keyed(Some(env.payload.user_id.clone()))
+                                .with_event_id(Some(env.event_id));
+                                deliver("Dead-lettering an event", || {
+                                    dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)
+                                })
+                                .await?;
+                                out.push(Delivery::DeadLettered(why.clone()));
+                            }
+                            Ok(out)
                         }
                     }
                 }
             });
-            let letters =
-                rejected.iter().map(|(raw, why)| {
-                    let producer = producer.clone();
-                    let letter = DeadLetter::new(Topic::InferenceEvents, why.code, &why.reason, raw.as_bytes(), &node);
-                    async move {
-                        deliver("Dead-lettering a rejected event", || dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)).await
-                    }
-                });
+            let letters = rejected.iter().map(|(raw, why)| {
+                let producer = producer.clone();
+                let letter = DeadLetter::new(
+                    Topic::InferenceEvents,
+                    why.code,
+                    &why.reason,
+                    raw.as_bytes(),
+                    &node,
+                );
+                async move {
+                    deliver("Dead-lettering a rejected event", || {
+                        dlq::publish(&producer, Topic::InferenceEvents, &letter, tp)
+                    })
+                    .await
+                }
+            });
             let all = async { (join_all(publishes).await, join_all(letters).await) };
             let (published, lettered) = match tokio::time::timeout(timeout, all).await {
                 Ok(r) => r,
@@ -200,8 +286,11 @@ impl Handler<PublishEvents> for CollectorActor {
                     })
                 }
             };
-            let first_err =
-                published.iter().filter_map(|r| r.as_ref().err()).chain(lettered.iter().filter_map(|r| r.as_ref().err())).next();
+            let first_err = published
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .chain(lettered.iter().filter_map(|r| r.as_ref().err()))
+                .next();
             if let Some(e) = first_err {
                 return Err(CollectorError::Unavailable {
                     code: "broker_unavailable",
@@ -209,7 +298,13 @@ impl Handler<PublishEvents> for CollectorActor {
                     event_ids,
                 });
             }
-            let deliveries: Vec<Delivery> = published.into_iter().map(|r| r.unwrap_or(Delivery::Acked)).collect();
+            // Known ids are duplicates; the others take their record's outcome.
+            let mut deliveries: Vec<Delivery> = known.iter().map(|_| Delivery::Duplicate).collect();
+            for (indices, outcome) in records.iter().zip(published) {
+                for (&i, d) in indices.iter().zip(outcome.unwrap_or_default()) {
+                    deliveries[i] = d;
+                }
+            }
             if let Ok(mut r) = recent.lock() {
                 for (ev, d) in accepted.iter().zip(&deliveries) {
                     if *d == Delivery::Acked {
@@ -233,25 +328,123 @@ impl Handler<PublishEvents> for CollectorActor {
     }
 }
 
+/// Most events in one `inference-events` record (~400 bytes each: well under the broker's
+/// 1 MB record limit).
+pub const MAX_EVENTS_PER_RECORD: usize = 250;
+
+/// The records a request's new events go out in: indices into `accepted`, grouped by partition
+/// (in order of acceptance within each), at most [`MAX_EVENTS_PER_RECORD`] per record. Events
+/// already `known` (acknowledged recently) are left out.
+fn records_of(accepted: &[ValidEvent], known: &[bool], partitions: i32) -> Vec<Vec<usize>> {
+    let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, ev) in accepted.iter().enumerate().filter(|(i, _)| !known[*i]) {
+        by_partition
+            .entry(partition_for_user(&ev.payload.user_id, partitions))
+            .or_default()
+            .push(i);
+    }
+    by_partition
+        .into_values()
+        .flat_map(|all| {
+            all.chunks(MAX_EVENTS_PER_RECORD)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Map an actor error to the per-event rejection reported to clients.
 pub fn rejection_of(e: &ActorError) -> Rejection {
-    Rejection { code: e.code(), reason: e.to_string() }
+    Rejection {
+        code: e.code(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn event(user: &str) -> ValidEvent {
+        let mut usage = tally_domain::Usage::new();
+        usage.add_tokens(tally_domain::UsageKind::InputTokens, 1);
+        ValidEvent {
+            event_id: Uuid::now_v7(),
+            occurred_at: chrono::Utc::now(),
+            payload: InferenceEvent {
+                user_id: user.into(),
+                model: "m".into(),
+                provider: None,
+                event_type: "token_usage".into(),
+                usage,
+                thread_id: None,
+                message_id: None,
+                source: "ingest".into(),
+                idempotency_key: None,
+            },
+        }
+    }
+
+    #[test]
+    fn records_group_a_requests_events_by_partition_in_order_and_bounded() {
+        let users: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+        let mut accepted: Vec<ValidEvent> =
+            (0..1_200).map(|i| event(&users[i % users.len()])).collect();
+        accepted.push(event("late"));
+        let mut known = vec![false; accepted.len()];
+        known[3] = true;
+        let records = records_of(&accepted, &known, 4);
+        let mut seen: Vec<usize> = records.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        let expected: Vec<usize> = (0..accepted.len()).filter(|&i| i != 3).collect();
+        assert_eq!(
+            seen, expected,
+            "every new event exactly once; the known one left out"
+        );
+        for r in &records {
+            assert!(
+                !r.is_empty() && r.len() <= MAX_EVENTS_PER_RECORD,
+                "bounded records: {}",
+                r.len()
+            );
+            assert!(
+                r.windows(2).all(|w| w[0] < w[1]),
+                "acceptance order within a record"
+            );
+            let p = partition_for_user(&accepted[r[0]].payload.user_id, 4);
+            assert!(
+                r.iter()
+                    .all(|&i| partition_for_user(&accepted[i].payload.user_id, 4) == p),
+                "one partition per record"
+            );
+        }
+        assert!(
+            records.len() < accepted.len() / 100,
+            "far fewer records than events: {}",
+            records.len()
+        );
+        assert!(
+            records_of(&accepted[..1], &[true], 4).is_empty(),
+            "nothing new, no record"
+        );
+    }
+
     #[test]
     fn recent_ids_forget_the_oldest() {
-        let mut r = RecentIds { capacity: 2, ..RecentIds::default() };
+        let mut r = RecentIds {
+            capacity: 2,
+            ..RecentIds::default()
+        };
         let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
             r.insert(*id);
         }
         r.insert(ids[2]);
         assert!(!r.set.contains(&ids[0]), "oldest forgotten");
-        assert!(r.set.contains(&ids[1]) && r.set.contains(&ids[2]), "newest kept");
+        assert!(
+            r.set.contains(&ids[1]) && r.set.contains(&ids[2]),
+            "newest kept"
+        );
         assert_eq!(r.order.len(), 2, "bounded");
     }
 }

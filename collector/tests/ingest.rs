@@ -10,7 +10,7 @@ use common::*;
 use rdkafka::message::Message;
 use serde_json::{json, Value};
 use tally_actors::kafka::dlq;
-use tally_actors::kafka::{Envelope, InferenceEvent, Topic};
+use tally_actors::kafka::{Envelope, InferenceEvent, InferenceRecord, Topic};
 use tally_collector::CollectorConfig;
 
 fn statuses(body: &Value) -> Vec<String> {
@@ -87,7 +87,9 @@ async fn ndjson_batches_and_limits() {
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_json")), "not a batch: {body}");
 
     let records = read_topic(&brokers, &kafka.topic(Topic::InferenceEvents));
-    assert_eq!(records.len(), 2, "refused batches published nothing");
+    let events: Vec<_> = records.iter().flat_map(|r| InferenceRecord::decode(r.payload().unwrap()).unwrap().into_events()).collect();
+    assert_eq!(events.len(), 2, "refused batches published nothing");
+    assert_eq!(records.len(), 1, "carol's two events travel in one record");
     c.handle.stop(true).await;
 }
 
@@ -137,8 +139,11 @@ async fn broker_down_answers_503_never_acks_and_recovers() {
     let ids: HashSet<String> =
         accepted["results"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
     let records = read_topic(&broker.brokers(), &kafka.topic(Topic::InferenceEvents));
-    let on_topic: HashSet<String> =
-        records.iter().map(|r| Envelope::<InferenceEvent>::decode(r.payload().unwrap()).unwrap().event_id.to_string()).collect();
+    let on_topic: HashSet<String> = records
+        .iter()
+        .flat_map(|r| InferenceRecord::decode(r.payload().unwrap()).unwrap().into_events())
+        .map(|e| e.event_id.to_string())
+        .collect();
     assert!(ids.is_subset(&on_topic), "every acknowledged event is on the topic after the outage");
     c.handle.stop(true).await;
 }

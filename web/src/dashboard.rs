@@ -260,11 +260,13 @@ impl DashboardHandle {
             };
             loop {
                 match rx.recv().await {
-                    Ok(e) => {
-                        if seen.insert(e.event_id) {
-                            h.with(|d| d.apply(&e));
+                    Ok(batch) => h.with(|d| {
+                        for e in batch.iter() {
+                            if seen.insert(e.event_id) {
+                                d.apply(e);
+                            }
                         }
-                    }
+                    }),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "Dashboard aggregator lagged behind the feed.");
                     }

@@ -4,8 +4,9 @@
 //! rebalances (rebalance callbacks only run while the consumer is polled):
 //!
 //! 1. collect a batch (up to `consumer_batch` records or `consumer_linger`);
-//! 2. deliver every record to the local BillingActor (`BillUsage`) and wait for all
-//!    of them: billed (durable), a duplicate (already billed), or dead-lettered to
+//! 2. deliver every record to the local BillingActor (`BillUsage` for a record of one
+//!    event, `BillBatch` for a record of several: one write for all of them, each event
+//!    still billed, deduped or dead-lettered on its own) and wait for all of them: billed (durable), a duplicate (already billed), or dead-lettered to
 //!    `inference-events.dlq` with the reason (malformed, unknown version,
 //!    unpriceable). Transient failures are retried with backoff, never skipped.
 //!
@@ -27,9 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Recipient;
+use actix::Addr;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
@@ -40,11 +43,11 @@ use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::billing::{BillUsage, BilledUsage};
+use crate::billing::{BillBatch, BillUsage, BilledUsage, BillingActor, UsageEvent};
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{trace_of, Envelope, InferenceEvent};
+use crate::kafka::envelope::{trace_of, Envelope, InferenceBatch, InferenceEvent, InferenceRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, KafkaProducer};
 use crate::kafka::retry::{retry, RetryPolicy};
@@ -70,7 +73,11 @@ impl ConsumerHandle {
     /// commit processed offsets and leave the group.
     pub async fn shutdown(self) -> Result<(), ActorError> {
         let _ = self.stop.send(true);
-        self.done.await.unwrap_or_else(|_| Err(ActorError::Unavailable("kafka consumer task ended early".into())))
+        self.done.await.unwrap_or_else(|_| {
+            Err(ActorError::Unavailable(
+                "kafka consumer task ended early".into(),
+            ))
+        })
     }
 }
 
@@ -89,7 +96,9 @@ impl ConsumerContext for BridgeContext {
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => {}
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                Err(e) => tracing::warn!(error = %e, "Commit before revoke failed; the next owner may redeliver."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Commit before revoke failed; the next owner may redeliver.")
+                }
             }
             tracing::info!(partitions = tpl.count(), "Partitions revoked.");
         }
@@ -99,7 +108,11 @@ impl ConsumerContext for BridgeContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let parts: Vec<String> = tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect();
+                let parts: Vec<String> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                    .collect();
                 tracing::info!(partitions = %parts.join(","), "Partitions assigned.");
             }
             Rebalance::Revoke(_) => {}
@@ -112,7 +125,10 @@ type BridgeConsumer = StreamConsumer<BridgeContext>;
 
 /// Start consuming `inference-events` into `billing`: creates missing topics, joins the group, spawns the loop.
 /// Must run inside the actix/tokio runtime that should drive the loop.
-pub async fn start_billing_consumer(config: KafkaConfig, billing: Recipient<BillUsage>) -> Result<ConsumerHandle, ActorError> {
+pub async fn start_billing_consumer(
+    config: KafkaConfig,
+    billing: Addr<BillingActor>,
+) -> Result<ConsumerHandle, ActorError> {
     config.validate()?;
     ensure_topics(&config).await?;
     let producer = KafkaProducer::new(&config)?;
@@ -130,15 +146,26 @@ pub async fn start_billing_consumer(config: KafkaConfig, billing: Recipient<Bill
         .set("heartbeat.interval.ms", millis(heartbeat))
         .set("fetch.wait.max.ms", millis(FETCH_WAIT_MAX))
         .set("enable.partition.eof", "false")
-        .create_with_context(BridgeContext { rebalances: rebalances.clone() })
+        .create_with_context(BridgeContext {
+            rebalances: rebalances.clone(),
+        })
         .map_err(|e| kafka_error("creating the consumer", &e))?;
     let topic = config.topic(Topic::InferenceEvents);
-    consumer.subscribe(&[&topic]).map_err(|e| kafka_error("subscribing", &e))?;
+    consumer
+        .subscribe(&[&topic])
+        .map_err(|e| kafka_error("subscribing", &e))?;
     tracing::info!(topic = %topic, group = %config.group_id, node = %config.node_id, "Billing consumer started.");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let bridge = Bridge { config, billing, producer, consumer: Arc::new(consumer), rebalances, stop: stop_rx };
+    let bridge = Bridge {
+        config,
+        billing,
+        producer,
+        consumer: Arc::new(consumer),
+        rebalances,
+        stop: stop_rx,
+    };
     actix::spawn(async move {
         let result = bridge.run().await;
         if let Err(e) = &result {
@@ -146,12 +173,15 @@ pub async fn start_billing_consumer(config: KafkaConfig, billing: Recipient<Bill
         }
         let _ = done_tx.send(result);
     });
-    Ok(ConsumerHandle { stop: stop_tx, done: done_rx })
+    Ok(ConsumerHandle {
+        stop: stop_tx,
+        done: done_rx,
+    })
 }
 
 struct Bridge {
     config: KafkaConfig,
-    billing: Recipient<BillUsage>,
+    billing: Addr<BillingActor>,
     producer: KafkaProducer,
     consumer: Arc<BridgeConsumer>,
     rebalances: Arc<AtomicU64>,
@@ -198,9 +228,10 @@ impl Bridge {
         }
         // Shutdown phase "commit offsets": everything stored so far, synchronously, off the event loop.
         let consumer = self.consumer.clone();
-        let committed = tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
-            .await
-            .map_err(|e| ActorError::Unavailable(format!("final commit task failed: {e}")))?;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync))
+                .await
+                .map_err(|e| ActorError::Unavailable(format!("final commit task failed: {e}")))?;
         match committed {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => return Err(kafka_error("committing offsets at shutdown", &e)),
@@ -261,7 +292,11 @@ impl Bridge {
             duration_ms = Empty,
         );
         let origins: Vec<TraceContext> = batch.iter().map(|m| trace_of(m.headers())).collect();
-        for origin in origins.iter().filter(|o| !o.is_empty()).take(MAX_BATCH_LINKS) {
+        for origin in origins
+            .iter()
+            .filter(|o| !o.is_empty())
+            .take(MAX_BATCH_LINKS)
+        {
             origin.link_to(&batch_span);
         }
         let mut done: Vec<Option<Handled>> = vec![None; n];
@@ -279,7 +314,11 @@ impl Bridge {
         loop {
             let next = async {
                 match drain_deadline {
-                    Some(d) => tokio::time::timeout_at(d, inflight.next()).await.ok().flatten().map(Some),
+                    Some(d) => tokio::time::timeout_at(d, inflight.next())
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(Some),
                     None => inflight.next().await.map(Some),
                 }
             };
@@ -320,12 +359,17 @@ impl Bridge {
     }
 
     fn store_offsets(&self, batch: &[OwnedMessage], done: &[Option<Handled>]) {
-        let positions = batch.iter().zip(done).map(|(m, d)| (m.topic(), m.partition(), m.offset(), d.is_some()));
+        let positions = batch
+            .iter()
+            .zip(done)
+            .map(|(m, d)| (m.topic(), m.partition(), m.offset(), d.is_some()));
         for (topic, partition, next) in offsets_to_store(positions) {
             // `store_offsets` stores the offset as given (the next one to read); the
             // single-offset `store_offset` would add one again and skip a record.
             let mut tpl = TopicPartitionList::new();
-            let stored = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)).and_then(|()| self.consumer.store_offsets(&tpl));
+            let stored = tpl
+                .add_partition_offset(&topic, partition, Offset::Offset(next))
+                .and_then(|()| self.consumer.store_offsets(&tpl));
             if let Err(e) = stored {
                 // The partition was taken away meanwhile: its new owner redelivers (deduped by event id).
                 tracing::debug!(error = %e, partition, "Offset not stored.");
@@ -336,16 +380,25 @@ impl Bridge {
 
 /// For each partition of a batch, the offset to commit: the one after the last record of the
 /// prefix (in offset order) that is done. A partition whose first record is not done gets nothing.
-fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>) -> Vec<(String, i32, i64)> {
+fn offsets_to_store<'a>(
+    records: impl Iterator<Item = (&'a str, i32, i64, bool)>,
+) -> Vec<(String, i32, i64)> {
     let mut by_partition: BTreeMap<(&str, i32), Vec<(i64, bool)>> = BTreeMap::new();
     for (topic, partition, offset, done) in records {
-        by_partition.entry((topic, partition)).or_default().push((offset, done));
+        by_partition
+            .entry((topic, partition))
+            .or_default()
+            .push((offset, done));
     }
     by_partition
         .into_iter()
         .filter_map(|((topic, partition), mut records)| {
             records.sort_unstable();
-            let last = records.iter().take_while(|(_, done)| *done).last().map(|(o, _)| *o)?;
+            let last = records
+                .iter()
+                .take_while(|(_, done)| *done)
+                .last()
+                .map(|(o, _)| *o)?;
             Some((topic.to_string(), partition, last + 1))
         })
         .collect()
@@ -355,7 +408,7 @@ fn offsets_to_store<'a>(records: impl Iterator<Item = (&'a str, i32, i64, bool)>
 /// origin (the producer's span, from its headers): the collector's request, the broker hop and
 /// the billing are one trace. Retries transient failures until they pass (or the caller gives up).
 async fn handle_record(
-    billing: &Recipient<BillUsage>,
+    billing: &Addr<BillingActor>,
     producer: &KafkaProducer,
     msg: &OwnedMessage,
     origin: &TraceContext,
@@ -376,7 +429,9 @@ async fn handle_record(
     );
     // Before the span starts: a record without a (valid) context stays under the batch span.
     origin.attach(&span);
-    let handled = bill_or_dead_letter(billing, producer, msg, origin).instrument(span.clone()).await;
+    let handled = bill_or_dead_letter(billing, producer, msg, origin)
+        .instrument(span.clone())
+        .await;
     span.record("outcome", handled.as_str());
     if handled == Handled::DeadLettered {
         span.record("otel.status_code", "ERROR");
@@ -386,7 +441,7 @@ async fn handle_record(
 
 /// Runs inside the record's `kafka.consume` span.
 async fn bill_or_dead_letter(
-    billing: &Recipient<BillUsage>,
+    billing: &Addr<BillingActor>,
     producer: &KafkaProducer,
     msg: &OwnedMessage,
     origin: &TraceContext,
@@ -396,53 +451,186 @@ async fn bill_or_dead_letter(
     let trace = TraceContext::current().or(origin.clone());
     let body = msg.payload().unwrap_or_default();
     let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-    let env = match Envelope::<InferenceEvent>::decode(body) {
-        Ok(env) => env,
-        Err(e) => return dead_letter(producer, msg, key, None, &e, &trace).await,
-    };
+    match InferenceRecord::decode(body) {
+        Err(e) => dead_letter(producer, msg, key, None, body, &e, &trace).await,
+        Ok(InferenceRecord::One(env)) => bill_one(billing, producer, msg, key, env, &trace).await,
+        Ok(InferenceRecord::Many(env)) if env.payload.events.is_empty() => {
+            let e = ActorError::Invalid {
+                code: "empty_batch",
+                message: "the record carries no events".into(),
+            };
+            dead_letter(producer, msg, key, Some(env.event_id), body, &e, &trace).await
+        }
+        Ok(InferenceRecord::Many(env)) => bill_many(billing, producer, msg, env, &trace).await,
+    }
+}
+
+/// A record of one event.
+async fn bill_one(
+    billing: &Addr<BillingActor>,
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+    key: Option<String>,
+    env: Envelope<InferenceEvent>,
+    trace: &TraceContext,
+) -> Handled {
     let event_id = env.event_id;
+    let body = msg.payload().unwrap_or_default();
     tracing::Span::current().record("event.id", tracing::field::display(event_id));
     let event = match InferenceEvent::into_usage_event(env) {
         Ok(ev) => ev,
-        Err(e) => return dead_letter(producer, msg, key, Some(event_id), &e, &trace).await,
+        Err(e) => return dead_letter(producer, msg, key, Some(event_id), body, &e, trace).await,
     };
-    let billed = retry(RetryPolicy::forever(), "Billing a consumed event", ActorError::is_retryable, || {
-        let event = event.clone();
-        let trace = trace.clone();
-        async move { billing.send(BillUsage { event, with: Vec::new(), trace }).await? }
-    })
+    let billed = retry(
+        RetryPolicy::forever(),
+        "Billing a consumed event",
+        ActorError::is_retryable,
+        || {
+            let event = event.clone();
+            let trace = trace.clone();
+            async move {
+                billing
+                    .send(BillUsage {
+                        event,
+                        with: Vec::new(),
+                        trace,
+                    })
+                    .await?
+            }
+        },
+    )
     .await;
     match billed {
         // `processed-events` is published by the feed bridge for every event stored on this
         // node (chat turns too), once: see `kafka::feed_bridge`.
-        Ok(BilledUsage { duplicate, .. }) => {
-            if duplicate {
-                Handled::Duplicate
-            } else {
-                Handled::Billed
-            }
-        }
-        Err(e) => dead_letter(producer, msg, key, Some(event_id), &e, &trace).await,
+        Ok(BilledUsage {
+            duplicate: true, ..
+        }) => Handled::Duplicate,
+        Ok(BilledUsage {
+            duplicate: false, ..
+        }) => Handled::Billed,
+        Err(e) => dead_letter(producer, msg, key, Some(event_id), body, &e, trace).await,
     }
 }
 
+/// A record of several events: the valid ones are billed in one `BillBatch` (one write), each
+/// invalid or unpriceable one is dead-lettered alone (its own envelope as the letter's body).
+/// The record is done when every event is billed, a duplicate or dead-lettered; its outcome is
+/// `Billed` when any event was billed, else `Duplicate` when any was a duplicate.
+async fn bill_many(
+    billing: &Addr<BillingActor>,
+    producer: &KafkaProducer,
+    msg: &OwnedMessage,
+    env: Envelope<InferenceBatch>,
+    trace: &TraceContext,
+) -> Handled {
+    tracing::Span::current().record("event.id", tracing::field::display(env.event_id));
+    let mut outcomes = Vec::with_capacity(env.payload.events.len());
+    let mut pending = Vec::with_capacity(env.payload.events.len());
+    for inner in env.payload.events {
+        let (id, key, body) = (
+            inner.event_id,
+            Some(inner.payload.user_id.clone()),
+            inner.encode().unwrap_or_default(),
+        );
+        match InferenceEvent::into_usage_event(inner) {
+            Ok(event) => pending.push((event, key, body)),
+            Err(e) => {
+                outcomes.push(dead_letter(producer, msg, key, Some(id), &body, &e, trace).await)
+            }
+        }
+    }
+    while !pending.is_empty() {
+        let events: Vec<UsageEvent> = pending.iter().map(|(e, _, _)| e.clone()).collect();
+        let billed = retry(
+            RetryPolicy::forever(),
+            "Billing consumed events",
+            ActorError::is_retryable,
+            || {
+                let events = events.clone();
+                let trace = trace.clone();
+                async move { billing.send(BillBatch { events, trace }).await? }
+            },
+        )
+        .await;
+        let results = match billed {
+            Ok(results) => results,
+            Err(e) => {
+                for (event, key, body) in pending.drain(..) {
+                    outcomes.push(
+                        dead_letter(producer, msg, key, Some(event.event_id), &body, &e, trace)
+                            .await,
+                    );
+                }
+                break;
+            }
+        };
+        let mut again = Vec::new();
+        for ((event, key, body), r) in pending.drain(..).zip(results) {
+            match r {
+                Ok(BilledUsage {
+                    duplicate: true, ..
+                }) => outcomes.push(Handled::Duplicate),
+                Ok(BilledUsage {
+                    duplicate: false, ..
+                }) => outcomes.push(Handled::Billed),
+                Err(e) if e.is_retryable() => again.push((event, key, body)),
+                Err(e) => outcomes.push(
+                    dead_letter(producer, msg, key, Some(event.event_id), &body, &e, trace).await,
+                ),
+            }
+        }
+        if !again.is_empty() {
+            tracing::warn!(
+                events = again.len(),
+                "Billing some consumed events failed; retrying them."
+            );
+            tokio::time::sleep(ERROR_PAUSE).await;
+        }
+        pending = again;
+    }
+    record_outcome(&outcomes)
+}
+
+/// The outcome of a record from its events' outcomes.
+fn record_outcome(events: &[Handled]) -> Handled {
+    if events.contains(&Handled::Billed) {
+        Handled::Billed
+    } else if events.contains(&Handled::Duplicate) {
+        Handled::Duplicate
+    } else {
+        Handled::DeadLettered
+    }
+}
+
+/// Dead-letter `payload` (the record's body, or one event of it) from record `msg`.
 async fn dead_letter(
     producer: &KafkaProducer,
     msg: &OwnedMessage,
     key: Option<String>,
     event_id: Option<Uuid>,
+    payload: &[u8],
     why: &ActorError,
     trace: &TraceContext,
 ) -> Handled {
     tracing::warn!(code = why.code(), reason = %why, partition = msg.partition(), offset = msg.offset(), "Record dead-lettered.");
     let by = producer.config().node_id.clone();
-    let mut letter = DeadLetter::new(Topic::InferenceEvents, why.code(), &why.to_string(), msg.payload().unwrap_or_default(), &by)
-        .from_offset(msg.partition(), msg.offset())
-        .keyed(key)
-        .with_event_id(event_id);
-    let first = retry(RetryPolicy::forever(), "Dead-lettering a record", ActorError::is_retryable, || {
-        dlq::publish(producer, Topic::InferenceEvents, &letter, trace)
-    })
+    let mut letter = DeadLetter::new(
+        Topic::InferenceEvents,
+        why.code(),
+        &why.to_string(),
+        payload,
+        &by,
+    )
+    .from_offset(msg.partition(), msg.offset())
+    .keyed(key)
+    .with_event_id(event_id);
+    let first = retry(
+        RetryPolicy::forever(),
+        "Dead-lettering a record",
+        ActorError::is_retryable,
+        || dlq::publish(producer, Topic::InferenceEvents, &letter, trace),
+    )
     .await;
     if let Err(e) = first {
         // Permanent refusal (e.g. too large with the original body): keep the reason, drop the body.
@@ -462,6 +650,26 @@ async fn dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_of_several_events_is_billed_when_any_was() {
+        use Handled::*;
+        assert_eq!(
+            record_outcome(&[DeadLettered, Billed, Duplicate]),
+            Billed,
+            "any billed"
+        );
+        assert_eq!(
+            record_outcome(&[DeadLettered, Duplicate]),
+            Duplicate,
+            "else any duplicate"
+        );
+        assert_eq!(
+            record_outcome(&[DeadLettered, DeadLettered]),
+            DeadLettered,
+            "all dead-lettered"
+        );
+    }
 
     #[test]
     fn commits_only_the_finished_prefix_of_each_partition() {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::kafka_error;
-use crate::kafka::producer::{Delivered, KafkaProducer};
+use crate::kafka::producer::{Delivered, Destination, KafkaProducer};
 use crate::kafka::topics::{partitions_of, Topic};
 
 /// Header: the reason's stable code.
@@ -133,7 +133,7 @@ pub async fn publish(producer: &KafkaProducer, topic: Topic, letter: &DeadLetter
         .insert(Header { key: HEADER_DLQ_SOURCE, value: Some(letter.source_topic.as_bytes()) });
     let key = letter.key.clone().or_else(|| letter.event_id.map(|i| i.to_string())).unwrap_or_default();
     let dlq = producer.config().dlq_topic(topic);
-    producer.send_traced(&dlq, &key, &body, headers, letter.event_id, trace).await
+    producer.send_traced(Destination::topic(&dlq), &key, &body, headers, letter.event_id, trace).await
 }
 
 /// Read every dead letter of `topic` (from the start of `<topic>.dlq` to its end now), at most `limit`.

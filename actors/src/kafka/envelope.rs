@@ -51,13 +51,27 @@ struct VersionProbe {
 
 impl<T: Serialize + DeserializeOwned> Envelope<T> {
     /// A current-version envelope.
-    pub fn new(event_id: Uuid, occurred_at: DateTime<Utc>, producer: impl Into<String>, payload: T) -> Self {
-        Envelope { schema_version: SCHEMA_VERSION, event_id, occurred_at, producer: producer.into(), payload }
+    pub fn new(
+        event_id: Uuid,
+        occurred_at: DateTime<Utc>,
+        producer: impl Into<String>,
+        payload: T,
+    ) -> Self {
+        Envelope {
+            schema_version: SCHEMA_VERSION,
+            event_id,
+            occurred_at,
+            producer: producer.into(),
+            payload,
+        }
     }
 
     /// The JSON body.
     pub fn encode(&self) -> Result<Vec<u8>, ActorError> {
-        serde_json::to_vec(self).map_err(|e| ActorError::Invalid { code: "invalid_envelope", message: format!("encoding envelope: {e}") })
+        serde_json::to_vec(self).map_err(|e| ActorError::Invalid {
+            code: "invalid_envelope",
+            message: format!("encoding envelope: {e}"),
+        })
     }
 
     /// Decode a body; unknown versions and malformed bodies are reported with distinct codes.
@@ -66,8 +80,13 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
             Ok(env) if env.schema_version == SCHEMA_VERSION => Ok(env),
             Ok(env) => Err(unknown_version(env.schema_version)),
             Err(e) => match serde_json::from_slice::<VersionProbe>(body) {
-                Ok(VersionProbe { schema_version: Some(v) }) if v != SCHEMA_VERSION => Err(unknown_version(v)),
-                _ => Err(ActorError::Invalid { code: "invalid_envelope", message: format!("undecodable envelope: {e}") }),
+                Ok(VersionProbe {
+                    schema_version: Some(v),
+                }) if v != SCHEMA_VERSION => Err(unknown_version(v)),
+                _ => Err(ActorError::Invalid {
+                    code: "invalid_envelope",
+                    message: format!("undecodable envelope: {e}"),
+                }),
             },
         }
     }
@@ -87,7 +106,15 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
 /// `headers` plus the trace context (`traceparent`, and `tracestate` only when not empty);
 /// `headers` unchanged when `trace` is empty.
 pub fn with_trace(headers: OwnedHeaders, trace: &TraceContext) -> OwnedHeaders {
-    trace.to_headers().iter().fold(headers, |headers, (key, value)| headers.insert(Header { key, value: Some(value.as_bytes()) }))
+    trace
+        .to_headers()
+        .iter()
+        .fold(headers, |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            })
+        })
 }
 
 /// The trace context a record carries (empty when it has none or it is malformed).
@@ -101,13 +128,19 @@ pub fn trace_of<H: Headers>(headers: Option<&H>) -> TraceContext {
 fn unknown_version(v: u32) -> ActorError {
     ActorError::Invalid {
         code: "unknown_schema_version",
-        message: format!("envelope schema version {v} is not supported (this build reads {SCHEMA_VERSION})"),
+        message: format!(
+            "envelope schema version {v} is not supported (this build reads {SCHEMA_VERSION})"
+        ),
     }
 }
 
 /// The value of a text header, if present and valid UTF-8.
 pub fn header_str<'a, H: Headers>(headers: Option<&'a H>, key: &str) -> Option<&'a str> {
-    headers?.iter().find(|h| h.key == key).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok())
+    headers?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
 }
 
 /// Payload of `inference-events`: usage to bill, keyed by user id.
@@ -145,12 +178,20 @@ impl InferenceEvent {
         let invalid = |code: &'static str, message: String| ActorError::Invalid { code, message };
         let user_ok = !p.user_id.is_empty()
             && p.user_id.len() <= MAX_USER_ID_LEN
-            && p.user_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+            && p.user_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
         if !user_ok {
-            return Err(invalid("invalid_user_id", format!("user id {:?} is not valid", p.user_id)));
+            return Err(invalid(
+                "invalid_user_id",
+                format!("user id {:?} is not valid", p.user_id),
+            ));
         }
         if p.model.is_empty() || p.model.len() > MAX_MODEL_LEN {
-            return Err(invalid("invalid_model", format!("model {:?} is not valid", p.model)));
+            return Err(invalid(
+                "invalid_model",
+                format!("model {:?} is not valid", p.model),
+            ));
         }
         p.usage.validate()?;
         if p.usage.is_empty() {
@@ -167,6 +208,48 @@ impl InferenceEvent {
             source: p.source,
             idempotency_key: p.idempotency_key,
         })
+    }
+}
+
+/// Payload of an `inference-events` record that carries several events: those of one ingest
+/// request whose users share a partition ([`crate::kafka::producer::partition_for_user`]),
+/// each in its own envelope (its own event id, time and producer). The broker stores and
+/// serves one record instead of one per event; billing still sees, dedupes and dead-letters
+/// every event on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceBatch {
+    /// The events, in the order they were accepted.
+    pub events: Vec<Envelope<InferenceEvent>>,
+}
+
+/// An `inference-events` record: one event, or a batch of them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InferenceRecord {
+    /// One event per record (`tally dlq replay`, other producers).
+    One(Envelope<InferenceEvent>),
+    /// Several events in one record (the collector).
+    Many(Envelope<InferenceBatch>),
+}
+
+impl InferenceRecord {
+    /// Decode a record body. A body that is neither layout is reported with the single-event
+    /// layout's error (unknown version, or undecodable).
+    pub fn decode(body: &[u8]) -> Result<Self, ActorError> {
+        match Envelope::<InferenceEvent>::decode(body) {
+            Ok(env) => Ok(InferenceRecord::One(env)),
+            Err(one) => Envelope::<InferenceBatch>::decode(body)
+                .map(InferenceRecord::Many)
+                .map_err(|_| one),
+        }
+    }
+
+    /// The events it carries.
+    pub fn into_events(self) -> Vec<Envelope<InferenceEvent>> {
+        match self {
+            InferenceRecord::One(env) => vec![env],
+            InferenceRecord::Many(env) => env.payload.events,
+        }
     }
 }
 
@@ -200,22 +283,40 @@ pub struct ProcessedEvent {
 impl ProcessedEvent {
     /// Check a received payload: ids, lines that add up to the total.
     pub fn validate(&self) -> Result<(), ActorError> {
-        let invalid = |code: &'static str, message: String| Err(ActorError::Invalid { code, message });
+        let invalid =
+            |code: &'static str, message: String| Err(ActorError::Invalid { code, message });
         if self.user_id.is_empty() || self.user_id.len() > MAX_USER_ID_LEN {
-            return invalid("invalid_user", format!("user_id must be 1-{MAX_USER_ID_LEN} bytes"));
+            return invalid(
+                "invalid_user",
+                format!("user_id must be 1-{MAX_USER_ID_LEN} bytes"),
+            );
         }
         if self.model.is_empty() || self.model.len() > MAX_MODEL_LEN {
-            return invalid("invalid_model", format!("model must be 1-{MAX_MODEL_LEN} bytes"));
+            return invalid(
+                "invalid_model",
+                format!("model must be 1-{MAX_MODEL_LEN} bytes"),
+            );
         }
         let sum: Decimal = self.cost.lines.iter().map(|l| l.amount).sum();
         if sum != self.cost.total || self.cost.total != self.cost_total {
             return invalid(
                 "inconsistent_cost",
-                format!("lines sum to {sum}, cost.total is {}, cost_total is {}", self.cost.total, self.cost_total),
+                format!(
+                    "lines sum to {sum}, cost.total is {}, cost_total is {}",
+                    self.cost.total, self.cost_total
+                ),
             );
         }
-        if self.cost.lines.iter().any(|l| l.quantity.is_sign_negative() || l.amount.is_sign_negative()) {
-            return invalid("negative_quantity", "cost lines must not be negative".into());
+        if self
+            .cost
+            .lines
+            .iter()
+            .any(|l| l.quantity.is_sign_negative() || l.amount.is_sign_negative())
+        {
+            return invalid(
+                "negative_quantity",
+                "cost lines must not be negative".into(),
+            );
         }
         Ok(())
     }
@@ -279,7 +380,52 @@ mod tests {
         let back = Envelope::<InferenceEvent>::decode(&body).ok();
         assert_eq!(back.as_ref(), Some(&env), "decode(encode(e)) == e");
         let text = String::from_utf8(body).unwrap_or_default();
-        assert!(text.contains(r#""input_tokens":"12""#), "quantities travel as decimal strings: {text}");
+        assert!(
+            text.contains(r#""input_tokens":"12""#),
+            "quantities travel as decimal strings: {text}"
+        );
+    }
+
+    #[test]
+    fn a_record_holds_one_event_or_a_batch() {
+        let (a, b) = (sample(), sample());
+        let one = a.encode().unwrap_or_default();
+        assert_eq!(
+            InferenceRecord::decode(&one).ok(),
+            Some(InferenceRecord::One(a.clone())),
+            "one event"
+        );
+        let batch = Envelope::new(
+            Uuid::now_v7(),
+            Utc::now(),
+            "collector-1",
+            InferenceBatch {
+                events: vec![a.clone(), b.clone()],
+            },
+        );
+        let many = batch.encode().unwrap_or_default();
+        let events = InferenceRecord::decode(&many)
+            .map(InferenceRecord::into_events)
+            .ok();
+        assert_eq!(
+            events,
+            Some(vec![a, b]),
+            "a batch gives its events in order"
+        );
+        let err = InferenceRecord::decode(b"{\"schema_version\":1,\"payload\":{\"events\":7}}")
+            .err()
+            .map(|e| e.code());
+        assert_eq!(err, Some("invalid_envelope"), "neither layout");
+        let mut v = serde_json::to_value(&batch).unwrap_or_default();
+        v["schema_version"] = 99.into();
+        let err = InferenceRecord::decode(&serde_json::to_vec(&v).unwrap_or_default())
+            .err()
+            .map(|e| e.code());
+        assert_eq!(
+            err,
+            Some("unknown_schema_version"),
+            "a batch of a future version is named by version"
+        );
     }
 
     #[test]
@@ -287,15 +433,39 @@ mod tests {
         let mut v = serde_json::to_value(sample()).unwrap_or_default();
         v["schema_version"] = 99.into();
         let body = serde_json::to_vec(&v).unwrap_or_default();
-        let err = Envelope::<InferenceEvent>::decode(&body).err().map(|e| e.code());
-        assert_eq!(err, Some("unknown_schema_version"), "a future version is named as such");
+        let err = Envelope::<InferenceEvent>::decode(&body)
+            .err()
+            .map(|e| e.code());
+        assert_eq!(
+            err,
+            Some("unknown_schema_version"),
+            "a future version is named as such"
+        );
         v["payload"] = serde_json::json!({"new_shape": true});
         let body = serde_json::to_vec(&v).unwrap_or_default();
-        let err = Envelope::<InferenceEvent>::decode(&body).err().map(|e| e.code());
-        assert_eq!(err, Some("unknown_schema_version"), "a future version with a new payload is still named by version");
-        for garbage in [&b"not json"[..], b"{}", b"[1,2]", b"", b"{\"schema_version\":1}"] {
-            let err = Envelope::<InferenceEvent>::decode(garbage).err().map(|e| e.code());
-            assert_eq!(err, Some("invalid_envelope"), "garbage {garbage:?} is invalid_envelope, not a panic");
+        let err = Envelope::<InferenceEvent>::decode(&body)
+            .err()
+            .map(|e| e.code());
+        assert_eq!(
+            err,
+            Some("unknown_schema_version"),
+            "a future version with a new payload is still named by version"
+        );
+        for garbage in [
+            &b"not json"[..],
+            b"{}",
+            b"[1,2]",
+            b"",
+            b"{\"schema_version\":1}",
+        ] {
+            let err = Envelope::<InferenceEvent>::decode(garbage)
+                .err()
+                .map(|e| e.code());
+            assert_eq!(
+                err,
+                Some("invalid_envelope"),
+                "garbage {garbage:?} is invalid_envelope, not a panic"
+            );
         }
     }
 
@@ -303,19 +473,39 @@ mod tests {
     fn validation_refuses_bad_payloads() {
         let mut env = sample();
         env.payload.user_id = "bad user".into();
-        assert_eq!(InferenceEvent::into_usage_event(env).err().map(|e| e.code()), Some("invalid_user_id"), "user id checked");
+        assert_eq!(
+            InferenceEvent::into_usage_event(env)
+                .err()
+                .map(|e| e.code()),
+            Some("invalid_user_id"),
+            "user id checked"
+        );
         let mut env = sample();
         env.payload.usage = Usage::new();
-        assert_eq!(InferenceEvent::into_usage_event(env).err().map(|e| e.code()), Some("empty_usage"), "empty usage refused");
+        assert_eq!(
+            InferenceEvent::into_usage_event(env)
+                .err()
+                .map(|e| e.code()),
+            Some("empty_usage"),
+            "empty usage refused"
+        );
         // A negative quantity smuggled in through deserialization is caught by validate().
         let mut v = serde_json::to_value(sample()).unwrap_or_default();
         v["payload"]["usage"]["input_tokens"] = "-5".into();
         let env = serde_json::from_value::<Envelope<InferenceEvent>>(v).ok();
-        let code = env.and_then(|e| InferenceEvent::into_usage_event(e).err()).map(|e| e.code());
-        assert_eq!(code, Some("negative_quantity"), "negative quantities refused");
+        let code = env
+            .and_then(|e| InferenceEvent::into_usage_event(e).err())
+            .map(|e| e.code());
+        assert_eq!(
+            code,
+            Some("negative_quantity"),
+            "negative quantities refused"
+        );
         let ok = InferenceEvent::into_usage_event(sample()).ok();
         assert_eq!(
-            ok.map(|u| u.usage.get(&UsageKind::from_str("input_tokens").unwrap_or(UsageKind::InputTokens))),
+            ok.map(|u| u
+                .usage
+                .get(&UsageKind::from_str("input_tokens").unwrap_or(UsageKind::InputTokens))),
             Some(Decimal::from(12)),
             "valid event converts"
         );
@@ -326,12 +516,28 @@ mod tests {
         const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let env = sample();
         let h: OwnedHeaders = env.headers(&TraceContext::from_parts(Some(TP), None));
-        assert_eq!(header_str(Some(&h), HEADER_TRACEPARENT), Some(TP), "traceparent passed through");
-        assert_eq!(h.count(), 1, "nothing but the traceparent when there is no tracestate");
-        assert_eq!(trace_of(Some(&h)).traceparent(), Some(TP), "the context reads back");
+        assert_eq!(
+            header_str(Some(&h), HEADER_TRACEPARENT),
+            Some(TP),
+            "traceparent passed through"
+        );
+        assert_eq!(
+            h.count(),
+            1,
+            "nothing but the traceparent when there is no tracestate"
+        );
+        assert_eq!(
+            trace_of(Some(&h)).traceparent(),
+            Some(TP),
+            "the context reads back"
+        );
         let h = env.headers(&TraceContext::from_parts(Some(TP), Some("tally=1")));
         assert_eq!(h.count(), 2, "tracestate only when there is one");
-        assert_eq!(trace_of(Some(&h)).tracestate(), Some("tally=1"), "tracestate reads back");
+        assert_eq!(
+            trace_of(Some(&h)).tracestate(),
+            Some("tally=1"),
+            "tracestate reads back"
+        );
         let h = env.headers(&TraceContext::none());
         assert_eq!(h.count(), 0, "no headers without a trace");
         assert!(trace_of(Some(&h)).is_empty(), "no headers: no context");

@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::ActorError;
-use crate::feed::{UsageFeed, UsagePriced};
+use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::envelope::{Envelope, ProcessedEvent};
@@ -150,7 +150,7 @@ pub fn priced_of(env: Envelope<ProcessedEvent>) -> Result<UsagePriced, ActorErro
 async fn publish_local(
     config: KafkaConfig,
     producer: KafkaProducer,
-    mut local: broadcast::Receiver<UsagePriced>,
+    mut local: broadcast::Receiver<PricedBatch>,
     mut stop: watch::Receiver<bool>,
 ) {
     if !config.publish_processed {
@@ -163,20 +163,21 @@ async fn publish_local(
         };
         match received {
             // Events other nodes billed are theirs to publish.
-            Ok(event) if event.origin.is_some() => {}
-            Ok(event) => {
-                let env = processed_of(&event, &config.node_id);
-                // Under the billing span that priced it, so the hop to other nodes is in its trace.
-                let span = tracing::info_span!("feed.publish", event.id = %event.event_id);
-                event.trace.attach(&span);
-                let delivery = span.in_scope(|| producer.publish(Topic::ProcessedEvents, &event.user_id, &env, &event.trace));
-                // Enqueued now; the acknowledgement is only watched for errors.
-                tokio::spawn(async move {
-                    if let Err(e) = delivery.await {
-                        tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
-                        tracing::debug!(error = %e, "Feed bridge: publishing a processed event failed.");
-                    }
-                });
+            Ok(batch) => {
+                for event in batch.iter().filter(|e| e.origin.is_none()) {
+                    let env = processed_of(event, &config.node_id);
+                    // Under the billing span that priced it, so the hop to other nodes is in its trace.
+                    let span = tracing::info_span!("feed.publish", event.id = %event.event_id);
+                    event.trace.attach(&span);
+                    let delivery = span.in_scope(|| producer.publish(Topic::ProcessedEvents, &event.user_id, &env, &event.trace));
+                    // Enqueued now; the acknowledgement is only watched for errors.
+                    tokio::spawn(async move {
+                        if let Err(e) = delivery.await {
+                            tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
+                            tracing::debug!(error = %e, "Feed bridge: publishing a processed event failed.");
+                        }
+                    });
+                }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(skipped = n, "Feed bridge fell behind the local feed; other dashboards miss these events until they restart.");

@@ -23,9 +23,9 @@ pub use chat::ChatPublisher;
 pub use config::KafkaConfig;
 pub use consumer::{start_billing_consumer, ConsumerHandle};
 pub use dlq::{DeadLetter, DeadLetterRecord};
-pub use envelope::{ChatMessageRecord, Envelope, InferenceEvent, ProcessedEvent, TokenMetrics, SCHEMA_VERSION};
+pub use envelope::{ChatMessageRecord, Envelope, InferenceBatch, InferenceEvent, InferenceRecord, ProcessedEvent, TokenMetrics, SCHEMA_VERSION};
 pub use feed_bridge::{start_feed_bridge, FeedBridgeHandle};
-pub use producer::KafkaProducer;
+pub use producer::{partition_for_user, KafkaProducer};
 pub use topics::{ensure_topics, KeyKind, Topic};
 
 use crate::error::ActorError;

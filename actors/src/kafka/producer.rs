@@ -89,7 +89,10 @@ impl KafkaProducer {
 
     /// True when the current client can no longer deliver (it will be replaced on the next send).
     pub fn is_broken(&self) -> bool {
-        self.needs_reset.load(Ordering::SeqCst) || self.client().is_ok_and(|c| c.client().fatal_error().is_some())
+        self.needs_reset.load(Ordering::SeqCst)
+            || self
+                .client()
+                .is_ok_and(|c| c.client().fatal_error().is_some())
     }
 
     /// The current client, replaced first if it is broken.
@@ -103,7 +106,10 @@ impl KafkaProducer {
         let mut slot = self.inner.write().map_err(|_| poisoned())?;
         // Another clone may have replaced it meanwhile.
         if self.needs_reset.swap(false, Ordering::SeqCst) || slot.client().fatal_error().is_some() {
-            tracing::warn!(fatal, "Kafka producer lost its idempotence state; starting a new one.");
+            tracing::warn!(
+                fatal,
+                "Kafka producer lost its idempotence state; starting a new one."
+            );
             let old = std::mem::replace(&mut *slot, build(&self.config)?);
             // Dropping a producer waits for its queue; never on an event loop.
             std::thread::spawn(move || drop(old));
@@ -116,12 +122,22 @@ fn build(config: &KafkaConfig) -> Result<FutureProducer, ActorError> {
     ClientConfig::new()
         .set("bootstrap.servers", config.bootstrap())
         .set("client.id", format!("{}-producer", config.node_id))
-        .set("enable.idempotence", if config.idempotent_producer { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if config.idempotent_producer {
+                "true"
+            } else {
+                "false"
+            },
+        )
         .set("acks", "all")
         .set("message.timeout.ms", millis(config.message_timeout))
         .set("linger.ms", millis(config.linger))
         .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string())
-        .set("queue.buffering.max.messages", DEFAULT_QUEUE_MAX_MESSAGES.to_string())
+        .set(
+            "queue.buffering.max.messages",
+            DEFAULT_QUEUE_MAX_MESSAGES.to_string(),
+        )
         .set("compression.type", "none")
         .create()
         .map_err(|e| kafka_error("creating the producer", &e))
@@ -137,19 +153,49 @@ impl KafkaProducer {
         payload: &[u8],
         headers: OwnedHeaders,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
-        let record = FutureRecord::to(topic).key(key).payload(payload).headers(headers);
-        let queued = self.client().and_then(|client| client.send_result(record).map_err(|(e, _)| kafka_error("enqueueing a record", &e)));
+        self.send_to(topic, key, None, payload, headers)
+    }
+
+    /// [`KafkaProducer::send`] to a given partition (`None`: the partitioner picks it from the key).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        key: &str,
+        partition: Option<i32>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        let record = match partition {
+            Some(p) => record.partition(p),
+            None => record,
+        };
+        let queued = self.client().and_then(|client| {
+            client
+                .send_result(record)
+                .map_err(|(e, _)| kafka_error("enqueueing a record", &e))
+        });
         let needs_reset = self.needs_reset.clone();
         async move {
             match queued?.await {
-                Ok(Ok(d)) => Ok(Delivered { partition: d.partition, offset: d.offset }),
+                Ok(Ok(d)) => Ok(Delivered {
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
                 Ok(Err((e, _))) => {
-                    if e.rdkafka_error_code().is_some_and(|c| RESET_CODES.contains(&c)) {
+                    if e.rdkafka_error_code()
+                        .is_some_and(|c| RESET_CODES.contains(&c))
+                    {
                         needs_reset.store(true, Ordering::SeqCst);
                     }
                     Err(kafka_error("delivering a record", &e))
                 }
-                Err(_) => Err(ActorError::Unavailable("kafka: the producer was dropped before delivery".into())),
+                Err(_) => Err(ActorError::Unavailable(
+                    "kafka: the producer was dropped before delivery".into(),
+                )),
             }
         }
     }
@@ -164,8 +210,65 @@ impl KafkaProducer {
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
         let name = self.config.topic(topic);
-        let sent = envelope.encode().map(|body| self.send_traced(&name, key, &body, OwnedHeaders::new(), Some(envelope.event_id), trace));
+        let sent = envelope.encode().map(|body| {
+            self.send_traced(
+                Destination::topic(&name),
+                key,
+                &body,
+                OwnedHeaders::new(),
+                Some(envelope.event_id),
+                trace,
+            )
+        });
         async move { sent?.await }
+    }
+
+    /// [`KafkaProducer::publish`] to a given partition.
+    pub fn publish_to<T: Serialize + DeserializeOwned>(
+        &self,
+        topic: Topic,
+        key: &str,
+        partition: i32,
+        envelope: &Envelope<T>,
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let name = self.config.topic(topic);
+        let sent = envelope.encode().map(|body| {
+            self.send_traced(
+                Destination {
+                    topic: &name,
+                    partition: Some(partition),
+                },
+                key,
+                &body,
+                OwnedHeaders::new(),
+                Some(envelope.event_id),
+                trace,
+            )
+        });
+        async move { sent?.await }
+    }
+
+    /// Partitions of `topic` (of this cluster), from the broker's metadata. Blocking.
+    pub fn partition_count(&self, topic: Topic) -> Result<i32, ActorError> {
+        let name = self.config.topic(topic);
+        let meta = self
+            .client()?
+            .client()
+            .fetch_metadata(Some(&name), self.config.message_timeout)
+            .map_err(|e| kafka_error("reading topic metadata", &e))?;
+        let n = meta
+            .topics()
+            .iter()
+            .filter(|t| t.name() == name)
+            .map(|t| t.partitions().len())
+            .sum::<usize>();
+        match i32::try_from(n) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ActorError::Unavailable(format!(
+                "kafka: topic {name} has no partitions (yet)"
+            ))),
+        }
     }
 
     /// Enqueue one record in a `kafka.produce` span (a child of the current span) that ends
@@ -175,13 +278,14 @@ impl KafkaProducer {
     /// and `trace` (the context this work arrived with) is carried instead.
     pub fn send_traced(
         &self,
-        topic: &str,
+        to: Destination<'_>,
         key: &str,
         payload: &[u8],
         headers: OwnedHeaders,
         event_id: Option<Uuid>,
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        let Destination { topic, partition } = to;
         let span = tracing::info_span!(
             "kafka.produce",
             otel.kind = "producer",
@@ -198,7 +302,13 @@ impl KafkaProducer {
             span.record("event.id", tracing::field::display(id));
         }
         let carried = TraceContext::of(&span).or(trace.clone());
-        let sent = self.send(topic, key, payload, with_trace(headers, &carried));
+        let sent = self.send_to(
+            topic,
+            key,
+            partition,
+            payload,
+            with_trace(headers, &carried),
+        );
         let outcome_span = span.clone();
         async move {
             let delivered = sent.await;
@@ -219,7 +329,9 @@ impl KafkaProducer {
 
     /// Wait until every queued record was delivered or failed, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), ActorError> {
-        self.client()?.flush(timeout).map_err(|e| kafka_error("flushing the producer", &e))
+        self.client()?
+            .flush(timeout)
+            .map_err(|e| kafka_error("flushing the producer", &e))
     }
 }
 
@@ -230,6 +342,38 @@ pub fn key_for(topic: Topic, user_id: &str, thread_id: Option<Uuid>) -> String {
         (KeyKind::Thread, Some(t)) => t.to_string(),
         (KeyKind::Thread, None) | (KeyKind::User, _) => user_id.to_string(),
     }
+}
+
+/// Where a record goes: a topic, and a partition or (`None`) the one the key's hash picks.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// Full topic name.
+    pub topic: &'a str,
+    /// Partition, if chosen by the sender.
+    pub partition: Option<i32>,
+}
+
+impl<'a> Destination<'a> {
+    /// A topic; the partition follows the key.
+    pub fn topic(topic: &'a str) -> Self {
+        Destination {
+            topic,
+            partition: None,
+        }
+    }
+}
+
+/// The partition of a user's usage records among `partitions`: FNV-1a of the user id. Every
+/// collector computes the same, so one user's events stay in one partition, in order, when
+/// several users' events share a record (see `InferenceBatch`).
+pub fn partition_for_user(user_id: &str, partitions: i32) -> i32 {
+    const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = user_id.bytes().fold(FNV_OFFSET, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
+    });
+    let n = u64::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(hash % n).unwrap_or(0)
 }
 
 /// Duration as librdkafka's integer milliseconds.
@@ -244,8 +388,43 @@ mod tests {
     #[test]
     fn keys_follow_the_topic() {
         let t = Uuid::now_v7();
-        assert_eq!(key_for(Topic::InferenceEvents, "alice", Some(t)), "alice", "usage keyed by user");
-        assert_eq!(key_for(Topic::RawMessages, "alice", Some(t)), t.to_string(), "chat keyed by thread");
-        assert_eq!(key_for(Topic::LlmResponses, "alice", None), "alice", "chat without a thread falls back to the user");
+        assert_eq!(
+            key_for(Topic::InferenceEvents, "alice", Some(t)),
+            "alice",
+            "usage keyed by user"
+        );
+        assert_eq!(
+            key_for(Topic::RawMessages, "alice", Some(t)),
+            t.to_string(),
+            "chat keyed by thread"
+        );
+        assert_eq!(
+            key_for(Topic::LlmResponses, "alice", None),
+            "alice",
+            "chat without a thread falls back to the user"
+        );
+    }
+
+    #[test]
+    fn a_user_has_one_partition_and_users_spread_over_all() {
+        assert_eq!(
+            partition_for_user("alice", 6),
+            partition_for_user("alice", 6),
+            "stable"
+        );
+        let used: std::collections::BTreeSet<i32> = (0..600)
+            .map(|i| partition_for_user(&format!("user-{i}"), 6))
+            .collect();
+        assert_eq!(
+            used,
+            (0..6).collect(),
+            "every partition gets users, none outside the range"
+        );
+        assert_eq!(partition_for_user("alice", 1), 0, "one partition");
+        assert_eq!(
+            partition_for_user("alice", 0),
+            0,
+            "no partitions is treated as one"
+        );
     }
 }

@@ -44,11 +44,21 @@ pub async fn stream(state: web::Data<AppState>) -> impl Responder {
         loop {
             tokio::select! {
                 received = feed.recv() => match received {
-                    Ok(priced) => {
-                        // A full buffer means a slow client: drop it rather than slow anyone else.
-                        if let Some(e) = event("usage", &priced) {
-                            if tx.try_send(e).is_err() { break; }
+                    Ok(batch) => {
+                        // A batch larger than the client's buffer (a burst of ingest) is cut short: the
+                        // client catches up from the next snapshot, and a client that cannot take a
+                        // snapshot is dropped below. A client gone away is dropped here.
+                        let mut gone = false;
+                        for priced in batch.iter() {
+                            if let Some(e) = event("usage", priced) {
+                                match tx.try_send(e) {
+                                    Ok(()) => {}
+                                    Err(mpsc::error::TrySendError::Full(_)) => break,
+                                    Err(mpsc::error::TrySendError::Closed(_)) => { gone = true; break; }
+                                }
+                            }
                         }
+                        if gone { break; }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => break,
