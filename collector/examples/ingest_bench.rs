@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use tally_actors::kafka::{Envelope, ProcessedEvent};
+use tally_actors::kafka::ProcessedRecord;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -75,8 +75,10 @@ fn read_priced(brokers: &str, topic: &str, n: usize, stop: Duration) -> HashMap<
     let deadline = Instant::now() + stop;
     while seen.len() < n && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            if let Some(Ok(env)) = m.payload().map(Envelope::<ProcessedEvent>::decode) {
-                seen.entry(env.event_id.to_string()).or_insert(env.payload.priced_at);
+            if let Some(Ok(record)) = m.payload().map(ProcessedRecord::decode) {
+                for env in record.into_events() {
+                    seen.entry(env.event_id.to_string()).or_insert(env.payload.priced_at);
+                }
             }
         }
     }

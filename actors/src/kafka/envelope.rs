@@ -211,44 +211,52 @@ impl InferenceEvent {
     }
 }
 
-/// Payload of an `inference-events` record that carries several events: those of one ingest
-/// request whose users share a partition ([`crate::kafka::producer::partition_for_user`]),
-/// each in its own envelope (its own event id, time and producer). The broker stores and
-/// serves one record instead of one per event; billing still sees, dedupes and dead-letters
-/// every event on its own.
+/// Payload of a record that carries several events of one topic: on `inference-events`,
+/// those of one ingest request whose users share a partition
+/// ([`crate::kafka::producer::partition_for_user`]); on `processed-events`, those of one
+/// write. Each keeps its own envelope (its own event id, time and producer). The broker
+/// stores and serves one record instead of one per event; consumers still see, dedupe and
+/// dead-letter every event on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InferenceBatch {
-    /// The events, in the order they were accepted.
-    pub events: Vec<Envelope<InferenceEvent>>,
+#[serde(deny_unknown_fields, bound(deserialize = "T: DeserializeOwned"))]
+pub struct Batch<T> {
+    /// The events, in order.
+    pub events: Vec<Envelope<T>>,
 }
 
-/// An `inference-events` record: one event, or a batch of them.
+/// A batch of `inference-events`.
+pub type InferenceBatch = Batch<InferenceEvent>;
+/// A record of `inference-events`.
+pub type InferenceRecord = Record<InferenceEvent>;
+/// A batch of `processed-events`.
+pub type ProcessedBatch = Batch<ProcessedEvent>;
+/// A record of `processed-events`.
+pub type ProcessedRecord = Record<ProcessedEvent>;
+
+/// A record of a usage topic: one event, or a batch of them.
 #[derive(Debug, Clone, PartialEq)]
-pub enum InferenceRecord {
-    /// One event per record (`tally dlq replay`, other producers).
-    One(Envelope<InferenceEvent>),
-    /// Several events in one record (the collector).
-    Many(Envelope<InferenceBatch>),
+pub enum Record<T> {
+    /// One event per record (lone events, `tally dlq replay`, other producers).
+    One(Envelope<T>),
+    /// Several events in one record.
+    Many(Envelope<Batch<T>>),
 }
 
-impl InferenceRecord {
+impl<T: Serialize + DeserializeOwned> Record<T> {
     /// Decode a record body. A body that is neither layout is reported with the single-event
     /// layout's error (unknown version, or undecodable).
     pub fn decode(body: &[u8]) -> Result<Self, ActorError> {
-        match Envelope::<InferenceEvent>::decode(body) {
-            Ok(env) => Ok(InferenceRecord::One(env)),
-            Err(one) => Envelope::<InferenceBatch>::decode(body)
-                .map(InferenceRecord::Many)
-                .map_err(|_| one),
+        match Envelope::<T>::decode(body) {
+            Ok(env) => Ok(Record::One(env)),
+            Err(one) => Envelope::<Batch<T>>::decode(body).map(Record::Many).map_err(|_| one),
         }
     }
 
     /// The events it carries.
-    pub fn into_events(self) -> Vec<Envelope<InferenceEvent>> {
+    pub fn into_events(self) -> Vec<Envelope<T>> {
         match self {
-            InferenceRecord::One(env) => vec![env],
-            InferenceRecord::Many(env) => env.payload.events,
+            Record::One(env) => vec![env],
+            Record::Many(env) => env.payload.events,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Feed bridge: every node's live dashboard sees the usage billed on every node.
 //!
 //! Outbound: every usage event this node priced and stored (chat turns and consumed
-//! `inference-events` alike) goes to `processed-events` once, keyed by user, from the
-//! node's [`UsageFeed`]. Inbound: the node reads `processed-events` from the end of
+//! `inference-events` alike) goes to `processed-events` once, from the node's
+//! [`UsageFeed`]: the events of one write that share a partition (by user,
+//! [`partition_for_user`]) travel in one record (at most [`MAX_EVENTS_PER_RECORD`]; a lone
+//! event as itself), so the broker carries one record per write and partition, not per event. Inbound: the node reads `processed-events` from the end of
 //! every partition as it was when the bridge started (no consumer group, no commits:
 //! each node sees everything from its start on) and republishes the events of *other*
 //! nodes into its local feed, marked with their origin, so dashboards fold them.
@@ -17,6 +19,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -28,9 +32,9 @@ use crate::error::ActorError;
 use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{Envelope, ProcessedEvent};
+use crate::kafka::envelope::{Batch, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
-use crate::kafka::producer::{millis, KafkaProducer};
+use crate::kafka::producer::{millis, partition_for_user, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
 
 /// How long start-up may spend reading partition metadata and end offsets.
@@ -39,6 +43,8 @@ const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// `fetch.wait.max.ms` of the inbound reader: dashboards want freshness.
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(50);
+/// Most events in one `processed-events` record.
+pub const MAX_EVENTS_PER_RECORD: usize = 250;
 /// Pause after a consumer error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 
@@ -72,21 +78,21 @@ pub async fn start_feed_bridge(config: KafkaConfig, producer: KafkaProducer, fee
     ensure_topics(&config).await?;
     // Subscribe before anything else: every local event from now on goes out.
     let local = feed.subscribe();
-    let consumer = {
+    let (consumer, partitions) = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || positioned_consumer(&config))
             .await
             .map_err(|e| ActorError::Unavailable(format!("feed bridge start-up task failed: {e}")))??
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let outbound = tokio::spawn(publish_local(config.clone(), producer.clone(), local, stop_rx.clone()));
+    let outbound = tokio::spawn(publish_local(config.clone(), producer.clone(), partitions, local, stop_rx.clone()));
     let inbound = tokio::spawn(republish_remote(config.clone(), producer.clone(), consumer, feed, stop_rx));
     tracing::info!(node = %config.node_id, topic = %config.topic(Topic::ProcessedEvents), "Feed bridge started.");
     Ok(FeedBridgeHandle { stop: stop_tx, tasks: vec![outbound, inbound], producer })
 }
 
-/// A reader assigned to every partition of `processed-events` at its current end.
-fn positioned_consumer(config: &KafkaConfig) -> Result<StreamConsumer, ActorError> {
+/// A reader assigned to every partition of `processed-events` at its current end, and how many partitions there are.
+fn positioned_consumer(config: &KafkaConfig) -> Result<(StreamConsumer, i32), ActorError> {
     let topic = config.topic(Topic::ProcessedEvents);
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", config.bootstrap())
@@ -103,6 +109,7 @@ fn positioned_consumer(config: &KafkaConfig) -> Result<StreamConsumer, ActorErro
     if partitions.is_empty() {
         return Err(ActorError::Unavailable(format!("topic {topic} has no partitions yet")));
     }
+    let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
     let mut tpl = TopicPartitionList::new();
     for p in partitions {
         let (_, high) =
@@ -110,7 +117,7 @@ fn positioned_consumer(config: &KafkaConfig) -> Result<StreamConsumer, ActorErro
         tpl.add_partition_offset(&topic, p, Offset::Offset(high)).map_err(|e| kafka_error("positioning the feed reader", &e))?;
     }
     consumer.assign(&tpl).map_err(|e| kafka_error("assigning the feed reader", &e))?;
-    Ok(consumer)
+    Ok((consumer, count))
 }
 
 /// The `processed-events` payload of a local feed event.
@@ -150,6 +157,7 @@ pub fn priced_of(env: Envelope<ProcessedEvent>) -> Result<UsagePriced, ActorErro
 async fn publish_local(
     config: KafkaConfig,
     producer: KafkaProducer,
+    partitions: i32,
     mut local: broadcast::Receiver<PricedBatch>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -162,21 +170,11 @@ async fn publish_local(
             r = local.recv() => r,
         };
         match received {
-            // Events other nodes billed are theirs to publish.
             Ok(batch) => {
-                for event in batch.iter().filter(|e| e.origin.is_none()) {
-                    let env = processed_of(event, &config.node_id);
-                    // Under the billing span that priced it, so the hop to other nodes is in its trace.
-                    let span = tracing::info_span!("feed.publish", event.id = %event.event_id);
-                    event.trace.attach(&span);
-                    let delivery = span.in_scope(|| producer.publish(Topic::ProcessedEvents, &event.user_id, &env, &event.trace));
-                    // Enqueued now; the acknowledgement is only watched for errors.
-                    tokio::spawn(async move {
-                        if let Err(e) = delivery.await {
-                            tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
-                            tracing::debug!(error = %e, "Feed bridge: publishing a processed event failed.");
-                        }
-                    });
+                // Events other nodes billed are theirs to publish.
+                let mine: Vec<&UsagePriced> = batch.iter().filter(|e| e.origin.is_none()).collect();
+                for group in records_of(&mine, partitions) {
+                    publish_group(&config, &producer, partitions, &group);
                 }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -185,6 +183,41 @@ async fn publish_local(
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// The records a write's events go out in: grouped by partition, in order, at most
+/// [`MAX_EVENTS_PER_RECORD`] each.
+fn records_of<'a>(events: &[&'a UsagePriced], partitions: i32) -> Vec<Vec<&'a UsagePriced>> {
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<&'a UsagePriced>> = std::collections::BTreeMap::new();
+    for e in events {
+        by_partition.entry(partition_for_user(&e.user_id, partitions)).or_default().push(e);
+    }
+    by_partition.into_values().flat_map(|all| all.chunks(MAX_EVENTS_PER_RECORD).map(<[_]>::to_vec).collect::<Vec<_>>()).collect()
+}
+
+/// Enqueue one record (one event as itself, several as a batch) under a `feed.publish` span
+/// joined to the trace of the (first) event's billing, so the hop to other nodes is in it.
+fn publish_group(config: &KafkaConfig, producer: &KafkaProducer, partitions: i32, group: &[&UsagePriced]) {
+    let Some(first) = group.first() else { return };
+    let span = tracing::info_span!("feed.publish", event.id = %first.event_id, events = group.len());
+    first.trace.attach(&span);
+    let partition = partition_for_user(&first.user_id, partitions);
+    let delivery = span.in_scope(|| {
+        if let [one] = group {
+            producer.publish_to(Topic::ProcessedEvents, &one.user_id, partition, &processed_of(one, &config.node_id), &one.trace).boxed()
+        } else {
+            let events = group.iter().map(|e| processed_of(e, &config.node_id)).collect();
+            let record = Envelope::new(tally_domain::new_id(), first.occurred_at, config.node_id.clone(), Batch { events });
+            producer.publish_to(Topic::ProcessedEvents, &first.user_id, partition, &record, &first.trace).boxed()
+        }
+    });
+    // Enqueued now; the acknowledgement is only watched for errors.
+    tokio::spawn(async move {
+        if let Err(e) = delivery.await {
+            tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
+            tracing::debug!(error = %e, "Feed bridge: publishing processed events failed.");
+        }
+    });
 }
 
 async fn republish_remote(
@@ -208,22 +241,34 @@ async fn republish_remote(
             }
         };
         let body = msg.payload().unwrap_or_default();
-        match Envelope::<ProcessedEvent>::decode(body).and_then(|env| {
-            let mine = env.payload.node_id == config.node_id;
-            priced_of(env).map(|p| (mine, p))
-        }) {
-            Ok((true, _)) => {}
-            Ok((false, priced)) => feed.publish(priced),
-            Err(e) => dead_letter(&producer, &msg, &e).await,
+        let events = match ProcessedRecord::decode(body) {
+            Ok(record) => record.into_events(),
+            Err(e) => {
+                dead_letter(&producer, &msg, body, &e).await;
+                continue;
+            }
+        };
+        let mut priced = Vec::with_capacity(events.len());
+        for env in events {
+            if env.payload.node_id == config.node_id {
+                continue;
+            }
+            let inner = env.encode().unwrap_or_default();
+            match priced_of(env) {
+                Ok(p) => priced.push(p),
+                Err(e) => dead_letter(&producer, &msg, &inner, &e).await,
+            }
         }
+        feed.publish_all(priced);
     }
 }
 
-async fn dead_letter(producer: &KafkaProducer, msg: &OwnedMessage, why: &ActorError) {
+/// Dead-letter `payload` (the record's body, or one event of it) from record `msg`.
+async fn dead_letter(producer: &KafkaProducer, msg: &OwnedMessage, payload: &[u8], why: &ActorError) {
     tracing::warn!(code = why.code(), reason = %why, partition = msg.partition(), offset = msg.offset(), "Processed event dead-lettered.");
     let by = producer.config().node_id.clone();
     let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-    let letter = DeadLetter::new(Topic::ProcessedEvents, why.code(), &why.to_string(), msg.payload().unwrap_or_default(), &by)
+    let letter = DeadLetter::new(Topic::ProcessedEvents, why.code(), &why.to_string(), payload, &by)
         .from_offset(msg.partition(), msg.offset())
         .keyed(key);
     if let Err(e) = dlq::publish(producer, Topic::ProcessedEvents, &letter, &TraceContext::none()).await {
@@ -277,6 +322,35 @@ mod tests {
         };
         assert_eq!(back.origin.as_deref(), Some("node-a"), "origin is the publishing node");
         assert_eq!((back.event_id, back.cost.clone(), back.thread_id), (e.event_id, e.cost, e.thread_id), "same event, same cost lines");
+    }
+
+    #[test]
+    fn a_writes_events_go_out_one_record_per_partition_and_come_back_whole() {
+        let events: Vec<UsagePriced> = (0..600)
+            .map(|i| {
+                let mut e = event();
+                e.user_id = format!("user-{}", i % 30);
+                e
+            })
+            .collect();
+        let refs: Vec<&UsagePriced> = events.iter().collect();
+        let records = records_of(&refs, 3);
+        assert!(records.len() <= 3 * 600usize.div_ceil(MAX_EVENTS_PER_RECORD), "few records: {}", records.len());
+        let mut ids = Vec::new();
+        for group in &records {
+            assert!(!group.is_empty() && group.len() <= MAX_EVENTS_PER_RECORD, "bounded");
+            let p = partition_for_user(&group[0].user_id, 3);
+            assert!(group.iter().all(|e| partition_for_user(&e.user_id, 3) == p), "one partition per record");
+            let batch = Batch { events: group.iter().map(|e| processed_of(e, "node-a")).collect() };
+            let body = Envelope::new(Uuid::now_v7(), Utc::now(), "node-a", batch).encode().unwrap_or_default();
+            let back = ProcessedRecord::decode(&body).map(ProcessedRecord::into_events).unwrap_or_default();
+            assert_eq!(back.len(), group.len(), "the record gives back its events");
+            ids.extend(back.into_iter().map(|e| e.event_id));
+        }
+        let mut expected: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        ids.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(ids, expected, "every event exactly once");
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub use chat::ChatPublisher;
 pub use config::KafkaConfig;
 pub use consumer::{start_billing_consumer, ConsumerHandle};
 pub use dlq::{DeadLetter, DeadLetterRecord};
-pub use envelope::{ChatMessageRecord, Envelope, InferenceBatch, InferenceEvent, InferenceRecord, ProcessedEvent, TokenMetrics, SCHEMA_VERSION};
+pub use envelope::{
+    Batch, ChatMessageRecord, Envelope, InferenceBatch, InferenceEvent, InferenceRecord, ProcessedBatch, ProcessedEvent,
+    ProcessedRecord, Record, TokenMetrics, SCHEMA_VERSION,
+};
 pub use feed_bridge::{start_feed_bridge, FeedBridgeHandle};
 pub use producer::{partition_for_user, KafkaProducer};
 pub use topics::{ensure_topics, KeyKind, Topic};
