@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
-use tally_actors::kafka::envelope::{MAX_MODEL_LEN, MAX_USER_ID_LEN};
+use tally_actors::kafka::envelope::{valid_user_id, MAX_MODEL_LEN, MAX_USER_ID_LEN};
 use tally_actors::kafka::InferenceEvent;
 use tally_domain::{Usage, UsageKind};
 use uuid::Uuid;
@@ -87,7 +87,7 @@ fn label_ok(s: &str) -> bool {
 }
 
 fn user_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_USER_ID_LEN && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
+    valid_user_id(s)
 }
 
 fn quantity(kind: &str, v: &serde_json::Value) -> Result<Decimal, Rejection> {

@@ -143,6 +143,14 @@ pub fn header_str<'a, H: Headers>(headers: Option<&'a H>, key: &str) -> Option<&
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// A user id as the HTTP API accepts it: 1-[`MAX_USER_ID_LEN`] bytes of ASCII letters, digits
+/// and `_ . @ -`. Records from the broker are held to the same rule.
+pub fn valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty()
+        && user_id.len() <= MAX_USER_ID_LEN
+        && user_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
+}
+
 /// Payload of `inference-events`: usage to bill, keyed by user id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,11 +184,7 @@ impl InferenceEvent {
     pub fn into_usage_event(env: Envelope<InferenceEvent>) -> Result<UsageEvent, ActorError> {
         let p = env.payload;
         let invalid = |code: &'static str, message: String| ActorError::Invalid { code, message };
-        let user_ok = !p.user_id.is_empty()
-            && p.user_id.len() <= MAX_USER_ID_LEN
-            && p.user_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
+        let user_ok = valid_user_id(&p.user_id);
         if !user_ok {
             return Err(invalid(
                 "invalid_user_id",
@@ -293,11 +297,8 @@ impl ProcessedEvent {
     pub fn validate(&self) -> Result<(), ActorError> {
         let invalid =
             |code: &'static str, message: String| Err(ActorError::Invalid { code, message });
-        if self.user_id.is_empty() || self.user_id.len() > MAX_USER_ID_LEN {
-            return invalid(
-                "invalid_user",
-                format!("user_id must be 1-{MAX_USER_ID_LEN} bytes"),
-            );
+        if !valid_user_id(&self.user_id) {
+            return invalid("invalid_user_id", format!("user id {:?} is not valid", self.user_id));
         }
         if self.model.is_empty() || self.model.len() > MAX_MODEL_LEN {
             return invalid(

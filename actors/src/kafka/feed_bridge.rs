@@ -360,7 +360,10 @@ mod tests {
         assert_eq!(priced_of(env).err().map(|e| e.code()), Some("inconsistent_cost"), "total must equal the lines");
         let mut env = processed_of(&event(), "node-a");
         env.payload.user_id = String::new();
-        assert_eq!(priced_of(env).err().map(|e| e.code()), Some("invalid_user"), "user id required");
+        assert_eq!(priced_of(env).err().map(|e| e.code()), Some("invalid_user_id"), "user id required");
+        let mut env = processed_of(&event(), "node-a");
+        env.payload.user_id = "two words".into();
+        assert_eq!(priced_of(env).err().map(|e| e.code()), Some("invalid_user_id"), "the HTTP API's character set");
         assert!(Envelope::<ProcessedEvent>::decode(b"{not json").is_err(), "garbage is refused");
     }
 }

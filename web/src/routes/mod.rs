@@ -18,7 +18,7 @@ use crate::error::ApiError;
 /// Header that identifies the calling user (no login).
 pub const USER_HEADER: &str = "x-user-id";
 /// Longest user id.
-pub const MAX_USER_ID_LEN: usize = 64;
+pub const MAX_USER_ID_LEN: usize = tally_actors::kafka::envelope::MAX_USER_ID_LEN;
 /// Default page size for lists.
 pub const DEFAULT_LIMIT: i64 = 100;
 /// Largest page size for lists.
@@ -47,10 +47,7 @@ where
 
 /// Check a user id: 1-64 characters of letters, digits, `_ . @ -`.
 pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_USER_ID_LEN
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'));
-    if ok {
+    if tally_actors::kafka::envelope::valid_user_id(id) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
