@@ -241,6 +241,11 @@ async fn republish_remote(
             }
         };
         let body = msg.payload().unwrap_or_default();
+        if published_by(body) == Some(config.node_id.as_str()) {
+            // This node's own record (the bulk of what it reads when it bills a lot): skipped
+            // without decoding its events.
+            continue;
+        }
         let events = match ProcessedRecord::decode(body) {
             Ok(record) => record.into_events(),
             Err(e) => {
@@ -261,6 +266,17 @@ async fn republish_remote(
         }
         feed.publish_all(priced);
     }
+}
+
+/// The `producer` of a record's envelope, read without decoding the rest; `None` when the
+/// body is not an envelope (the full decode then reports why).
+fn published_by(body: &[u8]) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        producer: Option<&'a str>,
+    }
+    serde_json::from_slice::<Probe<'_>>(body).ok().and_then(|p| p.producer)
 }
 
 /// Dead-letter `payload` (the record's body, or one event of it) from record `msg`.
@@ -351,6 +367,17 @@ mod tests {
         ids.sort_unstable();
         expected.sort_unstable();
         assert_eq!(ids, expected, "every event exactly once");
+    }
+
+    #[test]
+    fn a_records_publisher_is_read_without_decoding_it() {
+        let one = processed_of(&event(), "node-a").encode().unwrap_or_default();
+        assert_eq!(published_by(&one), Some("node-a"), "a single-event record");
+        let batch = Batch { events: vec![processed_of(&event(), "node-a")] };
+        let many = Envelope::new(Uuid::now_v7(), Utc::now(), "node-b", batch).encode().unwrap_or_default();
+        assert_eq!(published_by(&many), Some("node-b"), "a batch names its publisher on the outside");
+        assert_eq!(published_by(b"{not json"), None, "garbage");
+        assert_eq!(published_by(br#"{"producer":7}"#), None, "not a name");
     }
 
     #[test]
