@@ -11,14 +11,14 @@
 //! without bound and never acknowledges what could be lost. Records the broker refuses for
 //! good (too large, ...) are dead-lettered with the reason.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use futures::future::join_all;
 use tally_actors::kafka::dlq::{self, DeadLetter};
 use tally_actors::kafka::{
-    partition_for_user, Envelope, InferenceBatch, InferenceEvent, KafkaConfig, KafkaProducer, Topic,
+    pack_by_partition, partition_for_user, Envelope, InferenceBatch, InferenceEvent, KafkaConfig, KafkaProducer, Topic,
 };
 use tally_actors::ActorError;
 use tally_domain::new_id;
@@ -328,29 +328,18 @@ impl Handler<PublishEvents> for CollectorActor {
     }
 }
 
-/// Most events in one `inference-events` record (~400 bytes each: well under the broker's
-/// 1 MB record limit).
-pub const MAX_EVENTS_PER_RECORD: usize = 250;
-
 /// The records a request's new events go out in: indices into `accepted`, grouped by partition
-/// (in order of acceptance within each), at most [`MAX_EVENTS_PER_RECORD`] per record. Events
+/// (in order of acceptance within each), at most
+/// [`MAX_EVENTS_PER_RECORD`](tally_actors::kafka::MAX_EVENTS_PER_RECORD) per record. Events
 /// already `known` (acknowledged recently) are left out.
 fn records_of(accepted: &[ValidEvent], known: &[bool], partitions: i32) -> Vec<Vec<usize>> {
-    let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
-    for (i, ev) in accepted.iter().enumerate().filter(|(i, _)| !known[*i]) {
-        by_partition
-            .entry(partition_for_user(&ev.payload.user_id, partitions))
-            .or_default()
-            .push(i);
-    }
-    by_partition
-        .into_values()
-        .flat_map(|all| {
-            all.chunks(MAX_EVENTS_PER_RECORD)
-                .map(<[usize]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    pack_by_partition(
+        accepted
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !known[*i])
+            .map(|(i, ev)| (partition_for_user(&ev.payload.user_id, partitions), i)),
+    )
 }
 
 /// Map an actor error to the per-event rejection reported to clients.
@@ -364,6 +353,7 @@ pub fn rejection_of(e: &ActorError) -> Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_actors::kafka::MAX_EVENTS_PER_RECORD;
 
     fn event(user: &str) -> ValidEvent {
         let mut usage = tally_domain::Usage::new();

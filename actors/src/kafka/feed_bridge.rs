@@ -3,7 +3,7 @@
 //! Outbound: every usage event this node priced and stored (chat turns and consumed
 //! `inference-events` alike) goes to `processed-events` once, from the node's
 //! [`UsageFeed`]: the events of one write that share a partition (by user,
-//! [`partition_for_user`]) travel in one record (at most [`MAX_EVENTS_PER_RECORD`]; a lone
+//! [`partition_for_user`]) travel in one record (at most [`MAX_EVENTS_PER_RECORD`](crate::kafka::producer::MAX_EVENTS_PER_RECORD); a lone
 //! event as itself), so the broker carries one record per write and partition, not per event. Inbound: the node reads `processed-events` from the end of
 //! every partition as it was when the bridge started (no consumer group, no commits:
 //! each node sees everything from its start on) and republishes the events of *other*
@@ -34,7 +34,7 @@ use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::envelope::{Batch, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
-use crate::kafka::producer::{millis, partition_for_user, KafkaProducer};
+use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
 
 /// How long start-up may spend reading partition metadata and end offsets.
@@ -43,8 +43,6 @@ const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// `fetch.wait.max.ms` of the inbound reader: dashboards want freshness.
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(50);
-/// Most events in one `processed-events` record.
-pub const MAX_EVENTS_PER_RECORD: usize = 250;
 /// Pause after a consumer error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 
@@ -186,13 +184,9 @@ async fn publish_local(
 }
 
 /// The records a write's events go out in: grouped by partition, in order, at most
-/// [`MAX_EVENTS_PER_RECORD`] each.
+/// [`MAX_EVENTS_PER_RECORD`](crate::kafka::producer::MAX_EVENTS_PER_RECORD) each.
 fn records_of<'a>(events: &[&'a UsagePriced], partitions: i32) -> Vec<Vec<&'a UsagePriced>> {
-    let mut by_partition: std::collections::BTreeMap<i32, Vec<&'a UsagePriced>> = std::collections::BTreeMap::new();
-    for e in events {
-        by_partition.entry(partition_for_user(&e.user_id, partitions)).or_default().push(e);
-    }
-    by_partition.into_values().flat_map(|all| all.chunks(MAX_EVENTS_PER_RECORD).map(<[_]>::to_vec).collect::<Vec<_>>()).collect()
+    pack_by_partition(events.iter().map(|e| (partition_for_user(&e.user_id, partitions), *e)))
 }
 
 /// Enqueue one record (one event as itself, several as a batch) under a `feed.publish` span
@@ -301,6 +295,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::kafka::producer::MAX_EVENTS_PER_RECORD;
 
     fn event() -> UsagePriced {
         let line = |kind: UsageKind, q: i64, amount: Decimal| CostLine {

@@ -28,7 +28,7 @@ pub use envelope::{
     ProcessedRecord, Record, TokenMetrics, SCHEMA_VERSION,
 };
 pub use feed_bridge::{start_feed_bridge, FeedBridgeHandle};
-pub use producer::{partition_for_user, KafkaProducer};
+pub use producer::{pack_by_partition, partition_for_user, KafkaProducer, MAX_EVENTS_PER_RECORD};
 pub use topics::{ensure_topics, KeyKind, Topic};
 
 use crate::error::ActorError;

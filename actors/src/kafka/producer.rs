@@ -209,18 +209,7 @@ impl KafkaProducer {
         envelope: &Envelope<T>,
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
-        let name = self.config.topic(topic);
-        let sent = envelope.encode().map(|body| {
-            self.send_traced(
-                Destination::topic(&name),
-                key,
-                &body,
-                OwnedHeaders::new(),
-                Some(envelope.event_id),
-                trace,
-            )
-        });
-        async move { sent?.await }
+        self.publish_at(topic, key, None, envelope, trace)
     }
 
     /// [`KafkaProducer::publish`] to a given partition.
@@ -232,19 +221,21 @@ impl KafkaProducer {
         envelope: &Envelope<T>,
         trace: &TraceContext,
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
+        self.publish_at(topic, key, Some(partition), envelope, trace)
+    }
+
+    fn publish_at<T: Serialize + DeserializeOwned>(
+        &self,
+        topic: Topic,
+        key: &str,
+        partition: Option<i32>,
+        envelope: &Envelope<T>,
+        trace: &TraceContext,
+    ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
         let name = self.config.topic(topic);
         let sent = envelope.encode().map(|body| {
-            self.send_traced(
-                Destination {
-                    topic: &name,
-                    partition: Some(partition),
-                },
-                key,
-                &body,
-                OwnedHeaders::new(),
-                Some(envelope.event_id),
-                trace,
-            )
+            let to = Destination { topic: &name, partition };
+            self.send_traced(to, key, &body, OwnedHeaders::new(), Some(envelope.event_id), trace)
         });
         async move { sent?.await }
     }
@@ -361,6 +352,28 @@ impl<'a> Destination<'a> {
             partition: None,
         }
     }
+}
+
+/// Most events in one packed usage record (`inference-events`, `processed-events`): ~400 bytes
+/// each, well under the broker's 1 MB record limit.
+pub const MAX_EVENTS_PER_RECORD: usize = 250;
+
+/// Group `(partition, item)` pairs into the records they go out in: by partition, in their
+/// order within each, at most [`MAX_EVENTS_PER_RECORD`] per record.
+pub fn pack_by_partition<T>(items: impl IntoIterator<Item = (i32, T)>) -> Vec<Vec<T>> {
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<T>> = std::collections::BTreeMap::new();
+    for (partition, item) in items {
+        by_partition.entry(partition).or_default().push(item);
+    }
+    let mut records = Vec::new();
+    for mut all in by_partition.into_values() {
+        while all.len() > MAX_EVENTS_PER_RECORD {
+            let rest = all.split_off(MAX_EVENTS_PER_RECORD);
+            records.push(std::mem::replace(&mut all, rest));
+        }
+        records.push(all);
+    }
+    records
 }
 
 /// The partition of a user's usage records among `partitions`: FNV-1a of the user id. Every
