@@ -121,33 +121,18 @@ pub struct NewEvent {
     pub created_at: DbTime,
 }
 
-/// A `message_tokens` row.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = message_tokens, treat_none_as_default_value = false)]
-pub struct NewTokenCount {
-    pub token_id: DbUuid,
-    pub event_id: DbUuid,
-    pub message_id: Option<DbUuid>,
-    pub token_type: String,
-    pub token_count: i64,
-    pub created_at: DbTime,
-}
-
 /// A `user_invoice_line_item` row (not yet invoiced).
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = user_invoice_line_item, treat_none_as_default_value = false)]
 pub struct NewTokenLine {
     pub line_item_id: DbUuid,
-    pub event_id: DbUuid,
-    pub message_id: Option<DbUuid>,
-    pub thread_id: Option<DbUuid>,
-    pub user_id: String,
-    pub token_id: DbUuid,
+    pub event_seq: i64,
+    pub token_type: String,
+    pub token_count: i64,
     pub pricing_id: DbUuid,
     pub quantity: DbDecimal,
     pub unit_price: DbDecimal,
     pub amount: DbDecimal,
-    pub occurred_at: DbTime,
     pub created_at: DbTime,
 }
 
@@ -156,16 +141,12 @@ pub struct NewTokenLine {
 #[diesel(table_name = resource_invoice_line_item, treat_none_as_default_value = false)]
 pub struct NewResourceLine {
     pub resource_line_item_id: DbUuid,
-    pub event_id: DbUuid,
-    pub user_id: String,
-    pub thread_id: Option<DbUuid>,
-    pub message_id: Option<DbUuid>,
+    pub event_seq: i64,
     pub resource_pricing_id: DbUuid,
     pub event_type_id: i64,
     pub quantity: DbDecimal,
     pub unit_price: DbDecimal,
     pub amount: DbDecimal,
-    pub occurred_at: DbTime,
     pub created_at: DbTime,
 }
 

@@ -105,8 +105,11 @@ diesel::table! {
     use diesel::sql_types::*;
     use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
 
-    /// Usage events (one per priced usage).
-    api_events (event_id) {
+    /// Usage events (one per priced usage). `event_seq` is the key lines point at
+    /// (SQLite: the rowid; PostgreSQL: an identity column, UNIQUE beside the
+    /// `event_id` primary key); it only grows, so lines are appended in order.
+    api_events (event_seq) {
+        event_seq -> BigInt,
         event_id -> UuidKey,
         user_id -> Text,
         thread_id -> Nullable<UuidKey>,
@@ -126,7 +129,8 @@ diesel::table! {
     use diesel::sql_types::*;
     use crate::sql_types::{UtcInstant, UuidKey};
 
-    /// Token counts per usage event and token kind.
+    /// Token counts per usage event and token kind: a view over the token lines
+    /// (read only; the persister writes the counts on the lines).
     message_tokens (token_id) {
         token_id -> UuidKey,
         event_id -> UuidKey,
@@ -144,16 +148,13 @@ diesel::table! {
     /// Token invoice lines: one per usage event and token kind.
     user_invoice_line_item (line_item_id) {
         line_item_id -> UuidKey,
-        event_id -> UuidKey,
-        message_id -> Nullable<UuidKey>,
-        thread_id -> Nullable<UuidKey>,
-        user_id -> Text,
-        token_id -> UuidKey,
+        event_seq -> BigInt,
+        token_type -> Text,
+        token_count -> BigInt,
         pricing_id -> UuidKey,
         quantity -> ExactDecimal,
         unit_price -> ExactDecimal,
         amount -> ExactDecimal,
-        occurred_at -> UtcInstant,
         created_at -> UtcInstant,
         invoice_id -> Nullable<UuidKey>,
     }
@@ -166,16 +167,12 @@ diesel::table! {
     /// Resource invoice lines: one per usage event and resource kind.
     resource_invoice_line_item (resource_line_item_id) {
         resource_line_item_id -> UuidKey,
-        event_id -> UuidKey,
-        user_id -> Text,
-        thread_id -> Nullable<UuidKey>,
-        message_id -> Nullable<UuidKey>,
+        event_seq -> BigInt,
         resource_pricing_id -> UuidKey,
         event_type_id -> BigInt,
         quantity -> ExactDecimal,
         unit_price -> ExactDecimal,
         amount -> ExactDecimal,
-        occurred_at -> UtcInstant,
         created_at -> UtcInstant,
         invoice_id -> Nullable<UuidKey>,
     }
@@ -206,7 +203,8 @@ diesel::joinable!(user_threads -> dim_models (model_id));
 diesel::joinable!(user_thread_messages -> dim_models (model_id));
 diesel::joinable!(api_events -> dim_models (model_id));
 diesel::joinable!(api_events -> dim_event_types (event_type_id));
-diesel::joinable!(user_invoice_line_item -> message_tokens (token_id));
+diesel::joinable!(user_invoice_line_item -> api_events (event_seq));
+diesel::joinable!(resource_invoice_line_item -> api_events (event_seq));
 diesel::joinable!(resource_invoice_line_item -> dim_event_types (event_type_id));
 
 diesel::allow_tables_to_appear_in_same_query!(

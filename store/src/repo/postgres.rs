@@ -1,7 +1,6 @@
 //! PostgreSQL copy of the shared queries (`queries.rs`).
 
 type Conn = diesel::pg::PgConnection;
-type Db = diesel::pg::Pg;
 
 /// Run `f` in a write transaction (READ COMMITTED; the writes guard themselves
 /// against concurrent writers with ON CONFLICT and `is_current` conditions).

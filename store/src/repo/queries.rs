@@ -38,7 +38,7 @@ const INSERT_ROWS_TAIL: usize = 16;
 
 /// Insert `$rows` (a slice of insertable rows) into `$table` with cached statements:
 /// chunks of [`INSERT_ROWS`], then of [`INSERT_ROWS_TAIL`], then row by row. With
-/// `returning $col, into $out`, adds to `$out` the values returned for rows that were
+/// `returning $col => $ty, into $out`, adds to `$out` the values returned for rows that were
 /// inserted (ON CONFLICT DO NOTHING skips the others).
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {{
@@ -54,10 +54,10 @@ macro_rules! insert_rows {
             diesel::insert_into($table).values(row).execute($conn)?;
         }
     }};
-    ($conn:expr, $table:expr, $rows:expr, returning $col:expr, into $out:expr) => {{
+    ($conn:expr, $table:expr, $rows:expr, returning $col:expr => $ty:ty, into $out:expr) => {{
         let mut big = $rows.chunks_exact(INSERT_ROWS);
         for chunk in &mut big {
-            let ids: Vec<DbUuid> = diesel::insert_into($table)
+            let ids: Vec<$ty> = diesel::insert_into($table)
                 .values(full_chunk::<_, INSERT_ROWS>(chunk)?)
                 .on_conflict_do_nothing()
                 .returning($col)
@@ -66,7 +66,7 @@ macro_rules! insert_rows {
         }
         let mut small = big.remainder().chunks_exact(INSERT_ROWS_TAIL);
         for chunk in &mut small {
-            let ids: Vec<DbUuid> = diesel::insert_into($table)
+            let ids: Vec<$ty> = diesel::insert_into($table)
                 .values(full_chunk::<_, INSERT_ROWS_TAIL>(chunk)?)
                 .on_conflict_do_nothing()
                 .returning($col)
@@ -74,7 +74,7 @@ macro_rules! insert_rows {
             $out.extend(ids);
         }
         for row in small.remainder() {
-            let ids: Vec<DbUuid> =
+            let ids: Vec<$ty> =
                 diesel::insert_into($table).values(row).on_conflict_do_nothing().returning($col).get_results($conn)?;
             $out.extend(ids);
         }
@@ -86,40 +86,61 @@ fn full_chunk<T, const N: usize>(chunk: &[T]) -> Result<&[T; N], StoreError> {
     chunk.try_into().map_err(|_| StoreError::Database(format!("internal: chunk of {} rows, not {N}", chunk.len())))
 }
 
-/// The select list of a token line read back as a [`LineRow`].
+/// The select list of a token line joined to its event, read back as a [`LineRow`].
 macro_rules! token_line_columns {
     () => {
         (
             user_invoice_line_item::line_item_id,
-            user_invoice_line_item::event_id,
-            user_invoice_line_item::message_id,
-            user_invoice_line_item::thread_id,
-            message_tokens::token_type,
+            api_events::event_id,
+            api_events::message_id,
+            api_events::thread_id,
+            user_invoice_line_item::token_type,
             user_invoice_line_item::quantity,
             user_invoice_line_item::unit_price,
             user_invoice_line_item::pricing_id,
             user_invoice_line_item::amount,
-            user_invoice_line_item::occurred_at,
+            api_events::occurred_at,
         )
     };
 }
 
-/// The select list of a resource line read back as a [`LineRow`].
+/// The select list of a resource line joined to its event and event type, read back as a [`LineRow`].
 macro_rules! resource_line_columns {
     () => {
         (
             resource_invoice_line_item::resource_line_item_id,
-            resource_invoice_line_item::event_id,
-            resource_invoice_line_item::message_id,
-            resource_invoice_line_item::thread_id,
+            api_events::event_id,
+            api_events::message_id,
+            api_events::thread_id,
             dim_event_types::event_name,
             resource_invoice_line_item::quantity,
             resource_invoice_line_item::unit_price,
             resource_invoice_line_item::resource_pricing_id,
             resource_invoice_line_item::amount,
-            resource_invoice_line_item::occurred_at,
+            api_events::occurred_at,
         )
     };
+}
+
+/// `$query` (a boxed query that includes `api_events`) narrowed to the events
+/// matching `$filter`'s user, thread and time window.
+macro_rules! filter_events {
+    ($query:expr, $filter:expr) => {{
+        let mut query = $query;
+        if let Some(user_id) = &$filter.user_id {
+            query = query.filter(api_events::user_id.eq(user_id.as_str()));
+        }
+        if let Some(thread_id) = $filter.thread_id {
+            query = query.filter(api_events::thread_id.eq(DbUuid(thread_id)));
+        }
+        if let Some(from) = $filter.from {
+            query = query.filter(api_events::occurred_at.ge(DbTime::new(from)));
+        }
+        if let Some(to) = $filter.to {
+            query = query.filter(api_events::occurred_at.lt(DbTime::new(to)));
+        }
+        query
+    }};
 }
 
 // ---------------------------------------------------------------- health
@@ -694,7 +715,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
         conn,
         user_thread_messages::table,
         new_messages,
-        returning user_thread_messages::message_id,
+        returning user_thread_messages::message_id => DbUuid,
         into inserted_messages
     );
 
@@ -725,64 +746,48 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
             created_at: now,
         });
     }
-    let mut inserted_events: HashSet<DbUuid> = HashSet::new();
-    insert_rows!(conn, api_events::table, new_events, returning api_events::event_id, into inserted_events);
+    // The key each new event's lines point at; events already stored are absent.
+    let mut inserted_events: HashMap<DbUuid, i64> = HashMap::new();
+    insert_rows!(
+        conn,
+        api_events::table,
+        new_events,
+        returning (api_events::event_id, api_events::event_seq) => (DbUuid, i64),
+        into inserted_events
+    );
 
     // Lines of the new events only: a duplicate event keeps the lines it was stored with.
     let mut ids = IdSequence::new();
-    let mut token_counts = Vec::new();
     let mut token_lines = Vec::new();
     let mut resource_lines = Vec::new();
-    for u in usages.iter().filter(|u| inserted_events.contains(&DbUuid(u.event_id))) {
-        let event_id = DbUuid(u.event_id);
-        let message_id = u.message_id.map(DbUuid);
-        let thread_id = u.thread_id.map(DbUuid);
-        let occurred_at = DbTime::new(u.occurred_at);
+    for u in &usages {
+        let Some(&event_seq) = inserted_events.get(&DbUuid(u.event_id)) else { continue };
         for line in &u.cost.lines {
             match &line.kind {
                 UsageKind::Resource(name) => resource_lines.push(NewResourceLine {
                     resource_line_item_id: DbUuid(ids.next_id()),
-                    event_id,
-                    user_id: u.user_id.clone(),
-                    thread_id,
-                    message_id,
+                    event_seq,
                     resource_pricing_id: DbUuid(line.price_version_id),
                     event_type_id: event_type_of(name)?,
                     quantity: DbDecimal(line.quantity),
                     unit_price: DbDecimal(line.unit_price),
                     amount: DbDecimal(line.amount),
-                    occurred_at,
                     created_at: now,
                 }),
-                _ => {
-                    let token_id = DbUuid(ids.next_id());
-                    token_counts.push(NewTokenCount {
-                        token_id,
-                        event_id,
-                        message_id,
-                        token_type: line.kind.as_str().to_string(),
-                        token_count: token_count(line)?,
-                        created_at: now,
-                    });
-                    token_lines.push(NewTokenLine {
-                        line_item_id: DbUuid(ids.next_id()),
-                        event_id,
-                        message_id,
-                        thread_id,
-                        user_id: u.user_id.clone(),
-                        token_id,
-                        pricing_id: DbUuid(line.price_version_id),
-                        quantity: DbDecimal(line.quantity),
-                        unit_price: DbDecimal(line.unit_price),
-                        amount: DbDecimal(line.amount),
-                        occurred_at,
-                        created_at: now,
-                    });
-                }
+                _ => token_lines.push(NewTokenLine {
+                    line_item_id: DbUuid(ids.next_id()),
+                    event_seq,
+                    token_type: line.kind.as_str().to_string(),
+                    token_count: token_count(line)?,
+                    pricing_id: DbUuid(line.price_version_id),
+                    quantity: DbDecimal(line.quantity),
+                    unit_price: DbDecimal(line.unit_price),
+                    amount: DbDecimal(line.amount),
+                    created_at: now,
+                }),
             }
         }
     }
-    insert_rows!(conn, message_tokens::table, token_counts);
     insert_rows!(conn, user_invoice_line_item::table, token_lines);
     insert_rows!(conn, resource_invoice_line_item::table, resource_lines);
 
@@ -795,7 +800,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     for m in messages.iter().filter(|m| inserted_messages.contains(&DbUuid(m.message_id))) {
         bump(DbUuid(m.thread_id), DbTime::new(m.created_at));
     }
-    for u in usages.iter().filter(|u| inserted_events.contains(&DbUuid(u.event_id))) {
+    for u in usages.iter().filter(|u| inserted_events.contains_key(&DbUuid(u.event_id))) {
         if let Some(thread_id) = u.thread_id {
             bump(DbUuid(thread_id), DbTime::new(u.occurred_at));
         }
@@ -822,7 +827,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
                 }
             }
             WriteOp::Usage(u) => {
-                if inserted_events.contains(&DbUuid(u.event_id)) && reported_events.insert(u.event_id) {
+                if inserted_events.contains_key(&DbUuid(u.event_id)) && reported_events.insert(u.event_id) {
                     outcome.inserted_events.push(u.event_id);
                 } else {
                     outcome.duplicate_events.push(u.event_id);
@@ -841,15 +846,16 @@ fn lines_by_event(conn: &mut Conn, event_ids: &[DbUuid]) -> Result<HashMap<Uuid,
     for chunk in event_ids.chunks(ID_CHUNK) {
         rows.extend(
             user_invoice_line_item::table
-                .inner_join(message_tokens::table)
-                .filter(user_invoice_line_item::event_id.eq_any(chunk))
+                .inner_join(api_events::table)
+                .filter(api_events::event_id.eq_any(chunk))
                 .select(token_line_columns!())
                 .load::<LineRow>(conn)?,
         );
         rows.extend(
             resource_invoice_line_item::table
+                .inner_join(api_events::table)
                 .inner_join(dim_event_types::table)
-                .filter(resource_invoice_line_item::event_id.eq_any(chunk))
+                .filter(api_events::event_id.eq_any(chunk))
                 .select(resource_line_columns!())
                 .load::<LineRow>(conn)?,
         );
@@ -925,20 +931,21 @@ pub(crate) fn thread_messages(conn: &mut Conn, thread_id: Uuid) -> Result<Vec<St
 /// Token and resource lines matching the filter, by time then kind.
 ///
 /// User, thread and time select events through `api_events`' indexes; lines are
-/// then found by event. Lines carry copies of those columns but no indexes on
-/// them, which keeps the persister's write path short.
+/// then found by their event's `event_seq`.
 pub(crate) fn usage_lines(conn: &mut Conn, filter: &LineFilter) -> Result<Vec<InvoiceLine>, StoreError> {
     conn.transaction(|conn| {
-        let mut tokens =
-            user_invoice_line_item::table.inner_join(message_tokens::table).select(token_line_columns!()).into_boxed();
-        let mut resources = resource_invoice_line_item::table
-            .inner_join(dim_event_types::table)
-            .select(resource_line_columns!())
-            .into_boxed();
-        if filter.user_id.is_some() || filter.thread_id.is_some() || filter.from.is_some() || filter.to.is_some() {
-            tokens = tokens.filter(user_invoice_line_item::event_id.eq_any(matching_events(filter)));
-            resources = resources.filter(resource_invoice_line_item::event_id.eq_any(matching_events(filter)));
-        }
+        let mut tokens = filter_events!(
+            user_invoice_line_item::table.inner_join(api_events::table).select(token_line_columns!()).into_boxed(),
+            filter
+        );
+        let mut resources = filter_events!(
+            resource_invoice_line_item::table
+                .inner_join(api_events::table)
+                .inner_join(dim_event_types::table)
+                .select(resource_line_columns!())
+                .into_boxed(),
+            filter
+        );
         if filter.uninvoiced_only {
             tokens = tokens.filter(user_invoice_line_item::invoice_id.is_null());
             resources = resources.filter(resource_invoice_line_item::invoice_id.is_null());
@@ -949,26 +956,6 @@ pub(crate) fn usage_lines(conn: &mut Conn, filter: &LineFilter) -> Result<Vec<In
         sort_invoice_lines(&mut lines);
         Ok(lines)
     })
-}
-
-/// Ids of the events matching the filter's user, thread and time window.
-fn matching_events(
-    filter: &LineFilter,
-) -> api_events::BoxedQuery<'_, Db, diesel::dsl::SqlTypeOf<api_events::event_id>> {
-    let mut events = api_events::table.select(api_events::event_id).into_boxed();
-    if let Some(user_id) = &filter.user_id {
-        events = events.filter(api_events::user_id.eq(user_id.as_str()));
-    }
-    if let Some(thread_id) = filter.thread_id {
-        events = events.filter(api_events::thread_id.eq(DbUuid(thread_id)));
-    }
-    if let Some(from) = filter.from {
-        events = events.filter(api_events::occurred_at.ge(DbTime::new(from)));
-    }
-    if let Some(to) = filter.to {
-        events = events.filter(api_events::occurred_at.lt(DbTime::new(to)));
-    }
-    events
 }
 
 /// Usage events matching the filter, newest first, with their cost lines.
@@ -990,32 +977,21 @@ pub(crate) fn usage_events(conn: &mut Conn, filter: &LineFilter, limit: i64) -> 
                 api_events::occurred_at,
             ))
             .into_boxed();
-        if let Some(user_id) = &filter.user_id {
-            query = query.filter(api_events::user_id.eq(user_id.as_str()));
-        }
-        if let Some(thread_id) = filter.thread_id {
-            query = query.filter(api_events::thread_id.eq(DbUuid(thread_id)));
-        }
+        query = filter_events!(query, filter);
         if filter.uninvoiced_only {
             query = query.filter(
-                api_events::event_id
+                api_events::event_seq
                     .eq_any(
                         user_invoice_line_item::table
                             .filter(user_invoice_line_item::invoice_id.is_null())
-                            .select(user_invoice_line_item::event_id),
+                            .select(user_invoice_line_item::event_seq),
                     )
-                    .or(api_events::event_id.eq_any(
+                    .or(api_events::event_seq.eq_any(
                         resource_invoice_line_item::table
                             .filter(resource_invoice_line_item::invoice_id.is_null())
-                            .select(resource_invoice_line_item::event_id),
+                            .select(resource_invoice_line_item::event_seq),
                     )),
             );
-        }
-        if let Some(from) = filter.from {
-            query = query.filter(api_events::occurred_at.ge(DbTime::new(from)));
-        }
-        if let Some(to) = filter.to {
-            query = query.filter(api_events::occurred_at.lt(DbTime::new(to)));
         }
         let rows: Vec<EventRow> = query
             .order((api_events::occurred_at.desc(), api_events::event_id.desc()))
@@ -1079,8 +1055,7 @@ pub(crate) fn create_invoice(conn: &mut Conn, invoice: &Invoice) -> Result<(), S
             claimed += diesel::update(
                 user_invoice_line_item::table
                     .filter(user_invoice_line_item::line_item_id.eq_any(chunk))
-                    .filter(user_invoice_line_item::invoice_id.is_null())
-                    .filter(user_invoice_line_item::user_id.eq(&invoice.user_id)),
+                    .filter(user_invoice_line_item::invoice_id.is_null()),
             )
             .set(user_invoice_line_item::invoice_id.eq(claim))
             .execute(conn)?;
@@ -1089,13 +1064,26 @@ pub(crate) fn create_invoice(conn: &mut Conn, invoice: &Invoice) -> Result<(), S
             claimed += diesel::update(
                 resource_invoice_line_item::table
                     .filter(resource_invoice_line_item::resource_line_item_id.eq_any(chunk))
-                    .filter(resource_invoice_line_item::invoice_id.is_null())
-                    .filter(resource_invoice_line_item::user_id.eq(&invoice.user_id)),
+                    .filter(resource_invoice_line_item::invoice_id.is_null()),
             )
             .set(resource_invoice_line_item::invoice_id.eq(claim))
             .execute(conn)?;
         }
-        if claimed != invoice.lines.len() {
+        // Lines name their user through their event: a claimed line of another user
+        // refuses the invoice (the transaction rolls back).
+        let foreign: i64 = user_invoice_line_item::table
+            .inner_join(api_events::table)
+            .filter(user_invoice_line_item::invoice_id.eq(claim))
+            .filter(api_events::user_id.ne(&invoice.user_id))
+            .count()
+            .get_result(conn)?;
+        let foreign_resources: i64 = resource_invoice_line_item::table
+            .inner_join(api_events::table)
+            .filter(resource_invoice_line_item::invoice_id.eq(claim))
+            .filter(api_events::user_id.ne(&invoice.user_id))
+            .count()
+            .get_result(conn)?;
+        if claimed != invoice.lines.len() || foreign + foreign_resources > 0 {
             return Err(unclaimable_line(conn, invoice, &token_ids, &resource_ids));
         }
         Ok(())
@@ -1107,12 +1095,9 @@ fn unclaimable_line(conn: &mut Conn, invoice: &Invoice, token_ids: &[DbUuid], re
     let mut found: HashMap<DbUuid, (String, Option<DbUuid>)> = HashMap::new();
     for chunk in token_ids.chunks(ID_CHUNK) {
         match user_invoice_line_item::table
+            .inner_join(api_events::table)
             .filter(user_invoice_line_item::line_item_id.eq_any(chunk))
-            .select((
-                user_invoice_line_item::line_item_id,
-                user_invoice_line_item::user_id,
-                user_invoice_line_item::invoice_id,
-            ))
+            .select((user_invoice_line_item::line_item_id, api_events::user_id, user_invoice_line_item::invoice_id))
             .load::<(DbUuid, String, Option<DbUuid>)>(conn)
         {
             Ok(rows) => found.extend(rows.into_iter().map(|(id, user, inv)| (id, (user, inv)))),
@@ -1121,10 +1106,11 @@ fn unclaimable_line(conn: &mut Conn, invoice: &Invoice, token_ids: &[DbUuid], re
     }
     for chunk in resource_ids.chunks(ID_CHUNK) {
         match resource_invoice_line_item::table
+            .inner_join(api_events::table)
             .filter(resource_invoice_line_item::resource_line_item_id.eq_any(chunk))
             .select((
                 resource_invoice_line_item::resource_line_item_id,
-                resource_invoice_line_item::user_id,
+                api_events::user_id,
                 resource_invoice_line_item::invoice_id,
             ))
             .load::<(DbUuid, String, Option<DbUuid>)>(conn)
@@ -1154,13 +1140,14 @@ fn lines_by_invoice(conn: &mut Conn, invoice_ids: &[DbUuid]) -> Result<HashMap<U
     for chunk in invoice_ids.chunks(ID_CHUNK) {
         rows.extend(
             user_invoice_line_item::table
-                .inner_join(message_tokens::table)
+                .inner_join(api_events::table)
                 .filter(user_invoice_line_item::invoice_id.eq_any(chunk))
                 .select((token_line_columns!(), user_invoice_line_item::invoice_id))
                 .load::<(LineRow, Option<DbUuid>)>(conn)?,
         );
         rows.extend(
             resource_invoice_line_item::table
+                .inner_join(api_events::table)
                 .inner_join(dim_event_types::table)
                 .filter(resource_invoice_line_item::invoice_id.eq_any(chunk))
                 .select((resource_line_columns!(), resource_invoice_line_item::invoice_id))

@@ -1,7 +1,6 @@
 //! SQLite copy of the shared queries (`queries.rs`).
 
 type Conn = diesel::sqlite::SqliteConnection;
-type Db = diesel::sqlite::Sqlite;
 
 /// Run `f` in a write transaction. BEGIN IMMEDIATE takes the write lock up front,
 /// so a transaction never has to upgrade a read lock mid-way (the upgrade is what

@@ -50,6 +50,19 @@ fn invoice_round_trip_and_second_invoice_conflicts(db: &TestDb) {
     let ghost = Invoice::new("alice".into(), None, None, vec![unknown], at("2025-04-03T00:00:00Z"));
     assert!(matches!(store.create_invoice(&ghost), Err(StoreError::NotFound(_))), "unknown line is NotFound");
 
+    // Lines name their user through their event: another user's line refuses the invoice.
+    let mut bobs = usage_for(&store, &thread, None, &tokens(10, 1), when);
+    bobs.user_id = "bob".into();
+    bobs.thread_id = None;
+    store.write_batch(&ops(&[], &[&bobs])).expect("write bob's usage");
+    let bob_lines = store.usage_lines(&uninvoiced("bob")).expect("bob's lines");
+    assert_eq!(bob_lines.len(), 2, "bob has two uninvoiced lines");
+    let stolen = Invoice::new("alice".into(), None, None, bob_lines.clone(), at("2025-04-04T00:00:00Z"));
+    let err = store.create_invoice(&stolen).expect_err("another user's lines");
+    assert!(matches!(&err, StoreError::Invalid(m) if m.contains("belongs to user bob")), "foreign line is Invalid: {err:?}");
+    assert!(store.get_invoice(stolen.id).expect("get").is_none(), "refused invoice does not exist");
+    assert_eq!(store.usage_lines(&uninvoiced("bob")).expect("bob's lines"), bob_lines, "bob's lines stay unclaimed");
+
     let paid = store.set_invoice_status(invoice.id, InvoiceStatus::Paid).expect("pay");
     assert_eq!(paid.status, InvoiceStatus::Paid, "status returned as paid");
     assert_eq!(paid.lines, invoice.lines, "lines unchanged by payment");

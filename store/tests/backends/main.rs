@@ -8,3 +8,4 @@ mod concurrency;
 mod invoices;
 mod prices;
 mod restart;
+mod upgrade;
