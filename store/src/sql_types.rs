@@ -6,18 +6,20 @@
 //! | type           | SQLite                                   | PostgreSQL    |
 //! |----------------|------------------------------------------|---------------|
 //! | `ExactDecimal` | TEXT, `Decimal`'s exact string           | NUMERIC       |
-//! | `UuidKey`      | TEXT, hyphenated lowercase               | UUID          |
-//! | `UtcInstant`   | TEXT, `2025-01-01T00:00:00.000000Z`      | TIMESTAMPTZ   |
+//! | `UuidKey`      | BLOB, the UUID's 16 bytes                | UUID          |
+//! | `UtcInstant`   | INTEGER, microseconds since the epoch    | TIMESTAMPTZ   |
 //!
 //! Instants are truncated to the microsecond on the way in ([`DbTime::new`]), the
 //! precision PostgreSQL keeps, so both backends give back exactly what they were given.
-//! The SQLite text form is fixed width, so comparing and ordering the text is
-//! comparing and ordering the instants.
+//! On SQLite, UUID bytes sort like their text and microseconds like the instants, so
+//! comparing and ordering the stored values is comparing and ordering ids and instants.
+//! (Until migration `2026-11-24-000001` SQLite stored both as text; the binary forms
+//! make rows and index entries about half as long.)
 
 use std::io::Write;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
@@ -26,17 +28,8 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-/// Text layout of an instant on SQLite: fixed width, microseconds, UTC.
-pub const SQLITE_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
-
-/// Years that fit the fixed-width four-digit text form.
-const FOUR_DIGIT_YEARS: std::ops::RangeInclusive<i32> = 0..=9999;
-
 /// Nanoseconds per microsecond, for truncating instants.
 const NANOS_PER_MICRO: u32 = 1_000;
-
-/// Nanoseconds per second (chrono marks a leap second with more).
-const NANOS_PER_SECOND: u32 = 1_000_000_000;
 
 /// Length in bytes of a binary UUID.
 const UUID_BYTES: usize = 16;
@@ -47,15 +40,15 @@ const UUID_BYTES: usize = 16;
 #[diesel(postgres_type(oid = 1700, array_oid = 1231))]
 pub struct ExactDecimal;
 
-/// UUID: TEXT on SQLite, UUID on PostgreSQL.
+/// UUID: BLOB (16 bytes) on SQLite, UUID on PostgreSQL.
 #[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
-#[diesel(sqlite_type(name = "Text"))]
+#[diesel(sqlite_type(name = "Binary"))]
 #[diesel(postgres_type(oid = 2950, array_oid = 2951))]
 pub struct UuidKey;
 
-/// UTC instant: fixed-width TEXT on SQLite, TIMESTAMPTZ on PostgreSQL.
+/// UTC instant: INTEGER microseconds since the Unix epoch on SQLite, TIMESTAMPTZ on PostgreSQL.
 #[derive(Debug, Clone, Copy, Default, diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
-#[diesel(sqlite_type(name = "Text"))]
+#[diesel(sqlite_type(name = "Long"))]
 #[diesel(postgres_type(oid = 1184, array_oid = 1185))]
 pub struct UtcInstant;
 
@@ -79,27 +72,6 @@ pub fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
     let nanos = at.nanosecond();
     // Truncating nanoseconds within the same second always yields a valid instant.
     at.with_nanosecond(nanos - nanos % NANOS_PER_MICRO).unwrap_or(at)
-}
-
-/// The SQLite text form of `at` ([`SQLITE_TIME_FORMAT`]), without strftime parsing:
-/// this runs for every timestamp of every row the persister writes.
-pub fn sqlite_time_text(at: DateTime<Utc>) -> String {
-    let (date, time) = (at.date_naive(), at.time());
-    let nanos = time.nanosecond();
-    if !FOUR_DIGIT_YEARS.contains(&date.year()) || nanos >= NANOS_PER_SECOND {
-        // Out-of-range years and leap seconds: rare, let chrono lay them out.
-        return at.format(SQLITE_TIME_FORMAT).to_string();
-    }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        date.year(),
-        date.month(),
-        date.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        nanos / NANOS_PER_MICRO
-    )
 }
 
 impl DbTime {
@@ -175,31 +147,40 @@ impl FromSql<ExactDecimal, Sqlite> for DbDecimal {
 
 impl ToSql<UuidKey, Sqlite> for DbUuid {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.0.hyphenated().to_string());
+        out.set_value(self.0.as_bytes().as_slice());
         Ok(IsNull::No)
     }
 }
 
 impl FromSql<UuidKey, Sqlite> for DbUuid {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = value.read_text();
-        Uuid::parse_str(text).map(DbUuid).map_err(|e| format!("stored id {text:?} is not a UUID: {e}").into())
+        let bytes = value.read_blob();
+        if bytes.len() != UUID_BYTES {
+            return Err(format!("a stored id is {UUID_BYTES} bytes, got {}", bytes.len()).into());
+        }
+        Uuid::from_slice(bytes).map(DbUuid).map_err(Into::into)
     }
+}
+
+/// The SQLite form of `at`: microseconds since the Unix epoch (`at` is already whole
+/// microseconds, see [`DbTime::new`]; a leap second counts as the next second's start).
+pub fn sqlite_micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
 }
 
 impl ToSql<UtcInstant, Sqlite> for DbTime {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(sqlite_time_text(self.0));
+        out.set_value(sqlite_micros(self.0));
         Ok(IsNull::No)
     }
 }
 
 impl FromSql<UtcInstant, Sqlite> for DbTime {
     fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = value.read_text();
-        DateTime::parse_from_rfc3339(text)
-            .map(|t| DbTime::new(t.with_timezone(&Utc)))
-            .map_err(|e| format!("stored instant {text:?} is not RFC 3339: {e}").into())
+        let micros = value.read_long();
+        DateTime::from_timestamp_micros(micros)
+            .map(DbTime)
+            .ok_or_else(|| format!("stored instant {micros} is out of range").into())
     }
 }
 
@@ -252,20 +233,14 @@ mod tests {
     use chrono::TimeZone;
 
     #[test]
-    fn sqlite_time_text_is_fixed_width_and_round_trips() {
+    fn sqlite_micros_order_like_the_instants_and_round_trip() {
         let at = Utc.timestamp_opt(1_700_000_000, 123_456_789).single().unwrap_or_default();
         let stored = DbTime::new(at);
-        let text = sqlite_time_text(stored.get());
-        assert_eq!(text, "2023-11-14T22:13:20.123456Z", "six fractional digits, UTC");
-        assert_eq!(text, stored.get().format(SQLITE_TIME_FORMAT).to_string(), "same text as the strftime layout");
-        let back = DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).ok();
-        assert_eq!(back, Some(stored.get()), "text parses back to the same instant");
-        let whole = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap_or_default();
-        assert_eq!(
-            sqlite_time_text(DbTime::new(whole).get()).len(),
-            text.len(),
-            "whole seconds keep the same width, so text order is time order"
-        );
+        assert_eq!(sqlite_micros(stored.get()), 1_700_000_000_123_456, "whole microseconds since the epoch");
+        assert_eq!(DateTime::from_timestamp_micros(sqlite_micros(stored.get())), Some(stored.get()), "round trips");
+        let before = Utc.timestamp_opt(-1, 999_999_000).single().unwrap_or_default();
+        assert!(sqlite_micros(before) < sqlite_micros(stored.get()), "instants before the epoch sort first");
+        assert_eq!(sqlite_micros(before), -1, "one microsecond before the epoch");
     }
 
     #[test]

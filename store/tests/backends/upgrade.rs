@@ -134,3 +134,43 @@ fn an_old_database_keeps_its_usage_lines_and_invoices(db: &TestDb) {
     assert_eq!(count(&store, "user_invoice_line_item"), 3);
     assert_eq!(count(&store, "resource_invoice_line_item"), 1);
 }
+
+/// The first layout's rows as text (token ids left out: they become line ids on the way up).
+fn first_layout_dump(conn: &mut SqliteConnection) -> Vec<Option<String>> {
+    use diesel::sql_types::{Nullable, Text};
+    use diesel::RunQueryDsl;
+    [
+        "SELECT group_concat(user_id || ' ' || created_at, ';') FROM (SELECT * FROM dim_users ORDER BY user_id)",
+        "SELECT group_concat(pricing_id || ' ' || effective_from || ' ' || coalesce(effective_to, '-'), ';')
+             FROM (SELECT * FROM dim_token_pricing ORDER BY pricing_id)",
+        "SELECT group_concat(event_id || ' ' || user_id || ' ' || coalesce(thread_id, '-') || ' ' || coalesce(message_id, '-')
+             || ' ' || quantity || ' ' || cost_total || ' ' || occurred_at || ' ' || created_at, ';')
+             FROM (SELECT * FROM api_events ORDER BY event_id)",
+        "SELECT group_concat(event_id || ' ' || coalesce(message_id, '-') || ' ' || token_type || ' ' || token_count, ';')
+             FROM (SELECT * FROM message_tokens ORDER BY event_id, token_type)",
+        "SELECT group_concat(line_item_id || ' ' || event_id || ' ' || user_id || ' ' || coalesce(thread_id, '-') || ' '
+             || pricing_id || ' ' || amount || ' ' || occurred_at || ' ' || coalesce(invoice_id, '-'), ';')
+             FROM (SELECT * FROM user_invoice_line_item ORDER BY line_item_id)",
+        "SELECT group_concat(resource_line_item_id || ' ' || event_id || ' ' || user_id || ' ' || amount || ' '
+             || occurred_at || ' ' || created_at, ';') FROM (SELECT * FROM resource_invoice_line_item)",
+        "SELECT group_concat(invoice_id || ' ' || user_id || ' ' || invoice_date || ' ' || status, ';') FROM user_invoices",
+    ]
+    .iter()
+    .map(|q| diesel::select(diesel::dsl::sql::<Nullable<Text>>(&format!("({q})"))).get_result(conn).expect(q))
+    .collect()
+}
+
+#[test]
+fn sqlite_down_migrations_give_back_the_first_layout() {
+    let db = TestDb::sqlite();
+    write_first_schema(&db);
+    let path = db.url.strip_prefix("sqlite://").expect("sqlite url");
+    let mut conn = SqliteConnection::establish(path).expect("sqlite");
+    let before = first_layout_dump(&mut conn);
+    assert!(before.iter().all(Option::is_some), "every table has rows: {before:?}");
+    conn.run_pending_migrations(SQLITE).expect("up");
+    while conn.applied_migrations().expect("applied").len() > 1 {
+        conn.revert_last_migration(SQLITE).expect("down");
+    }
+    assert_eq!(first_layout_dump(&mut conn), before, "the same rows, as text, after going up and down");
+}
