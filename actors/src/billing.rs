@@ -210,32 +210,34 @@ impl Handler<BillBatch> for BillingActor {
                 })
                 .collect()
         });
+        let ops: Vec<WriteOp> = events
+            .iter()
+            .zip(&priced)
+            .filter_map(|(e, c)| {
+                c.as_ref()
+                    .ok()
+                    .map(|c| WriteOp::Usage(usage_record(e, c.clone())))
+            })
+            .collect();
+        span.record("priced", ops.len());
+        let trace = span.in_scope(TraceContext::current);
+        // Handed to the persister now, not when the answer is first awaited: the persister
+        // (on its own arbiter) writes while this actor prices the batches behind this one.
+        let written = (!ops.is_empty()).then(|| {
+            self.persister.send(Persist {
+                ops,
+                trace: trace.clone(),
+            })
+        });
         let persister = self.persister.clone();
         let feed = self.feed.clone();
         let fut_span = span.clone();
         Box::pin(
             async move {
-                let ops: Vec<WriteOp> = events
-                    .iter()
-                    .zip(&priced)
-                    .filter_map(|(e, c)| {
-                        c.as_ref()
-                            .ok()
-                            .map(|c| WriteOp::Usage(usage_record(e, c.clone())))
-                    })
-                    .collect();
-                fut_span.record("priced", ops.len());
-                let trace = TraceContext::current();
                 let mut outcomes: HashMap<Uuid, Result<bool, ActorError>> =
-                    HashMap::with_capacity(ops.len());
-                if !ops.is_empty() {
-                    match persister
-                        .send(Persist {
-                            ops,
-                            trace: trace.clone(),
-                        })
-                        .await?
-                    {
+                    HashMap::with_capacity(events.len());
+                if let Some(written) = written {
+                    match written.await? {
                         Ok(outcome) => {
                             // A new id is inserted once: its first event in the batch gets it, repeats are duplicates.
                             let mut inserted: HashSet<Uuid> =

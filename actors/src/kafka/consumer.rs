@@ -6,9 +6,13 @@
 //! 1. collect a batch (up to `consumer_batch` records or `consumer_linger`);
 //! 2. deliver every record to the local BillingActor (`BillUsage` for a record of one
 //!    event, `BillBatch` for a record of several: one write for all of them, each event
-//!    still billed, deduped or dead-lettered on its own) and wait for all of them: billed (durable), a duplicate (already billed), or dead-lettered to
+//!    still billed, deduped or dead-lettered on its own) and wait for all of them: billed
+//!    (durable), a duplicate (already billed), or dead-lettered to
 //!    `inference-events.dlq` with the reason (malformed, unknown version,
 //!    unpriceable). Transient failures are retried with backoff, never skipped.
+//!    Records start as earlier ones finish, within a budget of records and bytes in
+//!    flight, so the persister writes the first records while later ones are still
+//!    being decoded and priced.
 //!
 //! Only then are offsets stored, per partition up to the first record not yet
 //! done; librdkafka commits stored offsets every `commit_interval`, before
@@ -61,6 +65,11 @@ const FETCH_WAIT_MAX: Duration = Duration::from_millis(100);
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// Most links from a batch span to its records' origins (the SDK keeps 128 per span by default).
 const MAX_BATCH_LINKS: usize = 128;
+/// Most records of a batch being billed at once.
+const MAX_RECORDS_IN_FLIGHT: usize = 1_024;
+/// Most payload bytes of a batch being billed at once (a full packed record of 250 events is
+/// about 60 KB): enough to keep the persister writing while the next records are priced.
+const MAX_BYTES_IN_FLIGHT: usize = 2 << 20;
 
 /// A running billing consumer. Dropping it does not stop it; call [`ConsumerHandle::shutdown`].
 pub struct ConsumerHandle {
@@ -300,18 +309,30 @@ impl Bridge {
             origin.link_to(&batch_span);
         }
         let mut done: Vec<Option<Handled>> = vec![None; n];
-        let mut inflight: FuturesUnordered<_> = batch
-            .iter()
-            .zip(&origins)
-            .enumerate()
-            .map(|(i, (m, origin))| {
-                let fut = handle_record(&self.billing, &self.producer, m, origin, &batch_span);
-                async move { (i, fut.await) }
-            })
-            .collect();
+        // Records are started as earlier ones finish, up to a budget of records and payload
+        // bytes: the first writes reach the persister after one record is decoded and priced
+        // (not after the whole batch), and later records are decoded and priced while earlier
+        // ones are written. Once stopping, nothing new starts.
+        let mut waiting = batch.iter().zip(&origins).enumerate().peekable();
+        let mut inflight = FuturesUnordered::new();
+        let mut inflight_bytes = 0usize;
         let mut drain_deadline: Option<tokio::time::Instant> = None;
         let mut stop = self.stop.clone();
         loop {
+            while drain_deadline.is_none() && !*stop.borrow() {
+                let Some((_, (m, _))) = waiting.peek() else { break };
+                let size = m.payload().map_or(0, <[u8]>::len);
+                if !inflight.is_empty()
+                    && (inflight.len() >= MAX_RECORDS_IN_FLIGHT
+                        || inflight_bytes + size > MAX_BYTES_IN_FLIGHT)
+                {
+                    break;
+                }
+                let Some((i, (m, origin))) = waiting.next() else { break };
+                inflight_bytes += size;
+                let fut = handle_record(&self.billing, &self.producer, m, origin, &batch_span);
+                inflight.push(async move { (i, size, fut.await) });
+            }
             let next = async {
                 match drain_deadline {
                     Some(d) => tokio::time::timeout_at(d, inflight.next())
@@ -324,7 +345,10 @@ impl Bridge {
             };
             tokio::select! {
                 r = next => match r {
-                    Some(Some((i, h))) => done[i] = Some(h),
+                    Some(Some((i, size, h))) => {
+                        done[i] = Some(h);
+                        inflight_bytes -= size;
+                    }
                     // All finished, or the drain deadline passed.
                     _ => break,
                 },
