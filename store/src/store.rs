@@ -185,8 +185,9 @@ impl Store {
     ///
     /// A message or usage event id already stored (or repeated in the batch) is
     /// skipped and reported as a duplicate. Usage rows go to `api_events`, token
-    /// lines to `message_tokens` + `user_invoice_line_item`, resource lines to
-    /// `resource_invoice_line_item`, each with its `CostLine::price_version_id`.
+    /// lines (with their counts, read back through the `message_tokens` view) to
+    /// `user_invoice_line_item`, resource lines to `resource_invoice_line_item`,
+    /// each with its `CostLine::price_version_id` and its event's `event_seq`.
     /// Missing users are created; an unknown model, event type or thread (of a
     /// message) is `Invalid` and nothing is written. Threads' `updated_at` moves
     /// forward to their newest message or usage.
