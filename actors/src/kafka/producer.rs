@@ -138,6 +138,7 @@ fn build(config: &KafkaConfig) -> Result<FutureProducer, ActorError> {
             "queue.buffering.max.messages",
             DEFAULT_QUEUE_MAX_MESSAGES.to_string(),
         )
+        // lz4 was measured: tansu 0.6 then took acceptance from ~70k to ~19k events/s.
         .set("compression.type", "none")
         .create()
         .map_err(|e| kafka_error("creating the producer", &e))
