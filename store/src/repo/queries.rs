@@ -719,7 +719,9 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
         into inserted_messages
     );
 
-    // Usage events.
+    // Usage events, each user's together (stable: a user's events keep their order). The
+    // (user_id, occurred_at) index then takes its inserts in key order, page after page.
+    usages.sort_by(|a, b| a.user_id.cmp(&b.user_id));
     let mut new_events = Vec::with_capacity(usages.len());
     for u in &usages {
         let token_total: Decimal = u.cost.lines.iter().filter(|l| l.kind.is_token()).map(|l| l.quantity).sum();
