@@ -68,7 +68,7 @@ const MAX_BATCH_LINKS: usize = 128;
 /// Most records of a batch being billed at once.
 const MAX_RECORDS_IN_FLIGHT: usize = 1_024;
 /// Most payload bytes of a batch being billed at once (a full packed record of 250 events is
-/// about 60 KB): enough to keep the persister writing while the next records are priced.
+/// about 75 KB): enough to keep the persister writing while the next records are priced.
 const MAX_BYTES_IN_FLIGHT: usize = 2 << 20;
 
 /// A running billing consumer. Dropping it does not stop it; call [`ConsumerHandle::shutdown`].
