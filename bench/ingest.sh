@@ -31,6 +31,18 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+# cpu NAME...: CPU seconds (user+system) each started process has used so far, one line.
+TICKS=$(getconf CLK_TCK)
+cpu() {
+  local line="cpu (s):" i=0
+  for name in "$@"; do
+    local pid=${PIDS[$i]}
+    line+=" $name $(awk -v t="$TICKS" '{printf "%.2f", ($14+$15)/t}' "/proc/$pid/stat" 2>/dev/null || echo '?')"
+    i=$((i + 1))
+  done
+  echo "$line"
+}
+TIMEFORMAT='cpu (s): driver %U user + %S sys'
 
 # start NAME ARGS...: run the binary in the background; sets URL to the address it prints.
 start() {
@@ -50,7 +62,8 @@ echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, l
 if [ "$MODE" = embedded ] || [ "$MODE" = all ]; then
   echo "== embedded: tally serve (SQLite), $N events" >&2
   start node serve --bind 127.0.0.1:0 --database-url "sqlite://$WORK/embedded.db"
-  "$DRIVER" --mode embedded --url "$URL" --events "$N" --batch "$BATCH" --concurrency "$CONC" --users "$USERS"
+  time "$DRIVER" --mode embedded --url "$URL" --events "$N" --batch "$BATCH" --concurrency "$CONC" --users "$USERS"
+  cpu node
   cleanup; PIDS=()
 fi
 
@@ -70,7 +83,9 @@ if [ "$MODE" = cluster ] || [ "$MODE" = all ]; then
   KAFKA=(--kafka-brokers "$TALLY_TEST_KAFKA_BROKERS" --kafka-topic-prefix "$PREFIX")
   echo "== cluster: tansu + tally collector + tally serve ($DB), $N events" >&2
   start node serve --bind 127.0.0.1:0 --database-url "$DB" --node-id bench-node "${KAFKA[@]}"
+  NODE_URL=$URL
   start collector collector --bind 127.0.0.1:0 --node-id bench-collector "${KAFKA[@]}"
-  "$DRIVER" --mode cluster --url "$URL" --events "$N" --batch "$BATCH" --concurrency "$CONC" --users "$USERS" \
-    --kafka-brokers "$TALLY_TEST_KAFKA_BROKERS" --kafka-topic-prefix "$PREFIX"
+  time "$DRIVER" --mode cluster --url "$URL" --events "$N" --batch "$BATCH" --concurrency "$CONC" --users "$USERS" \
+    --kafka-brokers "$TALLY_TEST_KAFKA_BROKERS" --kafka-topic-prefix "$PREFIX" --node-url "$NODE_URL"
+  cpu tansu node collector
 fi

@@ -6,6 +6,9 @@
 //! Cluster mode (`--mode cluster`, a `tally collector` + `tally serve` nodes): acceptance is the
 //! collector's answer (the broker acknowledged), pricing is the node's `processed-events` record
 //! (`priced_at`, written after the commit); the driver reads that topic until it saw every event.
+//! With `--node-url`, it first waits until the nodes' `tally_events_priced_total` (GET /metrics)
+//! reaches N, so its reading does not take CPU from the nodes while they bill (the latencies come
+//! from the records' `priced_at` either way).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -46,6 +49,25 @@ struct Args {
     kafka_brokers: Option<String>,
     #[arg(long, default_value = "")]
     kafka_topic_prefix: String,
+    /// Cluster mode: base URLs of the billing nodes (comma-separated); the driver waits until
+    /// their `/metrics` count every event as priced before it reads `processed-events`.
+    #[arg(long)]
+    node_url: Option<String>,
+}
+
+/// Sum of `tally_events_priced_total` over the nodes' `/metrics`.
+async fn priced_count(client: &reqwest::Client, nodes: &[String]) -> u64 {
+    let mut sum = 0;
+    for node in nodes {
+        let Ok(r) = client.get(format!("{}/metrics", node.trim_end_matches('/'))).send().await else { continue };
+        let text = r.text().await.unwrap_or_default();
+        sum += text
+            .lines()
+            .filter(|l| l.starts_with("tally_events_priced_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    sum
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -169,6 +191,13 @@ async fn main() {
             );
         }
         Some((brokers, topic, n)) => {
+            if let Some(nodes) = &args.node_url {
+                let nodes: Vec<String> = nodes.split(',').map(str::to_string).collect();
+                let deadline = Instant::now() + Duration::from_secs(600);
+                while priced_count(&client, &nodes).await < n as u64 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             let priced = tokio::task::spawn_blocking(move || read_priced(&brokers, &topic, n, Duration::from_secs(600))).await.unwrap();
             let acc = accepted_at.lock().unwrap();
             let mut lat: Vec<f64> = Vec::with_capacity(priced.len());

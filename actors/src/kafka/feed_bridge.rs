@@ -32,7 +32,7 @@ use crate::error::ActorError;
 use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{Batch, Envelope, ProcessedEvent, ProcessedRecord};
+use crate::kafka::envelope::{unpack, Batch, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
@@ -41,8 +41,9 @@ use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
 const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for published records to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-/// `fetch.wait.max.ms` of the inbound reader: dashboards want freshness.
-const FETCH_WAIT_MAX: Duration = Duration::from_millis(50);
+/// `fetch.wait.max.ms` of the inbound reader: other nodes' events reach the dashboard within
+/// about this long (tansu holds each fetch ~half of it; see the billing consumer's note).
+const FETCH_WAIT_MAX: Duration = Duration::from_millis(250);
 /// Pause after a consumer error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 
@@ -234,7 +235,15 @@ async fn republish_remote(
                 continue;
             }
         };
-        let body = msg.payload().unwrap_or_default();
+        let raw = msg.payload().unwrap_or_default();
+        let body = match unpack(raw) {
+            Ok(text) => text,
+            Err(e) => {
+                dead_letter(&producer, &msg, raw, &e).await;
+                continue;
+            }
+        };
+        let body = body.as_ref();
         if published_by(body) == Some(config.node_id.as_str()) {
             // This node's own record (the bulk of what it reads when it bills a lot): skipped
             // without decoding its events.

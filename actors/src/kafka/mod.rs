@@ -25,8 +25,9 @@ pub use consumer::{start_billing_consumer, ConsumerHandle};
 pub use dlq::{DeadLetter, DeadLetterRecord};
 pub use envelope::{
     Batch, ChatMessageRecord, Envelope, InferenceBatch, InferenceEvent, InferenceRecord, ProcessedBatch, ProcessedEvent,
-    ProcessedRecord, Record, TokenMetrics, SCHEMA_VERSION,
+    ProcessedRecord, Record, TokenMetrics, COMPRESS_MIN_BYTES, LZ4_FRAME_MAGIC, MAX_UNPACKED_BYTES, SCHEMA_VERSION,
 };
+pub use envelope::{pack, unpack};
 pub use feed_bridge::{start_feed_bridge, FeedBridgeHandle};
 pub use producer::{pack_by_partition, partition_for_user, KafkaProducer, MAX_EVENTS_PER_RECORD};
 pub use topics::{ensure_topics, KeyKind, Topic};

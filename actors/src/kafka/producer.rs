@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::error::ActorError;
 use crate::kafka::config::KafkaConfig;
-use crate::kafka::envelope::{with_trace, Envelope};
+use crate::kafka::envelope::{pack, with_trace, Envelope};
 use crate::kafka::kafka_error;
 use crate::kafka::topics::{KeyKind, Topic};
 
@@ -235,6 +235,8 @@ impl KafkaProducer {
     ) -> impl Future<Output = Result<Delivered, ActorError>> + Send + 'static {
         let name = self.config.topic(topic);
         let sent = envelope.encode().map(|body| {
+            // Packed records on the usage topics travel compressed (see `envelope::pack`).
+            let body = if topic.key_kind() == KeyKind::User { pack(body) } else { body };
             let to = Destination { topic: &name, partition };
             self.send_traced(to, key, &body, OwnedHeaders::new(), Some(envelope.event_id), trace)
         });
