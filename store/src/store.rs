@@ -105,6 +105,13 @@ impl Store {
         run!(self, read, row_counts())
     }
 
+    /// Whether the next write would run with foreign keys enforced (diagnostics, tests):
+    /// always on PostgreSQL; on SQLite, a connection's setting, which only the persister's
+    /// batch turns off, for its own transaction.
+    pub fn foreign_keys_enforced(&self) -> Result<bool, StoreError> {
+        run!(self, write, foreign_keys_enforced())
+    }
+
     /// Insert a user; `Conflict` when the id is taken. Returns it as stored (time to the microsecond).
     pub fn create_user(&self, user: &UserRecord) -> Result<UserRecord, StoreError> {
         run!(self, write, create_user(user))

@@ -11,4 +11,17 @@ fn write_tx<T>(
     diesel::Connection::transaction(conn, f)
 }
 
+/// The persister's batch: an ordinary write transaction (foreign keys stay enforced).
+fn bulk_write_tx<T>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Conn) -> Result<T, crate::error::StoreError>,
+) -> Result<T, crate::error::StoreError> {
+    write_tx(conn, f)
+}
+
+/// PostgreSQL always enforces foreign keys.
+pub(crate) fn foreign_keys_enforced(_conn: &mut Conn) -> Result<bool, crate::error::StoreError> {
+    Ok(true)
+}
+
 include!("queries.rs");

@@ -629,7 +629,7 @@ pub(crate) fn write_batch(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutco
     if ops.is_empty() {
         return Ok(BatchOutcome::default());
     }
-    write_tx(conn, |conn| write_batch_tx(conn, ops))
+    bulk_write_tx(conn, |conn| write_batch_tx(conn, ops))
 }
 
 fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
@@ -674,6 +674,36 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
             }
         }
     }
+    // Price versions the lines name (a handful per batch): all must exist.
+    let mut token_prices: BTreeSet<DbUuid> = BTreeSet::new();
+    let mut resource_prices: BTreeSet<DbUuid> = BTreeSet::new();
+    for line in usages.iter().flat_map(|u| &u.cost.lines) {
+        match line.kind {
+            UsageKind::Resource(_) => resource_prices.insert(DbUuid(line.price_version_id)),
+            _ => token_prices.insert(DbUuid(line.price_version_id)),
+        };
+    }
+    let token_prices: Vec<DbUuid> = token_prices.into_iter().collect();
+    let resource_prices: Vec<DbUuid> = resource_prices.into_iter().collect();
+    let mut known_prices: HashSet<DbUuid> = HashSet::new();
+    for chunk in token_prices.chunks(ID_CHUNK) {
+        let found: Vec<DbUuid> = dim_token_pricing::table
+            .filter(dim_token_pricing::pricing_id.eq_any(chunk))
+            .select(dim_token_pricing::pricing_id)
+            .load(conn)?;
+        known_prices.extend(found);
+    }
+    for chunk in resource_prices.chunks(ID_CHUNK) {
+        let found: Vec<DbUuid> = dim_resource_pricing::table
+            .filter(dim_resource_pricing::resource_pricing_id.eq_any(chunk))
+            .select(dim_resource_pricing::resource_pricing_id)
+            .load(conn)?;
+        known_prices.extend(found);
+    }
+    if let Some(missing) = token_prices.iter().chain(&resource_prices).find(|p| !known_prices.contains(*p)) {
+        return Err(StoreError::Invalid(format!("price version {} does not exist", missing.0)));
+    }
+
     let thread_ids: BTreeSet<DbUuid> = messages.iter().map(|m| DbUuid(m.thread_id)).collect();
     let thread_ids: Vec<DbUuid> = thread_ids.into_iter().collect();
     let mut known_threads = HashSet::new();

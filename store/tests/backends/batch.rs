@@ -230,6 +230,21 @@ fn unknown_model_rolls_back_the_whole_batch(db: &TestDb) {
     let err = store.write_batch(&ops(&[&orphan], &[])).expect_err("unknown thread");
     assert!(matches!(err, StoreError::Invalid(_)), "message in an unknown thread is Invalid: {err:?}");
     assert_eq!(store.row_counts().expect("counts"), before, "still nothing written");
+
+    // A line priced at a version the database does not have (SQLite writes the batch
+    // without foreign-key enforcement: the batch checks this itself).
+    let mut unpriced = UsageRecord { event_id: Uuid::now_v7(), ..priced.clone() };
+    let ghost = Uuid::now_v7();
+    unpriced.cost.lines[1].price_version_id = ghost;
+    let err = store.write_batch(&ops(&[&good], &[&priced, &unpriced])).expect_err("unknown price version");
+    assert!(
+        matches!(&err, StoreError::Invalid(m) if m.contains(&ghost.to_string())),
+        "an unknown price version is Invalid and named: {err:?}"
+    );
+    assert_eq!(store.row_counts().expect("counts"), before, "nothing from that batch either");
+    assert!(store.foreign_keys_enforced().expect("pragma"), "enforcement is back on after a refused batch");
+    store.write_batch(&ops(&[&good], &[&priced])).expect("the good part alone");
+    assert!(store.foreign_keys_enforced().expect("pragma"), "and after a committed one");
 }
 
 fn usage_of_an_unknown_user_creates_the_user(db: &TestDb) {
@@ -297,4 +312,23 @@ fn large_partly_stored_batch_reports_each_id_once(db: &TestDb) {
     for (s, u) in stored.iter().zip(&usages) {
         assert_eq!(s.cost.as_ref(), Some(&u.cost), "message {} has exactly its usage's cost", s.message.content);
     }
+}
+
+/// SQLite writes the persister's batch with foreign keys off; the connection must enforce them
+/// again afterwards. An in-memory store has exactly one connection, the one the batch used.
+#[test]
+fn sqlite_enforces_foreign_keys_again_after_a_batch() {
+    let store = tally_store::Store::open("sqlite::memory:").expect("open");
+    store.seed(&crate::common::catalog()).expect("seed");
+    assert!(store.foreign_keys_enforced().expect("pragma"), "on from the start");
+    // A thread of another database: only its ids are used, and they are dropped below.
+    let db = TestDb::sqlite();
+    let (_, thread) = seeded(&db);
+    let when = at("2025-03-01T10:00:00Z");
+    let mut usage = usage_for(&store, &thread, None, &tokens(10, 10), when);
+    usage.thread_id = None;
+    usage.user_id = "erin".into();
+    store.write_batch(&ops(&[], &[&usage])).expect("write");
+    assert_eq!(store.usage_lines(&uninvoiced("erin")).expect("lines").len(), 2, "written");
+    assert!(store.foreign_keys_enforced().expect("pragma"), "on again after the batch");
 }
