@@ -42,7 +42,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tally_observability::TraceContext;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::field::Empty;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -63,9 +63,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 ///
 /// tansu 0.6 holds every fetch for this long whether data came or not (half of it from
 /// 250 ms up) and answers with what it read before waiting, so this sets both how often an
-/// idle consumer polls and the latency it adds. Measured with one node: at 100 ms here and
-/// 50 ms in the feed bridge the idle broker used ~21% of a core, at 250 ms each ~6%.
-const FETCH_WAIT_MAX: Duration = Duration::from_millis(250);
+/// idle consumer polls and the latency it adds. Measured with one node (bench/ingest.sh,
+/// idle broker's CPU with the feed bridge at 250 ms): 50 ms here, ~16% of a core idle and
+/// 42-47k events/s billed; 100 ms, ~11% and 46-51k; 250 ms, ~6% and 43-46k (the first
+/// records wait up to two holds before the node sees them).
+const FETCH_WAIT_MAX: Duration = Duration::from_millis(100);
 /// Pause after a consumer error before polling again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 /// Most links from a batch span to its records' origins (the SDK keeps 128 per span by default).
@@ -179,6 +181,7 @@ pub async fn start_billing_consumer(
         consumer: Arc::new(consumer),
         rebalances,
         stop: stop_rx,
+        decoders: Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
     };
     actix::spawn(async move {
         let result = bridge.run().await;
@@ -200,6 +203,8 @@ struct Bridge {
     consumer: Arc<BridgeConsumer>,
     rebalances: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
+    /// Records being decoded at once (one per core).
+    decoders: Semaphore,
 }
 
 /// What happened to one record.
@@ -335,7 +340,7 @@ impl Bridge {
                 }
                 let Some((i, (m, origin))) = waiting.next() else { break };
                 inflight_bytes += size;
-                let fut = handle_record(&self.billing, &self.producer, m, origin, &batch_span);
+                let fut = handle_record(&self.billing, &self.producer, &self.decoders, m, origin, &batch_span);
                 inflight.push(async move { (i, size, fut.await) });
             }
             let next = async {
@@ -439,6 +444,7 @@ fn offsets_to_store<'a>(
 async fn handle_record(
     billing: &Addr<BillingActor>,
     producer: &KafkaProducer,
+    decoders: &Semaphore,
     msg: &OwnedMessage,
     origin: &TraceContext,
     batch: &tracing::Span,
@@ -458,7 +464,7 @@ async fn handle_record(
     );
     // Before the span starts: a record without a (valid) context stays under the batch span.
     origin.attach(&span);
-    let handled = bill_or_dead_letter(billing, producer, msg, origin)
+    let handled = bill_or_dead_letter(billing, producer, decoders, msg, origin)
         .instrument(span.clone())
         .await;
     span.record("outcome", handled.as_str());
@@ -472,6 +478,7 @@ async fn handle_record(
 async fn bill_or_dead_letter(
     billing: &Addr<BillingActor>,
     producer: &KafkaProducer,
+    decoders: &Semaphore,
     msg: &OwnedMessage,
     origin: &TraceContext,
 ) -> Handled {
@@ -480,13 +487,17 @@ async fn bill_or_dead_letter(
     let trace = TraceContext::current().or(origin.clone());
     let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
     // Unpacked and decoded on the blocking pool: a packed record is ~0.5 ms of CPU, which
-    // would otherwise hold up the actors sharing this thread.
+    // would otherwise hold up the actors sharing this thread. A few at a time, in turn (the
+    // semaphore is fair): hundreds of records decoded at once would all finish late, and the
+    // persister would wait for the first of them.
     let raw = msg.payload().map(<[u8]>::to_vec).unwrap_or_default();
-    let (body, decoded) = match tokio::task::spawn_blocking(move || decode_record(raw)).await {
-        Ok(done) => done,
-        // Only if the blocking task could not run to completion: decode here instead.
-        Err(_) => decode_record(msg.payload().map(<[u8]>::to_vec).unwrap_or_default()),
+    let decoded = match decoders.acquire().await {
+        Ok(_permit) => tokio::task::spawn_blocking(move || decode_record(raw)).await.ok(),
+        Err(_) => None,
     };
+    // Only if the blocking task could not run to completion: decode here instead.
+    let (body, decoded) =
+        decoded.unwrap_or_else(|| decode_record(msg.payload().map(<[u8]>::to_vec).unwrap_or_default()));
     match decoded {
         Err(e) => dead_letter(producer, msg, key, None, &body, &e, &trace).await,
         Ok(InferenceRecord::One(env)) => bill_one(billing, producer, msg, key, env, &body, &trace).await,

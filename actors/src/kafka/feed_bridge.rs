@@ -41,7 +41,8 @@ const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for published records to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// `fetch.wait.max.ms` of the inbound reader: other nodes' events reach the dashboard within
-/// about this long (tansu holds each fetch ~half of it; see the billing consumer's note).
+/// about this long (tansu holds each fetch ~half of it; see the billing consumer's note). At
+/// 50 ms, with the consumer at 100 ms, the idle broker used ~21% of a core; at 250 ms ~11%.
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(250);
 /// Pause after a consumer error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
