@@ -31,7 +31,7 @@ use crate::error::ActorError;
 use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{pack, unpack, Batch, Envelope, ProcessedEvent, ProcessedRecord};
+use crate::kafka::envelope::{pack, unpack, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, Destination, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
@@ -216,20 +216,77 @@ struct EncodedRecord {
     body: Vec<u8>,
 }
 
+/// [`processed_of`]'s envelope, borrowed from the feed event instead of copied: the same
+/// fields in the same order, so the JSON is the same byte for byte (tested).
+#[derive(serde::Serialize)]
+struct EnvelopeRef<'a, T> {
+    schema_version: u32,
+    event_id: Uuid,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    producer: &'a str,
+    payload: T,
+}
+
+type ProcessedRef<'a> = EnvelopeRef<'a, ProcessedPayloadRef<'a>>;
+
+/// [`ProcessedEvent`], borrowed.
+#[derive(serde::Serialize)]
+struct ProcessedPayloadRef<'a> {
+    user_id: &'a str,
+    model: &'a str,
+    cost_total: rust_decimal::Decimal,
+    duplicate: bool,
+    priced_at: chrono::DateTime<chrono::Utc>,
+    node_id: &'a str,
+    thread_id: Option<Uuid>,
+    message_id: Option<Uuid>,
+    cost: &'a tally_domain::Cost,
+}
+
+fn processed_ref<'a>(event: &'a UsagePriced, node_id: &'a str) -> ProcessedRef<'a> {
+    EnvelopeRef {
+        schema_version: crate::kafka::envelope::SCHEMA_VERSION,
+        event_id: event.event_id,
+        occurred_at: event.occurred_at,
+        producer: node_id,
+        payload: ProcessedPayloadRef {
+            user_id: &event.user_id,
+            model: &event.model,
+            cost_total: event.cost.total,
+            duplicate: false,
+            priced_at: event.committed_at,
+            node_id,
+            thread_id: event.thread_id,
+            message_id: event.message_id,
+            cost: &event.cost,
+        },
+    }
+}
+
 /// The records this node's events of one write go out in (events other nodes billed are
 /// theirs to publish): one event as itself, several of a partition as a batch.
 fn encode_local(batch: &[UsagePriced], node_id: &str, partitions: i32) -> Vec<EncodedRecord> {
+    #[derive(serde::Serialize)]
+    struct BatchRef<'a> {
+        events: Vec<ProcessedRef<'a>>,
+    }
+    let invalid = |e: serde_json::Error| ActorError::Invalid { code: "invalid_envelope", message: format!("encoding envelope: {e}") };
     let mine: Vec<&UsagePriced> = batch.iter().filter(|e| e.origin.is_none()).collect();
     let mut out = Vec::new();
     for group in records_of(&mine, partitions) {
         let Some(first) = group.first() else { continue };
         let encoded = if let [one] = group.as_slice() {
-            let env = processed_of(one, node_id);
-            env.encode().map(|body| (env.event_id, body))
+            serde_json::to_vec(&processed_ref(one, node_id)).map(|body| (one.event_id, body)).map_err(invalid)
         } else {
-            let events = group.iter().map(|e| processed_of(e, node_id)).collect();
-            let env = Envelope::new(tally_domain::new_id(), first.occurred_at, node_id.to_string(), Batch { events });
-            env.encode().map(|body| (env.event_id, pack(body)))
+            let events = group.iter().map(|e| processed_ref(e, node_id)).collect();
+            let env = EnvelopeRef {
+                schema_version: crate::kafka::envelope::SCHEMA_VERSION,
+                event_id: tally_domain::new_id(),
+                occurred_at: first.occurred_at,
+                producer: node_id,
+                payload: BatchRef { events },
+            };
+            serde_json::to_vec(&env).map(|body| (env.event_id, pack(body))).map_err(invalid)
         };
         match encoded {
             Ok((record_id, body)) => out.push(EncodedRecord {
@@ -383,6 +440,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::kafka::envelope::{Batch, LZ4_FRAME_MAGIC};
     use crate::kafka::producer::MAX_EVENTS_PER_RECORD;
 
     fn event() -> UsagePriced {
@@ -407,6 +465,29 @@ mod tests {
             origin: None,
             trace: TraceContext::none(),
         }
+    }
+
+    #[test]
+    fn published_records_are_the_owned_envelopes_json_byte_for_byte() {
+        let a = event();
+        let mut b = event();
+        b.message_id = Some(Uuid::now_v7());
+        let mut remote = event();
+        remote.origin = Some("node-b".into());
+        // Same user: one partition, one record.
+        let write = vec![a.clone(), remote, b.clone()];
+        let records = encode_local(&write, "node-a", 3);
+        assert_eq!(records.len(), 1, "this node's two events in one record; the remote one is not published");
+        let r = &records[0];
+        assert!(r.body.starts_with(&LZ4_FRAME_MAGIC) || r.body.len() < crate::kafka::envelope::COMPRESS_MIN_BYTES);
+        let text = unpack(&r.body).map(|t| t.into_owned()).unwrap_or_default();
+        let owned = Envelope::new(r.record_id, a.occurred_at, "node-a", Batch { events: vec![processed_of(&a, "node-a"), processed_of(&b, "node-a")] });
+        assert_eq!(String::from_utf8_lossy(&text), String::from_utf8_lossy(&owned.encode().unwrap_or_default()), "a batch");
+        let one = encode_local(std::slice::from_ref(&a), "node-a", 3);
+        let owned_one = processed_of(&a, "node-a").encode().unwrap_or_default();
+        assert_eq!(one.len(), 1, "one record");
+        assert_eq!(String::from_utf8_lossy(&one[0].body), String::from_utf8_lossy(&owned_one), "a lone event");
+        assert_eq!(one[0].record_id, a.event_id, "a lone event's record id is its own");
     }
 
     #[test]
