@@ -151,7 +151,8 @@ pub fn pack(body: Vec<u8>) -> Vec<u8> {
     if body.len() < COMPRESS_MIN_BYTES {
         return body;
     }
-    let info = lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max256KB);
+    // 64 KiB blocks: a reader that wants only the start (`producer_in_prefix`) unpacks one.
+    let info = lz4_flex::frame::FrameInfo::new().block_size(lz4_flex::frame::BlockSize::Max64KB);
     let mut frame = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::with_capacity(body.len() / 4));
     let written = std::io::Write::write_all(&mut frame, &body).map_err(lz4_flex::frame::Error::from);
     match written.and_then(|()| frame.finish()) {
@@ -179,6 +180,48 @@ pub fn unpack(body: &[u8]) -> Result<Cow<'_, [u8]>, ActorError> {
         Ok(_) => Ok(Cow::Owned(text)),
         Err(e) => Err(ActorError::Invalid { code: "invalid_compression", message: format!("undecodable LZ4 frame: {e}") }),
     }
+}
+
+/// How much of a record's JSON [`producer_in_prefix`] looks at.
+const PREFIX_BYTES: usize = 256;
+
+/// The `producer` of a record written by this build, read from the start of its JSON alone
+/// (for a compressed record, its first block is unpacked, not the rest). `None` unless the
+/// start is exactly this build's layout, `{"schema_version":N,"event_id":"<uuid>",
+/// "occurred_at":"<time>","producer":"<name>"`, with a name of letters, digits, `.`, `_`,
+/// `-`; the caller then reads the whole record. Lets a node skip its own records on
+/// `processed-events` without unpacking and scanning each (~0.2 ms for 250 events).
+pub fn producer_in_prefix(body: &[u8]) -> Option<String> {
+    let mut buf = [0u8; PREFIX_BYTES];
+    let text: &[u8] = if body.starts_with(&LZ4_FRAME_MAGIC) {
+        let mut frame = lz4_flex::frame::FrameDecoder::new(body);
+        let mut n = 0;
+        while n < buf.len() {
+            match frame.read(&mut buf[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        &buf[..n]
+    } else {
+        &body[..body.len().min(PREFIX_BYTES)]
+    };
+    fn take_while(s: &[u8], ok: impl Fn(u8) -> bool) -> (&[u8], &[u8]) {
+        let n = s.iter().take_while(|b| ok(**b)).count();
+        s.split_at(n)
+    }
+    let rest = text.strip_prefix(br#"{"schema_version":"#)?;
+    let (version, rest) = take_while(rest, |b| b.is_ascii_digit());
+    let rest = rest.strip_prefix(br#","event_id":""#).filter(|_| !version.is_empty())?;
+    let (id, rest) = take_while(rest, |b| b.is_ascii_hexdigit() || b == b'-');
+    let rest = rest.strip_prefix(br#"","occurred_at":""#).filter(|_| id.len() == 36)?;
+    let (at, rest) = take_while(rest, |b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'+' | b'-'));
+    let rest = rest.strip_prefix(br#"","producer":""#).filter(|_| !at.is_empty())?;
+    let (name, rest) = take_while(rest, |b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty() || !rest.starts_with(b"\"") {
+        return None;
+    }
+    String::from_utf8(name.to_vec()).ok()
 }
 
 fn unknown_version(v: u32) -> ActorError {
@@ -521,6 +564,30 @@ mod tests {
         let one = sample().encode().unwrap_or_default();
         assert_eq!(pack(one.clone()), one, "one event stays JSON");
         assert!(matches!(unpack(&one), Ok(std::borrow::Cow::Borrowed(_))), "JSON is read in place");
+    }
+
+    #[test]
+    fn the_producer_is_read_from_the_start_of_a_record() {
+        let events: Vec<_> = (0..600).map(|_| sample()).collect();
+        let batch = Envelope::new(Uuid::now_v7(), Utc::now(), "node-a_1.x", InferenceBatch { events });
+        let json = batch.encode().unwrap_or_default();
+        let packed = pack(json.clone());
+        assert!(json.len() > 128 << 10, "several 64 KiB blocks: {} bytes", json.len());
+        assert_eq!(producer_in_prefix(&packed).as_deref(), Some("node-a_1.x"), "compressed");
+        assert_eq!(producer_in_prefix(&json).as_deref(), Some("node-a_1.x"), "plain");
+        let one = Envelope::new(Uuid::now_v7(), Utc::now(), "collector-1", sample().payload).encode().unwrap_or_default();
+        assert_eq!(producer_in_prefix(&one).as_deref(), Some("collector-1"), "a lone event");
+        // Anything but this build's exact layout is left to the full decode.
+        for other in [
+            br#"{"producer":"node-a","schema_version":1}"#.to_vec(),
+            br#"{"schema_version":1,"event_id":"x","occurred_at":"2025-01-01T00:00:00Z","producer":"node-a"}"#.to_vec(),
+            br#"{"schema_version":1,"event_id":"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","occurred_at":"2025-01-01T00:00:00Z","producer":"node\u002da"}"#.to_vec(),
+            br#"{"schema_version":1,"event_id":"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","occurred_at":"2025-01-01T00:00:00Z","producer":"node-a"#.to_vec(),
+            LZ4_FRAME_MAGIC.to_vec(),
+            Vec::new(),
+        ] {
+            assert_eq!(producer_in_prefix(&other), None, "{}", String::from_utf8_lossy(&other));
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::error::ActorError;
 use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{pack, unpack, Envelope, ProcessedEvent, ProcessedRecord};
+use crate::kafka::envelope::{pack, producer_in_prefix, unpack, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, Destination, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
@@ -383,6 +383,10 @@ enum Inbound {
 }
 
 fn read_record(raw: Vec<u8>, node_id: &str) -> Inbound {
+    if producer_in_prefix(&raw).as_deref() == Some(node_id) {
+        // This node's own record, known from its first bytes: not unpacked nor scanned.
+        return Inbound::Own;
+    }
     let body = match unpack(&raw) {
         Ok(text) => text,
         Err(e) => return Inbound::Bad(raw, e),
