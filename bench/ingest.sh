@@ -6,7 +6,8 @@
 # cluster:  tansu (scripts/tansu.sh) + one `tally collector` + one `tally serve` consuming into SQLite
 #           (TALLY_BENCH_DB=postgres://... to bill into PostgreSQL instead).
 # Knobs: TALLY_BENCH_BATCH (1000), TALLY_BENCH_CONCURRENCY (8), TALLY_BENCH_USERS (1000),
-# TALLY_BENCH_BIN (a tally binary to measure instead of this tree's release build).
+# TALLY_BENCH_BIN (a tally binary to measure instead of this tree's release build),
+# TALLY_BENCH_KAFKA_ARGS (more flags for the cluster's node and collector, e.g. `--kafka-linger-ms 2`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -80,7 +81,7 @@ if [ "$MODE" = cluster ] || [ "$MODE" = all ]; then
   TALLY_TEST_KAFKA_BROKERS=127.0.0.1:$BPORT
   PREFIX="bench$(date +%s)."
   DB=${TALLY_BENCH_DB:-sqlite://$WORK/cluster.db}
-  KAFKA=(--kafka-brokers "$TALLY_TEST_KAFKA_BROKERS" --kafka-topic-prefix "$PREFIX")
+  KAFKA=(--kafka-brokers "$TALLY_TEST_KAFKA_BROKERS" --kafka-topic-prefix "$PREFIX" ${TALLY_BENCH_KAFKA_ARGS:-})
   echo "== cluster: tansu + tally collector + tally serve ($DB), $N events" >&2
   start node serve --bind 127.0.0.1:0 --database-url "$DB" --node-id bench-node "${KAFKA[@]}"
   NODE_URL=$URL
