@@ -11,6 +11,14 @@ fn write_tx<T>(
     diesel::Connection::transaction(conn, f)
 }
 
+/// `INSERT` of `$values` into `$table` that skips rows whose key is already stored
+/// (`ON CONFLICT DO NOTHING`).
+macro_rules! insert_skipping_existing {
+    ($table:expr, $values:expr) => {
+        diesel::insert_into($table).values($values).on_conflict_do_nothing()
+    };
+}
+
 /// The persister's batch: an ordinary write transaction (foreign keys stay enforced).
 fn bulk_write_tx<T>(
     conn: &mut Conn,

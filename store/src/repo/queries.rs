@@ -57,25 +57,20 @@ macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr, returning $col:expr => $ty:ty, into $out:expr) => {{
         let mut big = $rows.chunks_exact(INSERT_ROWS);
         for chunk in &mut big {
-            let ids: Vec<$ty> = diesel::insert_into($table)
-                .values(full_chunk::<_, INSERT_ROWS>(chunk)?)
-                .on_conflict_do_nothing()
+            let ids: Vec<$ty> = insert_skipping_existing!($table, full_chunk::<_, INSERT_ROWS>(chunk)?)
                 .returning($col)
                 .get_results($conn)?;
             $out.extend(ids);
         }
         let mut small = big.remainder().chunks_exact(INSERT_ROWS_TAIL);
         for chunk in &mut small {
-            let ids: Vec<$ty> = diesel::insert_into($table)
-                .values(full_chunk::<_, INSERT_ROWS_TAIL>(chunk)?)
-                .on_conflict_do_nothing()
+            let ids: Vec<$ty> = insert_skipping_existing!($table, full_chunk::<_, INSERT_ROWS_TAIL>(chunk)?)
                 .returning($col)
                 .get_results($conn)?;
             $out.extend(ids);
         }
         for row in small.remainder() {
-            let ids: Vec<$ty> =
-                diesel::insert_into($table).values(row).on_conflict_do_nothing().returning($col).get_results($conn)?;
+            let ids: Vec<$ty> = insert_skipping_existing!($table, row).returning($col).get_results($conn)?;
             $out.extend(ids);
         }
     }};
@@ -208,7 +203,7 @@ fn ensure_users(conn: &mut Conn, user_ids: &BTreeSet<&str>, now: DbTime) -> Resu
         .map(|id| UserRow { user_id: (*id).to_string(), username: (*id).to_string(), email: None, created_at: now })
         .collect();
     for row in &rows {
-        diesel::insert_into(dim_users::table).values(row).on_conflict_do_nothing().execute(conn)?;
+        insert_skipping_existing!(dim_users::table, row).execute(conn)?;
     }
     Ok(())
 }

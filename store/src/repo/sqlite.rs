@@ -12,6 +12,19 @@ fn write_tx<T>(
     conn.immediate_transaction(f)
 }
 
+/// `INSERT` of `$values` into `$table` that skips rows whose key is already stored: SQLite's
+/// `INSERT OR IGNORE`. Unlike `ON CONFLICT DO NOTHING`, diesel gives it a static query id, so
+/// its prepared statement is found by type instead of by rebuilding and hashing its SQL (a
+/// 256-row insert has thousands of placeholders), and with no constraint left to abort on
+/// (foreign keys are off in the persister's batch) SQLite keeps no statement journal for it.
+/// `OR IGNORE` would also skip a row breaking a NOT NULL or CHECK constraint; the rows it
+/// gets are typed (non-optional fields, enum-made text), so none can.
+macro_rules! insert_skipping_existing {
+    ($table:expr, $values:expr) => {
+        diesel::insert_or_ignore_into($table).values($values)
+    };
+}
+
 /// Run the persister's batch `f` in a write transaction without foreign-key enforcement,
 /// then turn enforcement back on (SQLite ignores the pragma inside a transaction).
 ///
