@@ -131,9 +131,59 @@ impl From<DbDecimal> for Decimal {
 
 impl ToSql<ExactDecimal, Sqlite> for DbDecimal {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
-        out.set_value(self.0.to_string());
+        out.set_value(decimal_text(&self.0));
         Ok(IsNull::No)
     }
+}
+
+/// `d` as text, the same as its `Display` (a sign when negative, every digit of its scale
+/// after the point), without the formatter and without dividing the 96-bit mantissa by ten
+/// per digit: it is split once into two `u64` halves. The persister writes ~8 of these per
+/// usage event.
+fn decimal_text(d: &Decimal) -> String {
+    /// Write `v` right-aligned ending at `*end`, at least `width` digits (zero-padded).
+    fn put(buf: &mut [u8; 40], end: &mut usize, mut v: u64, width: usize) {
+        let stop = end.saturating_sub(width);
+        loop {
+            *end -= 1;
+            buf[*end] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 && *end <= stop {
+                break;
+            }
+        }
+    }
+    const TEN_19: u128 = 10_000_000_000_000_000_000;
+    let m = d.mantissa().unsigned_abs();
+    let (hi, lo) = ((m / TEN_19) as u64, (m % TEN_19) as u64);
+    let mut buf = [0u8; 40];
+    let mut start = buf.len();
+    if hi > 0 {
+        put(&mut buf, &mut start, lo, 19);
+        put(&mut buf, &mut start, hi, 1);
+    } else {
+        put(&mut buf, &mut start, lo, 1);
+    }
+    // ASCII digits, so always UTF-8.
+    let digits = std::str::from_utf8(&buf[start..]).unwrap_or_default();
+    let scale = d.scale() as usize;
+    let mut out = String::with_capacity(digits.len() + scale + 3);
+    if d.is_sign_negative() {
+        out.push('-');
+    }
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
+    }
+    out
 }
 
 impl FromSql<ExactDecimal, Sqlite> for DbDecimal {
@@ -241,6 +291,31 @@ mod tests {
         let before = Utc.timestamp_opt(-1, 999_999_000).single().unwrap_or_default();
         assert!(sqlite_micros(before) < sqlite_micros(stored.get()), "instants before the epoch sort first");
         assert_eq!(sqlite_micros(before), -1, "one microsecond before the epoch");
+    }
+
+    #[test]
+    fn decimal_text_is_the_display_text() {
+        let mut mantissas: Vec<i128> = vec![0, 1, 9, 10, 99, 100, 123, 520, 800_000];
+        let ten_19: i128 = 10_000_000_000_000_000_000;
+        mantissas.extend([u64::MAX as i128, ten_19 - 1, ten_19, ten_19 + 1, ten_19 * 10 + 7, (1 << 96) - 1]);
+        // Pseudo-random 96-bit and small mantissas (an LCG), so both halves vary.
+        let mut x: u128 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..200 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            mantissas.push((x % (1 << 96)) as i128);
+            mantissas.push(((x >> 17) % 1_000_000_000) as i128);
+        }
+        for m in mantissas {
+            for scale in 0..=28 {
+                for sign in [1, -1] {
+                    let d = Decimal::from_i128_with_scale(sign * m, scale);
+                    assert_eq!(decimal_text(&d), d.to_string(), "mantissa {m}, scale {scale}, sign {sign}");
+                }
+            }
+        }
+        let mut negative_zero = Decimal::from_i128_with_scale(0, 2);
+        negative_zero.set_sign_negative(true);
+        assert_eq!(decimal_text(&negative_zero), negative_zero.to_string(), "negative zero");
     }
 
     #[test]
