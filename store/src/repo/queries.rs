@@ -40,6 +40,17 @@ const INSERT_ROWS_TAIL: usize = 16;
 /// chunks of [`INSERT_ROWS`], then of [`INSERT_ROWS_TAIL`], then row by row. With
 /// `returning $col => $ty, into $out`, adds to `$out` the values returned for rows that were
 /// inserted (ON CONFLICT DO NOTHING skips the others).
+/// Add to `$out` those of `$ids` (a slice of ids) that `$table` has in its id column `$col`,
+/// asking [`ID_CHUNK`] at a time.
+macro_rules! stored_ids {
+    ($conn:expr, $table:expr, $col:expr, $ids:expr, into $out:expr) => {
+        for chunk in $ids.chunks(ID_CHUNK) {
+            let found: Vec<DbUuid> = $table.filter($col.eq_any(chunk)).select($col).load($conn)?;
+            $out.extend(found);
+        }
+    };
+}
+
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {{
         let mut big = $rows.chunks_exact(INSERT_ROWS);
@@ -681,20 +692,14 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     let token_prices: Vec<DbUuid> = token_prices.into_iter().collect();
     let resource_prices: Vec<DbUuid> = resource_prices.into_iter().collect();
     let mut known_prices: HashSet<DbUuid> = HashSet::new();
-    for chunk in token_prices.chunks(ID_CHUNK) {
-        let found: Vec<DbUuid> = dim_token_pricing::table
-            .filter(dim_token_pricing::pricing_id.eq_any(chunk))
-            .select(dim_token_pricing::pricing_id)
-            .load(conn)?;
-        known_prices.extend(found);
-    }
-    for chunk in resource_prices.chunks(ID_CHUNK) {
-        let found: Vec<DbUuid> = dim_resource_pricing::table
-            .filter(dim_resource_pricing::resource_pricing_id.eq_any(chunk))
-            .select(dim_resource_pricing::resource_pricing_id)
-            .load(conn)?;
-        known_prices.extend(found);
-    }
+    stored_ids!(conn, dim_token_pricing::table, dim_token_pricing::pricing_id, &token_prices, into known_prices);
+    stored_ids!(
+        conn,
+        dim_resource_pricing::table,
+        dim_resource_pricing::resource_pricing_id,
+        &resource_prices,
+        into known_prices
+    );
     if let Some(missing) = token_prices.iter().chain(&resource_prices).find(|p| !known_prices.contains(*p)) {
         return Err(StoreError::Invalid(format!("price version {} does not exist", missing.0)));
     }
@@ -702,13 +707,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     let thread_ids: BTreeSet<DbUuid> = messages.iter().map(|m| DbUuid(m.thread_id)).collect();
     let thread_ids: Vec<DbUuid> = thread_ids.into_iter().collect();
     let mut known_threads = HashSet::new();
-    for chunk in thread_ids.chunks(ID_CHUNK) {
-        let found: Vec<DbUuid> = user_threads::table
-            .filter(user_threads::thread_id.eq_any(chunk))
-            .select(user_threads::thread_id)
-            .load(conn)?;
-        known_threads.extend(found);
-    }
+    stored_ids!(conn, user_threads::table, user_threads::thread_id, &thread_ids, into known_threads);
     if let Some(missing) = thread_ids.iter().find(|t| !known_threads.contains(*t)) {
         return Err(StoreError::Invalid(format!("thread {} does not exist", missing.0)));
     }
