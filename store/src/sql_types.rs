@@ -167,7 +167,15 @@ fn decimal_text(d: &Decimal) -> String {
     // ASCII digits, so always UTF-8.
     let digits = std::str::from_utf8(&buf[start..]).unwrap_or_default();
     let scale = d.scale() as usize;
-    let mut out = String::with_capacity(digits.len() + scale + 3);
+    // Exactly the length it will have: diesel turns it into a `Box<str>`, which would
+    // otherwise reallocate to shrink it.
+    let len = usize::from(d.is_sign_negative())
+        + match scale {
+            0 => digits.len(),
+            s if digits.len() > s => digits.len() + 1,
+            s => 2 + s,
+        };
+    let mut out = String::with_capacity(len);
     if d.is_sign_negative() {
         out.push('-');
     }
@@ -316,6 +324,10 @@ mod tests {
         let mut negative_zero = Decimal::from_i128_with_scale(0, 2);
         negative_zero.set_sign_negative(true);
         assert_eq!(decimal_text(&negative_zero), negative_zero.to_string(), "negative zero");
+        for d in [Decimal::new(-8, 7), Decimal::new(520, 0), Decimal::new(123_456, 2), negative_zero] {
+            let text = decimal_text(&d);
+            assert_eq!(text.capacity(), text.len(), "allocated to size: {text}");
+        }
     }
 
     #[test]
