@@ -74,6 +74,12 @@ impl IdSequence {
 /// The token count of a token line: a whole, non-negative number that fits in i64.
 fn token_count(line: &CostLine) -> Result<i64, StoreError> {
     let q = line.quantity;
+    // The usual case, without decimal arithmetic: a whole, non-negative count at scale 0.
+    if q.scale() == 0 && !q.is_sign_negative() {
+        if let Ok(n) = i64::try_from(q.mantissa()) {
+            return Ok(n);
+        }
+    }
     if q < Decimal::ZERO || !q.fract().is_zero() {
         return Err(StoreError::Invalid(format!("{} quantity {q} is not a whole token count", line.kind)));
     }
@@ -181,5 +187,28 @@ mod tests {
         let id = ids.next_id();
         assert_eq!(id.get_version_num(), 7, "ids are UUIDv7");
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "RFC 4122 variant");
+    }
+
+    #[test]
+    fn token_counts_are_whole_non_negative_and_fit() {
+        let line = |quantity: Decimal| CostLine {
+            kind: UsageKind::InputTokens,
+            unit: tally_domain::Unit::Tokens,
+            quantity,
+            unit_price: Decimal::ONE,
+            price_version_id: Uuid::nil(),
+            amount: Decimal::ZERO,
+        };
+        let count = |q: Decimal| token_count(&line(q)).ok();
+        assert_eq!(count(Decimal::new(520, 0)), Some(520), "a plain count");
+        assert_eq!(count(Decimal::new(52_000, 2)), Some(520), "520.00 is a whole count");
+        assert_eq!(count(Decimal::ZERO), Some(0), "zero");
+        let mut negative_zero = Decimal::ZERO;
+        negative_zero.set_sign_negative(true);
+        assert_eq!(count(negative_zero), Some(0), "negative zero is zero");
+        assert_eq!(count(Decimal::new(i64::MAX, 0)), Some(i64::MAX), "the largest");
+        assert_eq!(count(Decimal::new(-5, 0)), None, "negative");
+        assert_eq!(count(Decimal::new(55, 1)), None, "a fraction");
+        assert_eq!(count(Decimal::from_i128_with_scale(i128::from(i64::MAX) + 1, 0)), None, "too large");
     }
 }
