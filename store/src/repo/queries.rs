@@ -641,11 +641,14 @@ pub(crate) fn write_batch(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutco
 fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
     let now = DbTime::now();
     // First occurrence of each id; later repeats in the same batch are duplicates.
-    let mut messages: Vec<&MessageRecord> = Vec::new();
-    let mut usages: Vec<&UsageRecord> = Vec::new();
+    // Sized up front: a batch holds up to tens of thousands of events, and growing these
+    // rehashes or copies what they hold.
+    let usage_count = ops.iter().filter(|op| matches!(op, WriteOp::Usage(_))).count();
+    let mut messages: Vec<&MessageRecord> = Vec::with_capacity(ops.len() - usage_count);
+    let mut usages: Vec<&UsageRecord> = Vec::with_capacity(usage_count);
     {
-        let mut seen_messages = HashSet::new();
-        let mut seen_events = HashSet::new();
+        let mut seen_messages = HashSet::with_capacity(ops.len() - usage_count);
+        let mut seen_events = HashSet::with_capacity(usage_count);
         for op in ops {
             match op {
                 WriteOp::Message(m) if seen_messages.insert(m.message_id) => messages.push(m),
@@ -773,7 +776,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
         });
     }
     // The key each new event's lines point at; events already stored are absent.
-    let mut inserted_events: HashMap<DbUuid, i64> = HashMap::new();
+    let mut inserted_events: HashMap<DbUuid, i64> = HashMap::with_capacity(usages.len());
     insert_rows!(
         conn,
         api_events::table,
@@ -784,7 +787,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
 
     // Lines of the new events only: a duplicate event keeps the lines it was stored with.
     let mut ids = IdSequence::new();
-    let mut token_lines = Vec::new();
+    let mut token_lines = Vec::with_capacity(usages.iter().map(|u| u.cost.lines.len()).sum());
     let mut resource_lines = Vec::new();
     for u in &usages {
         let Some(&event_seq) = inserted_events.get(&DbUuid(u.event_id)) else { continue };
@@ -841,8 +844,9 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
 
     // Report in input order: an id counts as inserted once, every other sighting is a duplicate.
     let mut outcome = BatchOutcome::default();
-    let mut reported_messages = HashSet::new();
-    let mut reported_events = HashSet::new();
+    outcome.inserted_events.reserve(inserted_events.len());
+    let mut reported_messages = HashSet::with_capacity(inserted_messages.len());
+    let mut reported_events = HashSet::with_capacity(inserted_events.len());
     for op in ops {
         match op {
             WriteOp::Message(m) => {
