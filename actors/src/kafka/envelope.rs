@@ -58,8 +58,8 @@ struct VersionProbe {
     schema_version: Option<u32>,
 }
 
-impl<T: Serialize + DeserializeOwned> Envelope<T> {
-    /// A current-version envelope.
+impl<T: Serialize> Envelope<T> {
+    /// A current-version envelope (its payload may borrow: only decoding needs an owned one).
     pub fn new(
         event_id: Uuid,
         occurred_at: DateTime<Utc>,
@@ -82,7 +82,9 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
             message: format!("encoding envelope: {e}"),
         })
     }
+}
 
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
     /// Decode a body; unknown versions and malformed bodies are reported with distinct codes.
     pub fn decode(body: &[u8]) -> Result<Self, ActorError> {
         match serde_json::from_slice::<Envelope<T>>(body) {

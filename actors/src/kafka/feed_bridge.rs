@@ -31,7 +31,7 @@ use crate::error::ActorError;
 use crate::feed::{PricedBatch, UsageFeed, UsagePriced};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::dlq::{self, DeadLetter};
-use crate::kafka::envelope::{pack, producer_in_prefix, unpack, Envelope, ProcessedEvent, ProcessedRecord};
+use crate::kafka::envelope::{pack, producer_in_prefix, unpack, Batch, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, Destination, KafkaProducer};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
@@ -216,20 +216,8 @@ struct EncodedRecord {
     body: Vec<u8>,
 }
 
-/// [`processed_of`]'s envelope, borrowed from the feed event instead of copied: the same
-/// fields in the same order, so the JSON is the same byte for byte (tested).
-#[derive(serde::Serialize)]
-struct EnvelopeRef<'a, T> {
-    schema_version: u32,
-    event_id: Uuid,
-    occurred_at: chrono::DateTime<chrono::Utc>,
-    producer: &'a str,
-    payload: T,
-}
-
-type ProcessedRef<'a> = EnvelopeRef<'a, ProcessedPayloadRef<'a>>;
-
-/// [`ProcessedEvent`], borrowed.
+/// [`ProcessedEvent`] borrowed from the feed event instead of copied (as [`processed_of`]
+/// does): the same fields in the same order, so the JSON is the same byte for byte (tested).
 #[derive(serde::Serialize)]
 struct ProcessedPayloadRef<'a> {
     user_id: &'a str,
@@ -243,50 +231,34 @@ struct ProcessedPayloadRef<'a> {
     cost: &'a tally_domain::Cost,
 }
 
-fn processed_ref<'a>(event: &'a UsagePriced, node_id: &'a str) -> ProcessedRef<'a> {
-    EnvelopeRef {
-        schema_version: crate::kafka::envelope::SCHEMA_VERSION,
-        event_id: event.event_id,
-        occurred_at: event.occurred_at,
-        producer: node_id,
-        payload: ProcessedPayloadRef {
-            user_id: &event.user_id,
-            model: &event.model,
-            cost_total: event.cost.total,
-            duplicate: false,
-            priced_at: event.committed_at,
-            node_id,
-            thread_id: event.thread_id,
-            message_id: event.message_id,
-            cost: &event.cost,
-        },
-    }
+fn processed_ref<'a>(event: &'a UsagePriced, node_id: &'a str) -> Envelope<ProcessedPayloadRef<'a>> {
+    let payload = ProcessedPayloadRef {
+        user_id: &event.user_id,
+        model: &event.model,
+        cost_total: event.cost.total,
+        duplicate: false,
+        priced_at: event.committed_at,
+        node_id,
+        thread_id: event.thread_id,
+        message_id: event.message_id,
+        cost: &event.cost,
+    };
+    Envelope::new(event.event_id, event.occurred_at, node_id, payload)
 }
 
 /// The records this node's events of one write go out in (events other nodes billed are
 /// theirs to publish): one event as itself, several of a partition as a batch.
 fn encode_local(batch: &[UsagePriced], node_id: &str, partitions: i32) -> Vec<EncodedRecord> {
-    #[derive(serde::Serialize)]
-    struct BatchRef<'a> {
-        events: Vec<ProcessedRef<'a>>,
-    }
-    let invalid = |e: serde_json::Error| ActorError::Invalid { code: "invalid_envelope", message: format!("encoding envelope: {e}") };
     let mine: Vec<&UsagePriced> = batch.iter().filter(|e| e.origin.is_none()).collect();
     let mut out = Vec::new();
     for group in records_of(&mine, partitions) {
         let Some(first) = group.first() else { continue };
         let encoded = if let [one] = group.as_slice() {
-            serde_json::to_vec(&processed_ref(one, node_id)).map(|body| (one.event_id, body)).map_err(invalid)
+            processed_ref(one, node_id).encode().map(|body| (one.event_id, body))
         } else {
             let events = group.iter().map(|e| processed_ref(e, node_id)).collect();
-            let env = EnvelopeRef {
-                schema_version: crate::kafka::envelope::SCHEMA_VERSION,
-                event_id: tally_domain::new_id(),
-                occurred_at: first.occurred_at,
-                producer: node_id,
-                payload: BatchRef { events },
-            };
-            serde_json::to_vec(&env).map(|body| (env.event_id, pack(body))).map_err(invalid)
+            let env = Envelope::new(tally_domain::new_id(), first.occurred_at, node_id, Batch { events });
+            env.encode().map(|body| (env.event_id, pack(body)))
         };
         match encoded {
             Ok((record_id, body)) => out.push(EncodedRecord {
@@ -444,7 +416,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::kafka::envelope::{Batch, LZ4_FRAME_MAGIC};
+    use crate::kafka::envelope::LZ4_FRAME_MAGIC;
     use crate::kafka::producer::MAX_EVENTS_PER_RECORD;
 
     fn event() -> UsagePriced {

@@ -1101,19 +1101,18 @@ pub(crate) fn create_invoice(conn: &mut Conn, invoice: &Invoice) -> Result<(), S
         }
         // Lines name their user through their event: a claimed line of another user
         // refuses the invoice (the transaction rolls back).
-        let foreign: i64 = user_invoice_line_item::table
-            .inner_join(api_events::table)
-            .filter(user_invoice_line_item::invoice_id.eq(claim))
-            .filter(api_events::user_id.ne(&invoice.user_id))
-            .count()
-            .get_result(conn)?;
-        let foreign_resources: i64 = resource_invoice_line_item::table
-            .inner_join(api_events::table)
-            .filter(resource_invoice_line_item::invoice_id.eq(claim))
-            .filter(api_events::user_id.ne(&invoice.user_id))
-            .count()
-            .get_result(conn)?;
-        if claimed != invoice.lines.len() || foreign + foreign_resources > 0 {
+        macro_rules! claimed_for_others {
+            ($lines:ident) => {
+                $lines::table
+                    .inner_join(api_events::table)
+                    .filter($lines::invoice_id.eq(claim))
+                    .filter(api_events::user_id.ne(&invoice.user_id))
+                    .count()
+                    .get_result::<i64>(conn)?
+            };
+        }
+        let foreign = claimed_for_others!(user_invoice_line_item) + claimed_for_others!(resource_invoice_line_item);
+        if claimed != invoice.lines.len() || foreign > 0 {
             return Err(unclaimable_line(conn, invoice, &token_ids, &resource_ids));
         }
         Ok(())
