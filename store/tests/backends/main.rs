@@ -5,6 +5,7 @@ mod common;
 
 mod batch;
 mod concurrency;
+mod indexes;
 mod invoices;
 mod prices;
 mod restart;
