@@ -38,16 +38,22 @@ const ID_CHUNK: usize = 1_000;
 /// The 62 random low bits (`rand_b`) of a UUIDv7.
 const UUID_V7_RAND_B: u128 = (1 << 62) - 1;
 
-/// splitmix64 increment (the golden ratio in 64 bits).
-const SPLITMIX_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Where a batch's counter starts: a random value below 2^61, so counting up through
+/// any batch (far fewer than 2^61 ids) stays inside the 62-bit field without wrapping.
+const ID_START_MASK: u64 = (1 << 61) - 1;
 
-/// Ids for the rows one batch creates (token counts, lines).
+/// Ids for the rows one batch creates (lines).
 ///
 /// `Uuid::now_v7()` costs a getrandom system call, several per usage event, which
 /// showed up as a tenth of write_batch's time. Here every id shares one fresh
-/// UUIDv7's time and version bits and gets its 62 random bits from splitmix64
-/// seeded once per batch: still UUIDv7, ordered by batch time, and distinct within
-/// the batch (splitmix64 is a bijection over its counter).
+/// UUIDv7's time and version bits, and its 62 low bits count up from a random start
+/// drawn once per batch: still UUIDv7, ordered by batch time, and distinct within
+/// the batch. Ascending within the batch, so each line's primary-key entry lands at
+/// the end of its index: with the low bits scrambled instead (splitmix64), the
+/// entries landed at random among the batch's own and split pages all over the
+/// index's tail, ~9% more writer instructions (`write_throughput` under callgrind).
+/// Two batches in the same millisecond differ in their random starts (and in the
+/// template's random `rand_a` bits), so their ranges overlap with negligible odds.
 struct IdSequence {
     template: u128,
     state: u64,
@@ -57,17 +63,13 @@ impl IdSequence {
     fn new() -> Self {
         let template = Uuid::now_v7().as_u128();
         // RandomState is seeded from the OS once per process and differs per instance.
-        let state = RandomState::new().hash_one(template);
+        let state = RandomState::new().hash_one(template) & ID_START_MASK;
         IdSequence { template, state }
     }
 
     fn next_id(&mut self) -> Uuid {
-        self.state = self.state.wrapping_add(SPLITMIX_GAMMA);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        Uuid::from_u128((self.template & !UUID_V7_RAND_B) | (u128::from(z) & UUID_V7_RAND_B))
+        self.state += 1;
+        Uuid::from_u128((self.template & !UUID_V7_RAND_B) | u128::from(self.state))
     }
 }
 
@@ -184,6 +186,9 @@ mod tests {
         let made: HashSet<Uuid> =
             (0..100_000).map(|_| ids.next_id()).chain((0..100_000).map(|_| other.next_id())).collect();
         assert_eq!(made.len(), 200_000, "every id is distinct, within and across batches");
+        let mut batch = IdSequence::new();
+        let ascending: Vec<Uuid> = (0..10_000).map(|_| batch.next_id()).collect();
+        assert!(ascending.windows(2).all(|w| w[0] < w[1]), "a batch's ids ascend, so its index entries append");
         let id = ids.next_id();
         assert_eq!(id.get_version_num(), 7, "ids are UUIDv7");
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "RFC 4122 variant");
