@@ -12,6 +12,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::StoreError;
+use crate::records::{BatchOutcome, WriteOp};
 
 /// SQLite migrations, compiled in.
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -67,8 +68,8 @@ pub(crate) type PgPool = Pool<ConnectionManager<PgConnection>>;
 /// An open database.
 #[derive(Clone)]
 pub(crate) enum Db {
-    /// SQLite with its writer lock.
-    Sqlite { pool: SqlitePool, writer: Arc<Mutex<()>> },
+    /// SQLite with its writer lock (which holds the persister's batch connection).
+    Sqlite { pool: SqlitePool, writer: Arc<Mutex<SqliteWriter>> },
     /// PostgreSQL.
     Postgres { pool: PgPool },
 }
@@ -99,22 +100,73 @@ fn parse_url(url: &str) -> Result<Target, StoreError> {
     Ok(Target::SqliteFile(PathBuf::from(path)))
 }
 
-/// Pragmas every SQLite connection gets when the pool opens it.
+/// Pragmas every SQLite connection gets when it opens; `foreign_keys` is ON for all but
+/// the persister's batch connection ([`SqliteWriter`]).
+fn sqlite_pragmas(foreign_keys: bool) -> String {
+    // synchronous=FULL: a committed batch survives power loss, and with WAL it is
+    // one fsync per transaction, which batching makes cheap. A large page cache
+    // keeps a big batch from spilling to the WAL before it commits; statement
+    // journals (multi-row inserts with ON CONFLICT) stay in memory.
+    let foreign_keys = if foreign_keys { "ON" } else { "OFF" };
+    format!(
+        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = {foreign_keys}; PRAGMA synchronous = FULL; \
+         PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {SQLITE_WAL_KEEP_BYTES};"
+    )
+}
+
+/// Pragmas every pooled SQLite connection gets when the pool opens it.
 #[derive(Debug, Clone, Copy)]
 struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        // synchronous=FULL: a committed batch survives power loss, and with WAL it is
-        // one fsync per transaction, which batching makes cheap. A large page cache
-        // keeps a big batch from spilling to the WAL before it commits; statement
-        // journals (multi-row inserts with ON CONFLICT) stay in memory.
-        conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
-             PRAGMA cache_size = -{SQLITE_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
-             PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}; PRAGMA journal_size_limit = {SQLITE_WAL_KEEP_BYTES};"
-        ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&sqlite_pragmas(true)).map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// The SQLite writer lock, and the connection the persister's batches are written on.
+///
+/// The batch checks every reference itself (see `repo::sqlite::write_batch_unenforced`), so
+/// its connection runs without foreign-key enforcement, for good: turning the pragma off and
+/// on around each batch expired every prepared statement of the connection twice per batch
+/// (SQLite re-prepares after any flag pragma), and re-preparing the 256-row inserts cost ~4%
+/// of the writer's instructions. No other write runs on it; pooled connections enforce.
+pub(crate) struct SqliteWriter {
+    /// The database file; `None` for `:memory:`, whose one database is the pool's one connection.
+    path: Option<String>,
+    /// Opened by the first batch; dropped after a failed batch or a writer's panic, and
+    /// opened afresh by the next batch.
+    batch_conn: Option<SqliteConnection>,
+}
+
+impl SqliteWriter {
+    /// Write the persister's batch: on the batch connection, or for `:memory:` on the pool's
+    /// connection with enforcement turned off for the batch's transaction only.
+    pub(crate) fn write_batch(&mut self, pool: &SqlitePool, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
+        let Some(path) = &self.path else {
+            let mut conn = pool.get()?;
+            return crate::repo::sqlite::write_batch(&mut conn, ops);
+        };
+        let conn = match &mut self.batch_conn {
+            Some(conn) => conn,
+            None => {
+                let mut conn = SqliteConnection::establish(path)?;
+                conn.batch_execute(&sqlite_pragmas(false))?;
+                self.batch_conn.insert(conn)
+            }
+        };
+        let result = crate::repo::sqlite::write_batch_unenforced(conn, ops);
+        if let Err(StoreError::Database(_) | StoreError::Pool(_)) = &result {
+            // Whatever state a failed statement left the connection in, the next batch starts clean.
+            self.batch_conn = None;
+        }
+        result
+    }
+
+    /// Forget the batch connection (after a writer panicked, maybe inside its transaction).
+    pub(crate) fn reset(&mut self) {
+        self.batch_conn = None;
     }
 }
 
@@ -187,7 +239,7 @@ fn open_sqlite(path: &str, memory: bool) -> Result<Db, StoreError> {
         builder.max_size(SQLITE_POOL_SIZE).min_idle(Some(MIN_IDLE_CONNECTIONS))
     };
     let pool = builder.build(ConnectionManager::<SqliteConnection>::new(path))?;
-    let writer = Arc::new(Mutex::new(()));
+    let writer = Arc::new(Mutex::new(SqliteWriter { path: (!memory).then(|| path.to_string()), batch_conn: None }));
     {
         let _writer = crate::store::lock_writer(&writer);
         let mut conn = pool.get()?;
@@ -205,7 +257,7 @@ fn open_sqlite(path: &str, memory: bool) -> Result<Db, StoreError> {
 /// writer; the WAL is rewound by the first commit after a checkpoint that caught up, or by the
 /// writer's own checkpoint at [`SQLITE_WAL_AUTOCHECKPOINT_PAGES`].
 /// Stops when the database is closed (the last `Db` holding `writer` is gone).
-fn start_checkpointer(pool: SqlitePool, writer: std::sync::Weak<Mutex<()>>) {
+fn start_checkpointer(pool: SqlitePool, writer: std::sync::Weak<Mutex<SqliteWriter>>) {
     let spawned = std::thread::Builder::new().name("tally-sqlite-checkpoint".into()).spawn(move || {
         while writer.upgrade().is_some() {
             std::thread::sleep(CHECKPOINT_INTERVAL);

@@ -4,7 +4,7 @@
 //! (see `repo`), and gives the connection back. Calls block: run them off the
 //! async event loop (`web::block`, `spawn_blocking`, a `SyncArbiter`).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -12,7 +12,7 @@ use tally_domain::{Catalog, Invoice, InvoiceLine, InvoiceStatus, PriceBook, Pric
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::pool::{self, Db};
+use crate::pool::{self, Db, SqliteWriter};
 use crate::records::{
     Backend, BatchOutcome, LineFilter, ModelRecord, SeedReport, StoredMessage, ThreadRecord, UsageRecord, UserRecord,
     WriteOp,
@@ -32,9 +32,16 @@ impl std::fmt::Debug for Store {
 }
 
 /// Take the SQLite writer lock. A poisoned lock only means an earlier writer
-/// panicked; its transaction was rolled back, so the lock is still good.
-pub(crate) fn lock_writer(writer: &Mutex<()>) -> MutexGuard<'_, ()> {
-    writer.lock().unwrap_or_else(PoisonError::into_inner)
+/// panicked: a pooled connection's transaction was rolled back when the pool dropped
+/// it, and the batch connection, which it may have left inside a transaction, is
+/// forgotten and opened afresh by the next batch.
+pub(crate) fn lock_writer(writer: &Mutex<SqliteWriter>) -> MutexGuard<'_, SqliteWriter> {
+    writer.lock().unwrap_or_else(|poisoned| {
+        let mut guard = poisoned.into_inner();
+        guard.reset();
+        writer.clear_poison();
+        guard
+    })
 }
 
 /// Run `repo::<backend>::$f(conn, args..)` on a pooled connection. `write` calls
@@ -105,9 +112,10 @@ impl Store {
         run!(self, read, row_counts())
     }
 
-    /// Whether the next write would run with foreign keys enforced (diagnostics, tests):
-    /// always on PostgreSQL; on SQLite, a connection's setting, which only the persister's
-    /// batch turns off, for its own transaction.
+    /// Whether the next write other than the persister's batch would run with foreign keys
+    /// enforced (diagnostics, tests): always on PostgreSQL; on SQLite, pooled connections
+    /// always enforce (the batch runs on a connection of its own that does not, or, for
+    /// `:memory:`, turns enforcement off for its own transaction only).
     pub fn foreign_keys_enforced(&self) -> Result<bool, StoreError> {
         run!(self, write, foreign_keys_enforced())
     }
@@ -199,7 +207,13 @@ impl Store {
     /// message) is `Invalid` and nothing is written. Threads' `updated_at` moves
     /// forward to their newest message or usage.
     pub fn write_batch(&self, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
-        run!(self, write, write_batch(ops))
+        match &self.db {
+            Db::Sqlite { pool, writer } => lock_writer(writer).write_batch(pool, ops),
+            Db::Postgres { pool } => {
+                let mut conn = pool.get()?;
+                repo::postgres::write_batch(&mut conn, ops)
+            }
+        }
     }
 
     /// A thread's messages, oldest first, each with the cost of the usage events

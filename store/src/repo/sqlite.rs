@@ -26,7 +26,9 @@ macro_rules! insert_skipping_existing {
 }
 
 /// Run the persister's batch `f` in a write transaction without foreign-key enforcement,
-/// then turn enforcement back on (SQLite ignores the pragma inside a transaction).
+/// then turn enforcement back on (SQLite ignores the pragma inside a transaction). For
+/// `:memory:`, whose one connection serves every call; a file database writes its batches
+/// with [`write_batch_unenforced`] on a connection that never enforces.
 ///
 /// The batch checks every reference before its first write (models, event types, price
 /// versions, threads of messages), creates missing users in the same transaction, and
@@ -43,6 +45,16 @@ fn bulk_write_tx<T>(
     // Before anything else can use the connection, whether the batch committed or not.
     conn.batch_execute("PRAGMA foreign_keys = ON")?;
     result
+}
+
+/// The persister's batch, on a connection opened without foreign-key enforcement (the
+/// store's batch connection, see `pool::SqliteWriter`): what [`bulk_write_tx`] does, without
+/// the pragma switches, which would expire the connection's prepared statements.
+pub(crate) fn write_batch_unenforced(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, StoreError> {
+    if ops.is_empty() {
+        return Ok(BatchOutcome::default());
+    }
+    conn.immediate_transaction(|conn| write_batch_tx(conn, ops))
 }
 
 /// Whether this connection enforces foreign keys.

@@ -43,7 +43,9 @@ struct Found {
 const INDEXES: [&str; 2] = ["api_events_by_thread", "api_events_by_message"];
 
 fn explain(db: &TestDb) -> Found {
-    db.open(); // creates and migrates the database
+    // Creates and migrates the database; kept open so that closing it (which checkpoints and
+    // removes the WAL) cannot race the connections below.
+    let _store = db.open();
     let thread_query = "SELECT event_seq FROM api_events WHERE thread_id = {thread} AND occurred_at >= {t} ORDER BY occurred_at";
     let message_query =
         "SELECT event_seq FROM api_events WHERE message_id IN ({message}, {thread})";
@@ -55,6 +57,7 @@ fn explain(db: &TestDb) -> Found {
     };
     if let Some(path) = db.url.strip_prefix("sqlite://") {
         let mut conn = SqliteConnection::establish(path).expect("sqlite");
+        conn.batch_execute("PRAGMA busy_timeout = 5000").expect("busy timeout");
         let definitions = INDEXES
             .iter()
             .map(|name| {
