@@ -42,82 +42,74 @@ struct Found {
 
 const INDEXES: [&str; 2] = ["api_events_by_thread", "api_events_by_message"];
 
+/// How one backend is asked: the query giving an index's definition (`{name}`), the prefix
+/// that explains a query, an id as a literal, and an instant as a literal.
+struct Dialect<P> {
+    definition: &'static str,
+    explain: &'static str,
+    plan_text: fn(P) -> String,
+    id: fn(&str) -> String,
+    instant: &'static str,
+}
+
+/// The text of every row `sql` returns, one line each.
+fn text_of<C, R>(conn: &mut C, sql: &str, text: fn(R) -> String) -> String
+where
+    C: Connection,
+    diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'static, C, R>,
+{
+    let rows: Vec<R> = diesel::sql_query(sql).load(conn).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(text).collect::<Vec<_>>().join("\n")
+}
+
+fn found<C, P>(conn: &mut C, dialect: Dialect<P>) -> Found
+where
+    C: Connection,
+    diesel::query_builder::SqlQuery:
+        diesel::query_dsl::LoadQuery<'static, C, Line> + diesel::query_dsl::LoadQuery<'static, C, P>,
+{
+    let definitions =
+        INDEXES.iter().map(|name| text_of(conn, &dialect.definition.replace("{name}", name), |l: Line| l.line)).collect();
+    let (thread, message) = ((dialect.id)(THREAD), (dialect.id)(MESSAGE));
+    let by_thread = format!(
+        "{} SELECT event_seq FROM api_events WHERE thread_id = {thread} AND occurred_at >= {} ORDER BY occurred_at",
+        dialect.explain, dialect.instant
+    );
+    let by_message = format!("{} SELECT event_seq FROM api_events WHERE message_id IN ({message}, {thread})", dialect.explain);
+    Found {
+        definitions,
+        by_thread: text_of(conn, &by_thread, dialect.plan_text),
+        by_message: text_of(conn, &by_message, dialect.plan_text),
+    }
+}
+
 fn explain(db: &TestDb) -> Found {
     // Creates and migrates the database; kept open so that closing it (which checkpoints and
     // removes the WAL) cannot race the connections below.
     let _store = db.open();
-    let thread_query = "SELECT event_seq FROM api_events WHERE thread_id = {thread} AND occurred_at >= {t} ORDER BY occurred_at";
-    let message_query =
-        "SELECT event_seq FROM api_events WHERE message_id IN ({message}, {thread})";
-    let fill = |query: &str, id: &dyn Fn(&str) -> String, t: &str| {
-        query
-            .replace("{thread}", &id(THREAD))
-            .replace("{message}", &id(MESSAGE))
-            .replace("{t}", t)
-    };
     if let Some(path) = db.url.strip_prefix("sqlite://") {
         let mut conn = SqliteConnection::establish(path).expect("sqlite");
         conn.batch_execute("PRAGMA busy_timeout = 5000").expect("busy timeout");
-        let definitions = INDEXES
-            .iter()
-            .map(|name| {
-                let rows: Vec<Line> = diesel::sql_query(format!(
-                    "SELECT sql AS line FROM sqlite_master WHERE name = '{name}'"
-                ))
-                .load(&mut conn)
-                .expect("index definition");
-                rows.into_iter().map(|r| r.line).collect::<String>()
-            })
-            .collect();
-        let blob = |id: &str| format!("x'{}'", id.replace('-', ""));
-        let mut explain = |query: String| {
-            let rows: Vec<SqlitePlan> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {query}"))
-                .load(&mut conn)
-                .expect("plan");
-            rows.into_iter()
-                .map(|r| r.detail)
-                .collect::<Vec<_>>()
-                .join("\n")
+        let dialect = Dialect {
+            definition: "SELECT sql AS line FROM sqlite_master WHERE name = '{name}'",
+            explain: "EXPLAIN QUERY PLAN",
+            plan_text: |p: SqlitePlan| p.detail,
+            id: |id| format!("x'{}'", id.replace('-', "")),
+            instant: "0",
         };
-        let by_thread = explain(fill(thread_query, &blob, "0"));
-        let by_message = explain(fill(message_query, &blob, "0"));
-        Found {
-            definitions,
-            by_thread,
-            by_message,
-        }
+        found(&mut conn, dialect)
     } else {
         let mut conn = PgConnection::establish(&db.url).expect("postgres");
-        let definitions = INDEXES
-            .iter()
-            .map(|name| {
-                let rows: Vec<Line> = diesel::sql_query(format!(
-                    "SELECT indexdef AS line FROM pg_indexes WHERE indexname = '{name}'"
-                ))
-                .load(&mut conn)
-                .expect("index definition");
-                rows.into_iter().map(|r| r.line).collect::<String>()
-            })
-            .collect();
         // An empty table is cheapest to scan; forbid that so the plan shows which index can serve.
         conn.batch_execute("SET enable_seqscan = off").expect("set");
-        let text = |id: &str| format!("'{id}'");
-        let mut explain = |query: String| {
-            let rows: Vec<PgPlan> = diesel::sql_query(format!("EXPLAIN {query}"))
-                .load(&mut conn)
-                .expect("plan");
-            rows.into_iter()
-                .map(|r| r.plan)
-                .collect::<Vec<_>>()
-                .join("\n")
+        let dialect = Dialect {
+            definition: "SELECT indexdef AS line FROM pg_indexes WHERE indexname = '{name}'",
+            explain: "EXPLAIN",
+            plan_text: |p: PgPlan| p.plan,
+            id: |id| format!("'{id}'"),
+            instant: "'2025-01-01T00:00:00Z'",
         };
-        let by_thread = explain(fill(thread_query, &text, "'2025-01-01T00:00:00Z'"));
-        let by_message = explain(fill(message_query, &text, ""));
-        Found {
-            definitions,
-            by_thread,
-            by_message,
-        }
+        found(&mut conn, dialect)
     }
 }
 
