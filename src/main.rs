@@ -96,7 +96,7 @@ struct KafkaArgs {
     #[arg(long, env = "TALLY_KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 5_000)]
     kafka_message_timeout_ms: u64,
     /// Producer linger (batching) in milliseconds.
-    #[arg(long, env = "TALLY_KAFKA_LINGER_MS", default_value_t = 10)]
+    #[arg(long, env = "TALLY_KAFKA_LINGER_MS", default_value_t = tally_actors::kafka::config::DEFAULT_LINGER.as_millis() as u64)]
     kafka_linger_ms: u64,
     /// Use the idempotent producer (off by default: tansu 0.6 fails it after a broker crash;
     /// consumers dedupe on event id either way).

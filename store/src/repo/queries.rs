@@ -36,10 +36,6 @@ const INSERT_ROWS: usize = 256;
 /// Rows per INSERT for what is left after the [`INSERT_ROWS`] chunks.
 const INSERT_ROWS_TAIL: usize = 16;
 
-/// Insert `$rows` (a slice of insertable rows) into `$table` with cached statements:
-/// chunks of [`INSERT_ROWS`], then of [`INSERT_ROWS_TAIL`], then row by row. With
-/// `returning $col => $ty, into $out`, adds to `$out` the values returned for rows that were
-/// inserted (ON CONFLICT DO NOTHING skips the others).
 /// Add to `$out` those of `$ids` (a slice of ids) that `$table` has in its id column `$col`,
 /// asking [`ID_CHUNK`] at a time.
 macro_rules! stored_ids {
@@ -51,6 +47,10 @@ macro_rules! stored_ids {
     };
 }
 
+/// Insert `$rows` (a slice of insertable rows) into `$table` with cached statements:
+/// chunks of [`INSERT_ROWS`], then of [`INSERT_ROWS_TAIL`], then row by row. With
+/// `returning $col => $ty, into $out`, adds to `$out` the values returned for rows that were
+/// inserted (`insert_skipping_existing!` skips the others).
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {{
         let mut big = $rows.chunks_exact(INSERT_ROWS);

@@ -54,7 +54,7 @@ pub(crate) fn write_batch_unenforced(conn: &mut Conn, ops: &[WriteOp]) -> Result
     if ops.is_empty() {
         return Ok(BatchOutcome::default());
     }
-    conn.immediate_transaction(|conn| write_batch_tx(conn, ops))
+    write_tx(conn, |conn| write_batch_tx(conn, ops))
 }
 
 /// Whether this connection enforces foreign keys.
