@@ -202,6 +202,8 @@ fn invalidate(cache: &Cache, ops: &[WriteOp], outcome: &BatchOutcome) {
         let (id, thread, user) = match op {
             WriteOp::Message(m) => (m.message_id, Some(m.thread_id), &m.user_id),
             WriteOp::Usage(u) => (u.event_id, u.thread_id, &u.user_id),
+            // Written with its usage event, whose invalidation covers the user.
+            WriteOp::Gateway(_) => continue,
         };
         if !inserted.contains(&id) {
             continue;
@@ -269,6 +271,7 @@ impl Shares {
                 WriteOp::Message(m) => share.duplicate_messages.push(m.message_id),
                 WriteOp::Usage(u) if self.events.remove(&u.event_id) => share.inserted_events.push(u.event_id),
                 WriteOp::Usage(u) => share.duplicate_events.push(u.event_id),
+                WriteOp::Gateway(_) => {}
             }
         }
         share

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod error;
+pub mod gateway;
 mod pool;
 pub mod records;
 mod repo;
@@ -16,6 +17,7 @@ mod sql_types;
 mod store;
 
 pub use error::StoreError;
+pub use gateway::{BudgetRecord, BudgetScope, GatewayCallCost, GatewayCallRecord, KeyPatch, KeyRecord};
 pub use records::{
     Backend, BatchOutcome, LineFilter, MessageRecord, MessageStatus, ModelRecord, Role, SeedReport, StoredMessage,
     ThreadRecord, UsageRecord, UserRecord, WriteOp,

@@ -201,6 +201,8 @@ pub enum WriteOp {
     Message(MessageRecord),
     /// Store a priced usage event with its lines.
     Usage(UsageRecord),
+    /// Store a gateway call (keyed by its usage event's id; a repeat is skipped).
+    Gateway(crate::gateway::GatewayCallRecord),
 }
 
 /// What [`Store::write_batch`](crate::Store::write_batch) did, ids in input order.

@@ -232,3 +232,64 @@ pub struct MessageRow {
     pub simulated: bool,
     pub status: String,
 }
+
+/// A `virtual_keys` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = virtual_keys, treat_none_as_default_value = false)]
+pub struct KeyRow {
+    pub key_id: DbUuid,
+    pub public_id: String,
+    pub secret_hash: String,
+    pub user_id: String,
+    pub name: String,
+    pub allowed_models: Option<String>,
+    pub expires_at: Option<DbTime>,
+    pub rpm_limit: Option<i64>,
+    pub created_at: DbTime,
+    pub revoked_at: Option<DbTime>,
+}
+
+/// A `budgets` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = budgets, treat_none_as_default_value = false)]
+pub struct BudgetRow {
+    pub budget_id: DbUuid,
+    pub scope: String,
+    pub scope_id: String,
+    pub period: String,
+    pub max_budget: DbDecimal,
+    pub alert_threshold: Option<DbDecimal>,
+    pub timezone: String,
+    pub enabled: bool,
+    pub created_at: DbTime,
+    pub updated_at: DbTime,
+}
+
+/// A `gateway_requests` row.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = gateway_requests, treat_none_as_default_value = false)]
+pub struct GatewayRequestRow {
+    pub event_id: DbUuid,
+    pub key_id: DbUuid,
+    pub user_id: String,
+    pub provider: String,
+    pub model: String,
+    pub route: String,
+    pub status: String,
+    pub http_status: i32,
+    pub latency_ms: i64,
+    pub upstream_request_id: Option<String>,
+    pub simulated: bool,
+    pub total_tokens: i64,
+    pub occurred_at: DbTime,
+}
+
+/// A `budget_alerts` row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = budget_alerts)]
+pub struct BudgetAlertRow {
+    pub budget_id: DbUuid,
+    pub window_start: DbTime,
+    pub spent: DbDecimal,
+    pub sent_at: DbTime,
+}

@@ -196,6 +196,79 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Gateway virtual keys: only a hash of the secret is stored.
+    virtual_keys (key_id) {
+        key_id -> UuidKey,
+        public_id -> Text,
+        secret_hash -> Text,
+        user_id -> Text,
+        name -> Text,
+        allowed_models -> Nullable<Text>,
+        expires_at -> Nullable<UtcInstant>,
+        rpm_limit -> Nullable<BigInt>,
+        created_at -> UtcInstant,
+        revoked_at -> Nullable<UtcInstant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Spend limits: one per scope (a key or a user) and period.
+    budgets (budget_id) {
+        budget_id -> UuidKey,
+        scope -> Text,
+        scope_id -> Text,
+        period -> Text,
+        max_budget -> ExactDecimal,
+        alert_threshold -> Nullable<ExactDecimal>,
+        timezone -> Text,
+        enabled -> Bool,
+        created_at -> UtcInstant,
+        updated_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// One row per gateway call, keyed by its usage event id (cost is read from `api_events`).
+    gateway_requests (event_id) {
+        event_id -> UuidKey,
+        key_id -> UuidKey,
+        user_id -> Text,
+        provider -> Text,
+        model -> Text,
+        route -> Text,
+        status -> Text,
+        http_status -> Integer,
+        latency_ms -> BigInt,
+        upstream_request_id -> Nullable<Text>,
+        simulated -> Bool,
+        total_tokens -> BigInt,
+        occurred_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Durable "alert sent" marks: one per budget window.
+    budget_alerts (budget_id, window_start) {
+        budget_id -> UuidKey,
+        window_start -> UtcInstant,
+        spent -> ExactDecimal,
+        sent_at -> UtcInstant,
+    }
+}
+
 diesel::joinable!(dim_token_pricing -> dim_models (model_id));
 diesel::joinable!(dim_resource_pricing -> dim_models (model_id));
 diesel::joinable!(dim_resource_pricing -> dim_event_types (event_type_id));
@@ -220,4 +293,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_invoice_line_item,
     resource_invoice_line_item,
     user_invoices,
+    virtual_keys,
+    budgets,
+    gateway_requests,
+    budget_alerts,
 );

@@ -12,6 +12,7 @@ use tally_domain::{Catalog, Invoice, InvoiceLine, InvoiceStatus, PriceBook, Pric
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::gateway::{BudgetRecord, BudgetScope, GatewayCallCost, KeyPatch, KeyRecord};
 use crate::pool::{self, Db, SqliteWriter};
 use crate::records::{
     Backend, BatchOutcome, LineFilter, ModelRecord, SeedReport, StoredMessage, ThreadRecord, UsageRecord, UserRecord,
@@ -48,28 +49,28 @@ pub(crate) fn lock_writer(writer: &Mutex<SqliteWriter>) -> MutexGuard<'_, Sqlite
 /// on SQLite first take the writer lock, so writers queue here instead of
 /// failing with "database is locked".
 macro_rules! run {
-    ($self:ident, read, $f:ident($($arg:expr),* $(,)?)) => {
+    ($self:ident, read, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
         match &$self.db {
             Db::Sqlite { pool, .. } => {
                 let mut conn = pool.get()?;
-                repo::sqlite::$f(&mut conn, $($arg),*)
+                repo::sqlite::$($f)::+(&mut conn, $($arg),*)
             }
             Db::Postgres { pool } => {
                 let mut conn = pool.get()?;
-                repo::postgres::$f(&mut conn, $($arg),*)
+                repo::postgres::$($f)::+(&mut conn, $($arg),*)
             }
         }
     };
-    ($self:ident, write, $f:ident($($arg:expr),* $(,)?)) => {
+    ($self:ident, write, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
         match &$self.db {
             Db::Sqlite { pool, writer } => {
                 let _writer = lock_writer(writer);
                 let mut conn = pool.get()?;
-                repo::sqlite::$f(&mut conn, $($arg),*)
+                repo::sqlite::$($f)::+(&mut conn, $($arg),*)
             }
             Db::Postgres { pool } => {
                 let mut conn = pool.get()?;
-                repo::postgres::$f(&mut conn, $($arg),*)
+                repo::postgres::$($f)::+(&mut conn, $($arg),*)
             }
         }
     };
@@ -254,6 +255,94 @@ impl Store {
     /// Set an invoice's status; `NotFound` when it does not exist. Returns the updated invoice.
     pub fn set_invoice_status(&self, invoice_id: Uuid, status: InvoiceStatus) -> Result<Invoice, StoreError> {
         run!(self, write, set_invoice_status(invoice_id, status))
+    }
+
+    // ------------------------------------------------------------ gateway
+
+    /// Insert a virtual key. Unknown user: `NotFound`; a taken public id: `Conflict`.
+    pub fn create_key(&self, key: &KeyRecord) -> Result<KeyRecord, StoreError> {
+        run!(self, write, gateway::create_key(key))
+    }
+
+    /// One key by id.
+    pub fn get_key(&self, key_id: Uuid) -> Result<Option<KeyRecord>, StoreError> {
+        run!(self, read, gateway::get_key(key_id))
+    }
+
+    /// One key by its public id (what the gateway reads from the presented key).
+    pub fn key_by_public_id(&self, public_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        run!(self, read, gateway::key_by_public_id(public_id))
+    }
+
+    /// Keys of a user (or all keys), oldest first.
+    pub fn list_keys(&self, user_id: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        run!(self, read, gateway::list_keys(user_id))
+    }
+
+    /// Change a key's name, models, expiry or rate limit. Unknown key: `NotFound`.
+    pub fn update_key(&self, key_id: Uuid, patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+        run!(self, write, gateway::update_key(key_id, patch))
+    }
+
+    /// Revoke a key (idempotent). Unknown key: `NotFound`.
+    pub fn revoke_key(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<KeyRecord, StoreError> {
+        run!(self, write, gateway::revoke_key(key_id, at))
+    }
+
+    /// Replace a live key's secret hash. Revoked: `Conflict`; unknown: `NotFound`.
+    pub fn rotate_key(&self, key_id: Uuid, secret_hash: &str) -> Result<KeyRecord, StoreError> {
+        run!(self, write, gateway::rotate_key(key_id, secret_hash))
+    }
+
+    /// Insert or update the budget of its `(scope, period)`; returns it as stored.
+    pub fn upsert_budget(&self, budget: &BudgetRecord) -> Result<BudgetRecord, StoreError> {
+        run!(self, write, gateway::upsert_budget(budget))
+    }
+
+    /// Budgets of the given scopes.
+    pub fn budgets_for(&self, scopes: &[BudgetScope]) -> Result<Vec<BudgetRecord>, StoreError> {
+        run!(self, read, gateway::budgets_for(scopes))
+    }
+
+    /// One budget.
+    pub fn get_budget(&self, budget_id: Uuid) -> Result<Option<BudgetRecord>, StoreError> {
+        run!(self, read, gateway::get_budget(budget_id))
+    }
+
+    /// Delete the budget of `(scope, period)`; `NotFound` when there is none.
+    pub fn delete_budget(&self, scope: &BudgetScope, period: &str) -> Result<BudgetRecord, StoreError> {
+        run!(self, write, gateway::delete_budget(scope, period))
+    }
+
+    /// Gateway calls of a scope in `[from, to)`, each with its exact cost.
+    pub fn gateway_costs(
+        &self,
+        scope: &BudgetScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<GatewayCallCost>, StoreError> {
+        run!(self, read, gateway::gateway_costs(scope, from, to))
+    }
+
+    /// Exact gateway spend of a scope in `[from, to)` (the budgets' source of truth).
+    pub fn gateway_spend(&self, scope: &BudgetScope, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Decimal, StoreError> {
+        run!(self, read, gateway::gateway_spend(scope, from, to))
+    }
+
+    /// Durably mark a budget window's alert as sent; false when it already was.
+    pub fn mark_alert_sent(
+        &self,
+        budget_id: Uuid,
+        window_start: DateTime<Utc>,
+        spent: Decimal,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        run!(self, write, gateway::mark_alert_sent(budget_id, window_start, spent, at))
+    }
+
+    /// Whether a budget window's alert was sent.
+    pub fn alert_sent(&self, budget_id: Uuid, window_start: DateTime<Utc>) -> Result<bool, StoreError> {
+        run!(self, read, gateway::alert_sent(budget_id, window_start))
     }
 }
 

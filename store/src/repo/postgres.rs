@@ -33,3 +33,8 @@ pub(crate) fn foreign_keys_enforced(_conn: &mut Conn) -> Result<bool, crate::err
 }
 
 include!("queries.rs");
+
+/// Gateway queries (keys, budgets, calls) for this backend.
+pub(crate) mod gateway {
+    include!("gateway_queries.rs");
+}

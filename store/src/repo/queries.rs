@@ -646,16 +646,23 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     let usage_count = ops.iter().filter(|op| matches!(op, WriteOp::Usage(_))).count();
     let mut messages: Vec<&MessageRecord> = Vec::with_capacity(ops.len() - usage_count);
     let mut usages: Vec<&UsageRecord> = Vec::with_capacity(usage_count);
+    let mut gateway_calls: Vec<GatewayRequestRow> = Vec::new();
     {
         let mut seen_messages = HashSet::with_capacity(ops.len() - usage_count);
         let mut seen_events = HashSet::with_capacity(usage_count);
+        let mut seen_calls = HashSet::new();
         for op in ops {
             match op {
                 WriteOp::Message(m) if seen_messages.insert(m.message_id) => messages.push(m),
                 WriteOp::Usage(u) if seen_events.insert(u.event_id) => usages.push(u),
-                WriteOp::Message(_) | WriteOp::Usage(_) => {}
+                WriteOp::Gateway(g) if seen_calls.insert(g.event_id) => gateway_calls.push(gateway_row(g)),
+                WriteOp::Message(_) | WriteOp::Usage(_) | WriteOp::Gateway(_) => {}
             }
         }
+    }
+    // Gateway calls are keyed by their event id: a replayed call is skipped like its event.
+    for row in &gateway_calls {
+        insert_skipping_existing!(gateway_requests::table, row).execute(conn)?;
     }
 
     // Validate everything before the first write, so errors name the culprit.
@@ -863,9 +870,29 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
                     outcome.duplicate_events.push(u.event_id);
                 }
             }
+            WriteOp::Gateway(_) => {}
         }
     }
     Ok(outcome)
+}
+
+/// The row of a gateway call.
+fn gateway_row(g: &crate::gateway::GatewayCallRecord) -> GatewayRequestRow {
+    GatewayRequestRow {
+        event_id: DbUuid(g.event_id),
+        key_id: DbUuid(g.key_id),
+        user_id: g.user_id.clone(),
+        provider: g.provider.clone(),
+        model: g.model.clone(),
+        route: g.route.clone(),
+        status: g.status.clone(),
+        http_status: g.http_status,
+        latency_ms: g.latency_ms,
+        upstream_request_id: g.upstream_request_id.clone(),
+        simulated: g.simulated,
+        total_tokens: g.total_tokens,
+        occurred_at: DbTime::new(g.occurred_at),
+    }
 }
 
 // ---------------------------------------------------------------- reading usage

@@ -69,3 +69,8 @@ pub(crate) fn foreign_keys_enforced(conn: &mut Conn) -> Result<bool, crate::erro
 }
 
 include!("queries.rs");
+
+/// Gateway queries (keys, budgets, calls) for this backend.
+pub(crate) mod gateway {
+    include!("gateway_queries.rs");
+}
