@@ -44,6 +44,11 @@ pub struct CatalogModel {
     pub provider: String,
     /// What it is.
     pub description: String,
+    /// Most tokens one reply may generate (the provider's published limit); the gateway
+    /// reserves budget for this many when a request sets no `max_tokens`. Absent for
+    /// models that do not chat (image models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u64>,
     /// Prices, each with its effective date.
     pub prices: Vec<CatalogPrice>,
 }

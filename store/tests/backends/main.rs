@@ -5,6 +5,7 @@ mod common;
 
 mod batch;
 mod concurrency;
+mod gateway;
 mod indexes;
 mod invoices;
 mod prices;
