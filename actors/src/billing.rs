@@ -41,6 +41,8 @@ pub struct UsageEvent {
     pub source: String,
     /// Client-supplied idempotency key, if any.
     pub idempotency_key: Option<String>,
+    /// The gateway's virtual key the usage was made with, if any.
+    pub key_id: Option<Uuid>,
 }
 
 /// Command: price a usage event and persist it (with any writes that must commit with it).
@@ -344,6 +346,7 @@ fn announce(event: UsageEvent, cost: &Cost, committed_at: DateTime<Utc>) -> Usag
         occurred_at: event.occurred_at,
         committed_at,
         cost: cost.clone(),
+        key_id: event.key_id,
         origin: None,
         trace: TraceContext::current(),
     }

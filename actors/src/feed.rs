@@ -31,6 +31,8 @@ pub struct UsagePriced {
     pub committed_at: DateTime<Utc>,
     /// Its cost by kind.
     pub cost: Cost,
+    /// The gateway's virtual key, when the usage came through the gateway.
+    pub key_id: Option<Uuid>,
     /// The node that billed it when that is another node (received over the feed
     /// bridge); `None` when billed here.
     pub origin: Option<String>,

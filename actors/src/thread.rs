@@ -415,6 +415,7 @@ impl Turn {
             usage: usage.clone(),
             source: "chat".into(),
             idempotency_key: None,
+            key_id: None,
         };
         let usage_event_id = event.event_id;
         let billed = self

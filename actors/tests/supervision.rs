@@ -103,6 +103,7 @@ async fn billing_the_same_event_twice_counts_it_once() {
         usage,
         source: "test".into(),
         idempotency_key: None,
+        key_id: None,
     };
     let first = billing.send(BillUsage { event: event.clone(), with: vec![], trace: Default::default() }).await.unwrap().unwrap();
     let second = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap().unwrap();
@@ -142,6 +143,7 @@ async fn unpriced_usage_is_refused_and_nothing_is_stored() {
         usage,
         source: "test".into(),
         idempotency_key: None,
+        key_id: None,
     };
     let r = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap();
     assert_eq!(r.map(|_| ()).map_err(|e| e.code()), Err("no_price"), "Haiku has no image price");
@@ -161,6 +163,7 @@ fn tokens_event(thread: &ThreadRecord, input: u64) -> UsageEvent {
         usage,
         source: "test".into(),
         idempotency_key: None,
+        key_id: None,
     }
 }
 

@@ -240,6 +240,7 @@ async fn bill_locally(
             usage: ev.payload.usage,
             source: ev.payload.source,
             idempotency_key: ev.payload.idempotency_key,
+            key_id: None,
         })
         .collect();
     let unavailable = |e: tally_actors::ActorError| CollectorError::Unavailable {

@@ -340,6 +340,11 @@ impl Store {
         run!(self, write, gateway::mark_alert_sent(budget_id, window_start, spent, at))
     }
 
+    /// `(event id, key id)` of every gateway call (the live dashboard's per-key totals at start-up).
+    pub fn gateway_event_keys(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        run!(self, read, gateway::gateway_event_keys())
+    }
+
     /// Whether a budget window's alert was sent.
     pub fn alert_sent(&self, budget_id: Uuid, window_start: DateTime<Utc>) -> Result<bool, StoreError> {
         run!(self, read, gateway::alert_sent(budget_id, window_start))

@@ -312,6 +312,7 @@ impl InferenceEvent {
             usage: p.usage,
             source: p.source,
             idempotency_key: p.idempotency_key,
+            key_id: None,
         })
     }
 }
@@ -400,6 +401,9 @@ pub struct ProcessedEvent {
     /// Cost by kind (lines and exact total); `cost.total` equals `cost_total`.
     #[serde(default)]
     pub cost: Cost,
+    /// The gateway's virtual key, when the usage came through the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<Uuid>,
 }
 
 impl ProcessedEvent {

@@ -131,6 +131,7 @@ pub fn processed_of(event: &UsagePriced, node_id: &str) -> Envelope<ProcessedEve
         thread_id: event.thread_id,
         message_id: event.message_id,
         cost: event.cost.clone(),
+        key_id: event.key_id,
     };
     Envelope::new(event.event_id, event.occurred_at, node_id, payload)
 }
@@ -148,6 +149,7 @@ pub fn priced_of(env: Envelope<ProcessedEvent>) -> Result<UsagePriced, ActorErro
         occurred_at: env.occurred_at,
         committed_at: p.priced_at,
         cost: p.cost,
+        key_id: p.key_id,
         origin: Some(p.node_id),
         trace: TraceContext::none(),
     })
@@ -438,6 +440,7 @@ mod tests {
             occurred_at: Utc::now(),
             committed_at: Utc::now(),
             cost: Cost { total: Decimal::new(28, 6), lines },
+            key_id: Some(Uuid::now_v7()),
             origin: None,
             trace: TraceContext::none(),
         }

@@ -341,3 +341,10 @@ pub(crate) fn alert_sent(conn: &mut Conn, budget_id: Uuid, window_start: DateTim
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+/// The key of every gateway call with usage, by event id (the live dashboard's start-up load).
+pub(crate) fn gateway_event_keys(conn: &mut Conn) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    let rows: Vec<(DbUuid, DbUuid)> =
+        gateway_requests::table.select((gateway_requests::event_id, gateway_requests::key_id)).load(conn)?;
+    Ok(rows.into_iter().map(|(e, k)| (e.0, k.0)).collect())
+}
