@@ -38,6 +38,24 @@ enum LogFormatArg {
     Json,
 }
 
+/// Gateway settings of `serve`.
+#[derive(Debug, clap::Args)]
+struct GatewayArgs {
+    /// Lease of a budget hold, in seconds: a node that dies mid-call frees its holds after this.
+    #[arg(long, env = "TALLY_BUDGET_LEASE_SECS", default_value_t = tally_web::gateway::DEFAULT_HOLD_LEASE.as_secs())]
+    budget_lease_secs: u64,
+}
+
+/// What `serve` needs to start the gateway.
+struct GatewaySetup {
+    /// Upstream per model (real providers where keys are set, else the simulator).
+    upstreams: Arc<tally_llm::gateway::UpstreamRouter>,
+    /// Lease of each budget hold.
+    lease: Duration,
+    /// Cluster mode: budgets shared in this Redis.
+    redis_url: Option<String>,
+}
+
 #[derive(Debug, clap::Args)]
 struct DbArgs {
     /// Database URL: sqlite://PATH (default) or postgres://...
@@ -225,6 +243,9 @@ enum Command {
         /// Limits of `POST /v1/events` (embedded mode).
         #[command(flatten)]
         ingest: IngestArgs,
+        /// Gateway (`/v1/chat/completions`, `/v1/messages`) settings.
+        #[command(flatten)]
+        gateway: GatewayArgs,
     },
     /// Run the ingest role: `POST /v1/events` -> Kafka `inference-events` (cluster mode).
     Collector {
@@ -348,6 +369,7 @@ fn main() -> anyhow::Result<()> {
             log_format: format,
             kafka,
             ingest,
+            gateway,
         } => {
             let kafka = kafka.config()?;
             let ingest = ingest.config()?;
@@ -356,9 +378,21 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("TALLY_BATCH_MAX_OPS must be at least 1");
             }
             let (store, catalog) = open_store(&db)?;
+            let redis_url = cache.redis_url.clone();
             let cache = cache.open()?;
             let router = ProviderRouter::from_env(SimulatorConfig { token_delay: Duration::from_millis(sim_token_delay_ms) })
                 .context("provider configuration (ANTHROPIC_*/OPENAI_* variables)")?;
+            if gateway.budget_lease_secs == 0 {
+                anyhow::bail!("TALLY_BUDGET_LEASE_SECS must be at least 1");
+            }
+            let gateway = GatewaySetup {
+                upstreams: Arc::new(
+                    tally_llm::gateway::UpstreamRouter::from_env(Duration::from_millis(sim_token_delay_ms))
+                        .context("gateway upstreams (ANTHROPIC_*/OPENAI_* variables)")?,
+                ),
+                lease: Duration::from_secs(gateway.budget_lease_secs),
+                redis_url,
+            };
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
             let config = ActorSystemConfig {
                 persister: PersisterConfig {
@@ -369,7 +403,8 @@ fn main() -> anyhow::Result<()> {
                 chat_topics: None,
             };
             let cluster = Cluster { kafka, ingest };
-            actix_web::rt::System::new().block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster))
+            actix_web::rt::System::new()
+                .block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster, gateway))
         }
     }
 }
@@ -384,6 +419,7 @@ async fn serve(
     config: ActorSystemConfig,
     workers: Option<usize>,
     cluster: Cluster,
+    gateway: GatewaySetup,
 ) -> anyhow::Result<()> {
     let mut config = config;
     // Cluster mode: one producer for the chat topics and processed-events.
@@ -408,6 +444,27 @@ async fn serve(
         _ => None,
     };
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
+    // Budgets: in-process (one owner per budget) or shared by every node in Redis; the
+    // database is the source of truth either way (the loader reads committed spend).
+    let loader = tally_web::gateway::budgets::spend_loader(actors.store.clone());
+    let ledger = match &gateway.redis_url {
+        Some(url) => tally_actors::budget::redis(url, loader)
+            .await
+            .context("TALLY_REDIS_URL: the budget ledger cannot reach Redis")?,
+        None => tally_actors::budget::local(loader),
+    };
+    let gw = tally_web::gateway::Gateway {
+        store: actors.store.clone(),
+        keys: Default::default(),
+        budgets: Default::default(),
+        ledger,
+        upstreams: gateway.upstreams,
+        billing: actors.billing.clone(),
+        persister: actors.persister.clone(),
+        models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
+        lease: gateway.lease,
+        rpm: Default::default(),
+    };
     let addr = listener.local_addr()?;
     // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.
     let consumer = match cluster.kafka {
@@ -428,7 +485,8 @@ async fn serve(
             // Before the web routes: they end in a catch-all.
             app = app.configure(tally_collector::embedded_routes(billing.clone(), ingest.clone()));
         }
-        app.configure(tally_web::configure(state.clone(), HttpConfig::default()))
+        app.configure(tally_web::gateway::configure(gw.clone()))
+            .configure(tally_web::configure(state.clone(), HttpConfig::default()))
     })
     .listen(listener)?
     .shutdown_timeout(10);

@@ -5,6 +5,7 @@
 //! actor's event loop.
 
 pub mod billing;
+pub mod budget;
 pub mod error;
 pub mod feed;
 pub mod kafka;

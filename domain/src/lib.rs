@@ -3,6 +3,7 @@
 //! Nothing in this crate performs I/O or is async: every function is a pure
 //! computation over values, so the billing rules can be tested exhaustively.
 
+pub mod budget;
 pub mod catalog;
 pub mod cost;
 pub mod error;
@@ -12,6 +13,9 @@ pub mod money;
 pub mod pricing;
 pub mod usage;
 
+pub use budget::{
+    input_token_upper_bound, parse_tz, reservation_bound, window, BudgetPeriod, BudgetRuleError, BudgetWindow, Tz,
+};
 pub use catalog::{Catalog, CatalogModel, CatalogPrice};
 pub use cost::{price_usage, Cost, CostLine};
 pub use error::DomainError;

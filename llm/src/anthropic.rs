@@ -21,7 +21,7 @@ pub const ANTHROPIC_API_KEY_ENV: &str = "ANTHROPIC_API_KEY";
 /// Environment variable overriding the Anthropic base URL.
 pub const ANTHROPIC_BASE_URL_ENV: &str = "ANTHROPIC_BASE_URL";
 
-const PROVIDER_NAME: &str = "anthropic";
+pub(crate) const PROVIDER_NAME: &str = "anthropic";
 
 /// Settings for [`AnthropicProvider`].
 #[derive(Debug, Clone, PartialEq)]
@@ -157,7 +157,7 @@ impl Provider for AnthropicProvider {
 }
 
 /// Map an Anthropic error response: 429 and 529 by status, other 4xx via the error JSON.
-fn classify_error(resp: ErrorResponse) -> AttemptError {
+pub(crate) fn classify_error(resp: ErrorResponse) -> AttemptError {
     let retry_after = resp.retry_after;
     let error = match resp.status {
         429 => LlmError::RateLimited { retry_after },
@@ -255,7 +255,7 @@ enum ContentBlock {
 
 /// Anthropic's `usage` object; every field optional because `message_delta` may carry only some.
 #[derive(Debug, Default, Deserialize)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     cache_creation_input_tokens: Option<u64>,
@@ -271,7 +271,7 @@ struct WireCacheCreation {
 
 impl WireUsage {
     /// Overwrite the fields this report carries; Anthropic's counts are cumulative, never deltas.
-    fn apply_to(&self, usage: &mut TokenUsage) {
+    pub(crate) fn apply_to(&self, usage: &mut TokenUsage) {
         if let Some(v) = self.input_tokens {
             usage.input_tokens = v;
         }

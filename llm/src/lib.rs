@@ -1,4 +1,5 @@
-//! Model providers for Tally: one [`Provider`] trait, Anthropic/OpenAI clients, a simulator and a router.
+//! Model providers for Tally: one [`Provider`] trait, Anthropic/OpenAI clients, a simulator and a router,
+//! plus raw pass-through upstreams for the gateway ([`gateway`]).
 //!
 //! Token usage reported here is billed, so every reply — complete, streamed, or failed
 //! mid-stream — carries the exact [`TokenUsage`] known at that point.
@@ -7,6 +8,7 @@
 
 mod anthropic;
 mod error;
+pub mod gateway;
 mod openai;
 mod retry;
 mod router;

@@ -19,9 +19,9 @@ pub const OPENAI_API_KEY_ENV: &str = "OPENAI_API_KEY";
 /// Environment variable overriding the OpenAI base URL.
 pub const OPENAI_BASE_URL_ENV: &str = "OPENAI_BASE_URL";
 
-const PROVIDER_NAME: &str = "openai";
+pub(crate) const PROVIDER_NAME: &str = "openai";
 /// The SSE data payload that ends a Chat Completions stream.
-const DONE_MARKER: &str = "[DONE]";
+pub(crate) const DONE_MARKER: &str = "[DONE]";
 /// Error code of a 429 that means "out of credit", which no amount of waiting fixes.
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
 
@@ -154,7 +154,7 @@ impl Provider for OpenAiProvider {
 }
 
 /// Map an OpenAI error response: 429 by status (unless out of quota), other 4xx via the error JSON.
-fn classify_error(resp: ErrorResponse) -> AttemptError {
+pub(crate) fn classify_error(resp: ErrorResponse) -> AttemptError {
     let retry_after = resp.retry_after;
     let api = serde_json::from_str::<WireErrorEnvelope>(&resp.body)
         .ok()
@@ -218,7 +218,7 @@ impl<'a> CompletionsRequest<'a> {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WireUsage {
+pub(crate) struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
@@ -233,7 +233,7 @@ struct PromptTokensDetails {
 
 impl WireUsage {
     /// OpenAI's prompt_tokens include cached ones; we bill them separately as cache reads.
-    fn to_usage(&self) -> TokenUsage {
+    pub(crate) fn to_usage(&self) -> TokenUsage {
         let cached = self
             .prompt_tokens_details
             .as_ref()

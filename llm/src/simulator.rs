@@ -23,7 +23,7 @@ const STOP_END_TURN: &str = "end_turn";
 /// Stop reason of a reply cut at `max_tokens`.
 const STOP_MAX_TOKENS: &str = "max_tokens";
 
-const PROVIDER_NAME: &str = "simulator";
+pub(crate) const PROVIDER_NAME: &str = "simulator";
 
 /// Canned paragraphs; one is picked per request by a stable hash of the last user message.
 const CANNED_PARAGRAPHS: [&str; 5] = [
@@ -73,7 +73,7 @@ impl SimulatorProvider {
     }
 
     /// Build the whole reply (text pieces per token, usage, metadata) for `req`.
-    async fn simulate(req: &ChatRequest) -> Result<Simulated, LlmError> {
+    pub(crate) async fn simulate(req: &ChatRequest) -> Result<Simulated, LlmError> {
         let bpe = tokenizer().await?;
         let input_tokens = input_token_count(bpe, req);
         let (last_user, reply) = reply_text(req);
@@ -102,9 +102,12 @@ impl SimulatorProvider {
     }
 }
 
-struct Simulated {
-    pieces: Vec<String>,
-    completion: Completion,
+/// A whole simulated reply: the text of each generated token, and the reply with its usage.
+pub(crate) struct Simulated {
+    /// Text per generated token; the pieces concatenate to `completion.text`.
+    pub(crate) pieces: Vec<String>,
+    /// The reply: text, usage, stop reason and id.
+    pub(crate) completion: Completion,
 }
 
 #[async_trait::async_trait]
@@ -252,7 +255,7 @@ fn token_pieces(bpe: &CoreBPE, tokens: &[u32]) -> Result<Vec<String>, LlmError> 
 }
 
 /// 64-bit FNV-1a: stable across runs and platforms, unlike std's `RandomState`.
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes.iter().fold(OFFSET_BASIS, |hash, &b| {

@@ -49,6 +49,7 @@ pub struct Dashboard {
     by_thread: HashMap<Uuid, (String, Agg)>,
     by_model: HashMap<String, Agg>,
     by_kind: HashMap<String, KindAgg>,
+    by_key: HashMap<Uuid, Agg>,
     recent: VecDeque<Instant>,
     last_event_at: Option<DateTime<Utc>>,
     version: u64,
@@ -83,6 +84,17 @@ pub struct ThreadRow {
 pub struct ModelRow {
     /// Model name.
     pub model: String,
+    /// Total cost.
+    pub cost: Money,
+    /// Usage events.
+    pub events: u64,
+}
+
+/// A gateway key's total.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRow {
+    /// Virtual key id.
+    pub key_id: Uuid,
     /// Total cost.
     pub cost: Money,
     /// Usage events.
@@ -130,6 +142,9 @@ pub struct Snapshot {
     pub by_model: Vec<ModelRow>,
     /// Usage by kind.
     pub by_kind: Vec<KindRow>,
+    /// Top gateway keys by cost (usage made through the gateway).
+    #[serde(default)]
+    pub by_key: Vec<KeyRow>,
     /// Changes when the aggregates change.
     pub version: u64,
 }
@@ -138,6 +153,9 @@ impl Dashboard {
     /// Fold one priced usage event in.
     pub fn apply(&mut self, e: &UsagePriced) {
         self.fold(&e.user_id, e.thread_id, &e.model, e.cost.lines.iter().map(|l| (l.kind.to_string(), Some(l.unit), l.quantity, l.amount)), 1);
+        if let Some(k) = e.key_id {
+            self.fold_key(k, e.cost.total);
+        }
         self.recent.push_back(Instant::now());
         self.last_event_at = Some(e.committed_at);
     }
@@ -166,6 +184,13 @@ impl Dashboard {
             bump(&mut self.by_thread.entry(t).or_insert_with(|| (user.to_string(), Agg::default())).1);
         }
         self.version += 1;
+    }
+
+    /// Count one event's cost for a gateway key (its other aggregates are folded by `fold`).
+    fn fold_key(&mut self, key: Uuid, cost: Money) {
+        let a = self.by_key.entry(key).or_default();
+        a.cost += cost;
+        a.events += 1;
     }
 
     /// A snapshot with top-N lists sorted by cost.
@@ -206,6 +231,11 @@ impl Dashboard {
                 |r| r.model.clone(),
             ),
             by_kind: kinds,
+            by_key: top(
+                self.by_key.iter().map(|(k, a)| KeyRow { key_id: *k, cost: a.cost, events: a.events }).collect(),
+                |r| r.cost,
+                |r| r.key_id.to_string(),
+            ),
             version: self.version,
         }
     }
@@ -329,9 +359,13 @@ async fn share(handle: DashboardHandle, cache: Cache) {
 fn load(store: &Store) -> Result<(Dashboard, std::collections::HashSet<Uuid>), tally_store::StoreError> {
     let mut dash = Dashboard::default();
     let events = store.usage_events(&LineFilter::default(), i64::MAX)?;
+    let keys: HashMap<Uuid, Uuid> = store.gateway_event_keys()?.into_iter().collect();
     let mut seen = std::collections::HashSet::new();
     for e in events.iter().rev() {
         seen.insert(e.event_id);
+        if let Some(k) = keys.get(&e.event_id) {
+            dash.fold_key(*k, e.cost.total);
+        }
         dash.fold(
             &e.user_id,
             e.thread_id,
@@ -392,5 +426,30 @@ mod tests {
         task.abort();
         assert_eq!((shared.event_count, shared.total_cost), (1, Decimal::new(12, 6)), "what is shared is this node's snapshot");
         assert_eq!(shared.by_user.first().map(|u| u.user_id.as_str()), Some("carol"), "with its rows");
+    }
+
+    #[test]
+    fn gateway_usage_is_totalled_per_key() {
+        let mut d = Dashboard::default();
+        let key = Uuid::now_v7();
+        let event = |key_id: Option<Uuid>, micros: i64| UsagePriced {
+            event_id: Uuid::now_v7(),
+            user_id: "erin".into(),
+            thread_id: None,
+            message_id: None,
+            model: "m".into(),
+            occurred_at: Utc::now(),
+            committed_at: Utc::now(),
+            cost: tally_domain::Cost { total: Decimal::new(micros, 6), lines: Vec::new() },
+            key_id,
+            origin: None,
+            trace: tally_actors::TraceContext::none(),
+        };
+        d.apply(&event(Some(key), 3));
+        d.apply(&event(Some(key), 4));
+        d.apply(&event(None, 100));
+        let snap = d.snapshot();
+        assert_eq!(snap.by_key.len(), 1, "only gateway usage has a key row");
+        assert_eq!((snap.by_key[0].key_id, snap.by_key[0].cost, snap.by_key[0].events), (key, Decimal::new(7, 6), 2), "the key's exact total and count");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod dashboard;
 pub mod error;
+pub mod gateway;
 pub mod metrics;
 pub mod routes;
 pub mod server;

@@ -3,6 +3,7 @@
 pub mod billing;
 pub mod dashboard;
 pub mod health;
+pub mod keys;
 pub mod messages;
 pub mod metrics;
 pub mod prices;

@@ -1,0 +1,674 @@
+//! The gateway's routes: `POST /v1/chat/completions`, `POST /v1/messages`, `GET /v1/models`.
+//!
+//! The upstream call runs in a task of its own: the handler only waits for the answer.
+//! A client that goes away (before the answer, or mid-stream) therefore never stops the
+//! call; the task reads the upstream to its final usage (bounded by [`DRAIN_TIMEOUT`]),
+//! bills it and settles the hold, so what was spent upstream is always billed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::HeaderMap;
+use actix_web::web::{self, Bytes};
+use actix_web::{get, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tally_actors::budget::{BudgetError, BudgetLimit};
+use tally_actors::{usage_from_tokens, BillUsage, GetPriceBook, Persist, TraceContext, UsageEvent};
+use tally_domain::budget::{input_token_upper_bound, reservation_bound};
+use tally_llm::gateway::{SseFrame, Upstream, UpstreamResponse, UsageTracker, WireFormat};
+use tally_llm::TokenUsage;
+use tally_store::{BudgetRecord, GatewayCallRecord, KeyRecord, WriteOp};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::budgets::{check_alerts, limit_of};
+use super::error::{ErrorShape, GatewayError};
+use super::keys::KeyRefusal;
+use super::translate;
+use super::{Gateway, MAX_GATEWAY_BODY_BYTES};
+
+/// After the client goes away mid-stream, how long the upstream is still read for its final usage.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Frames buffered between the upstream reader and a slow client.
+const STREAM_BUFFER: usize = 64;
+/// Largest `n` (choices per request) accepted on the OpenAI route.
+const MAX_CHOICES: u64 = 128;
+
+/// Which wire format the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `POST /v1/messages`.
+    Messages,
+}
+
+impl Route {
+    fn shape(self) -> ErrorShape {
+        match self {
+            Route::ChatCompletions => ErrorShape::OpenAi,
+            Route::Messages => ErrorShape::Anthropic,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "chat_completions",
+            Route::Messages => "messages",
+        }
+    }
+}
+
+/// Register the gateway's routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/chat/completions", web::post().to(chat_completions))
+        .route("/v1/messages", web::post().to(messages))
+        .service(list_models);
+}
+
+async fn chat_completions(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
+    handle(req, body, gw, Route::ChatCompletions).await
+}
+
+async fn messages(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
+    handle(req, body, gw, Route::Messages).await
+}
+
+/// `GET /v1/models`: the OpenAI list of the models this key may use.
+#[get("/v1/models")]
+pub async fn list_models(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let key = match authenticate(&req, &gw).await {
+        Ok(k) => k,
+        Err(e) => return e.response(ErrorShape::OpenAi),
+    };
+    let mut names: Vec<(&String, &super::ModelInfo)> =
+        gw.models.iter().filter(|(name, _)| allowed(&key, name)).collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    let data: Vec<Value> = names
+        .into_iter()
+        .map(|(name, info)| json!({"id": name, "object": "model", "created": 0, "owned_by": info.provider}))
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+}
+
+fn allowed(key: &KeyRecord, model: &str) -> bool {
+    key.allowed_models.as_ref().is_none_or(|m| m.iter().any(|a| a == model))
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            return Some(token.trim().to_string());
+        }
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())
+}
+
+async fn authenticate(req: &HttpRequest, gw: &Gateway) -> Result<Arc<KeyRecord>, GatewayError> {
+    let refuse = |r: KeyRefusal| GatewayError::Unauthorized { code: r.code(), message: r.message().to_string() };
+    let presented = presented_key(req.headers()).ok_or_else(|| refuse(KeyRefusal::Missing))?;
+    gw.keys.authenticate(&gw.store, &presented).await.map_err(|e| match e {
+        Ok(r) => refuse(r),
+        Err(api) => GatewayError::Unavailable { code: "key_store_unavailable", message: format!("cannot check the key: {api}") },
+    })
+}
+
+async fn read_body(mut payload: web::Payload) -> Result<Bytes, GatewayError> {
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| GatewayError::invalid("invalid_body", format!("could not read the body: {e}"), None))?;
+        if buf.len() + chunk.len() > MAX_GATEWAY_BODY_BYTES {
+            return Err(GatewayError::TooLarge(MAX_GATEWAY_BODY_BYTES));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// A positive integer field, if present.
+fn positive_int(body: &Value, field: &str) -> Result<Option<u64>, GatewayError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(GatewayError::invalid(
+                "invalid_parameter",
+                format!("`{field}` must be a positive integer"),
+                Some(field),
+            )),
+        },
+    }
+}
+
+/// What the handler learned from the body.
+struct Plan {
+    model: String,
+    stream: bool,
+    /// Output tokens one choice may generate (asked for, or the model's maximum).
+    max_output: u64,
+    /// Choices asked for (`n`).
+    choices: u64,
+    messages: usize,
+    /// OpenAI client, Claude model: translate both ways.
+    translate: bool,
+    /// Whether the client asked for the final usage chunk of an OpenAI stream.
+    client_wants_usage: bool,
+    /// The client's route.
+    route: Route,
+}
+
+fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Plan, GatewayError> {
+    let obj = body.as_object().ok_or_else(|| GatewayError::invalid("invalid_body", "the body must be a JSON object", None))?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::invalid("missing_model", "`model` is required", Some("model")))?
+        .to_string();
+    let info = gw.models.get(&model).ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
+    let claude = info.provider == "anthropic";
+    if route == Route::Messages && !claude {
+        return Err(GatewayError::invalid(
+            "model_not_supported_on_route",
+            format!("`{model}` is not an Anthropic model; call it on /v1/chat/completions"),
+            Some("model"),
+        ));
+    }
+    if !allowed(key, &model) {
+        return Err(GatewayError::Forbidden {
+            code: "model_not_allowed",
+            message: format!("This key may not use the model `{model}`."),
+        });
+    }
+    let messages = match obj.get("messages") {
+        Some(Value::Array(m)) if !m.is_empty() && m.iter().all(Value::is_object) => m.len(),
+        _ => {
+            return Err(GatewayError::invalid(
+                "invalid_messages",
+                "`messages` must be a non-empty array of message objects",
+                Some("messages"),
+            ))
+        }
+    };
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(GatewayError::invalid("invalid_parameter", "`stream` must be a boolean", Some("stream"))),
+    };
+    let (asked, field) = match route {
+        Route::Messages => {
+            let asked = positive_int(body, "max_tokens")?;
+            if asked.is_none() {
+                return Err(GatewayError::invalid("missing_max_tokens", "`max_tokens` is required", Some("max_tokens")));
+            }
+            (asked, "max_tokens")
+        }
+        Route::ChatCompletions => match positive_int(body, "max_completion_tokens")? {
+            Some(n) => (Some(n), "max_completion_tokens"),
+            None => (positive_int(body, "max_tokens")?, "max_tokens"),
+        },
+    };
+    let max_output = match (asked, info.max_output_tokens) {
+        (Some(n), Some(limit)) if n > limit => {
+            return Err(GatewayError::invalid(
+                "max_tokens_too_large",
+                format!("`{field}` is {n}, but `{model}` generates at most {limit} tokens"),
+                Some(field),
+            ))
+        }
+        (Some(n), _) => n,
+        (None, Some(limit)) => limit,
+        (None, None) => {
+            return Err(GatewayError::invalid(
+                "max_tokens_required",
+                format!("`{model}` has no published output limit: set `{field}`"),
+                Some(field),
+            ))
+        }
+    };
+    let choices = match route {
+        Route::Messages => 1,
+        Route::ChatCompletions => positive_int(body, "n")?.unwrap_or(1),
+    };
+    if choices > MAX_CHOICES {
+        return Err(GatewayError::invalid("invalid_parameter", format!("`n` may be at most {MAX_CHOICES}"), Some("n")));
+    }
+    let client_wants_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    Ok(Plan {
+        model,
+        stream,
+        max_output,
+        choices,
+        messages,
+        translate: route == Route::ChatCompletions && claude,
+        client_wants_usage,
+        route,
+    })
+}
+
+/// One admitted call: who, what, and the hold to settle.
+struct Call {
+    key: Arc<KeyRecord>,
+    route: Route,
+    model: String,
+    event_id: Uuid,
+    started: Instant,
+    occurred_at: DateTime<Utc>,
+    /// The budgets the call was held against, with their windows (empty: no hold).
+    limits: Vec<(BudgetRecord, BudgetLimit)>,
+    /// The held upper bound.
+    reserved: Decimal,
+}
+
+async fn handle(req: HttpRequest, payload: web::Payload, gw: web::Data<Gateway>, route: Route) -> HttpResponse {
+    match admit_and_call(&req, payload, gw.get_ref().clone(), route).await {
+        Ok(resp) => resp,
+        Err(e) => e.response(route.shape()),
+    }
+}
+
+async fn admit_and_call(
+    req: &HttpRequest,
+    payload: web::Payload,
+    gw: Gateway,
+    route: Route,
+) -> Result<HttpResponse, GatewayError> {
+    let key = authenticate(req, &gw).await?;
+    let raw = read_body(payload).await?;
+    let body: Value = serde_json::from_slice(&raw)
+        .map_err(|e| GatewayError::invalid("invalid_json", format!("the body is not valid JSON: {e}"), None))?;
+    let plan = plan(route, &body, &gw, &key)?;
+    let now = Utc::now();
+    if let Some(limit) = key.rpm_limit {
+        gw.rpm.admit(key.key_id, limit, now).map_err(|retry_after_secs| GatewayError::RateLimited { limit, retry_after_secs })?;
+    }
+    let upstream = gw.upstreams.for_model(&plan.model).ok_or_else(|| GatewayError::UnknownModel(plan.model.clone()))?;
+    let upstream_body = upstream_body(body, &plan)?;
+
+    let event_id = Uuid::now_v7();
+    let mut call = Call {
+        key: key.clone(),
+        route,
+        model: plan.model.clone(),
+        event_id,
+        started: Instant::now(),
+        occurred_at: now,
+        limits: Vec::new(),
+        reserved: Decimal::ZERO,
+    };
+    reserve(&gw, &mut call, &plan, raw.len(), now).await?;
+
+    let (tx, rx) = oneshot::channel();
+    let provider = upstream.name();
+    let simulated = upstream.is_simulated();
+    actix_web::rt::spawn(run_call(gw.clone(), call, upstream, upstream_body, plan, tx));
+    let answer = rx.await.map_err(|_| GatewayError::Internal("the upstream task ended without an answer".into()))??;
+    let mut resp = match answer.kind {
+        AnswerKind::Json { status, body } => {
+            let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            let mut b = HttpResponse::build(status);
+            b.json(body)
+        }
+        AnswerKind::Sse(rx) => {
+            let mut b = HttpResponse::Ok();
+            b.insert_header(("content-type", "text/event-stream"))
+                .insert_header(("cache-control", "no-cache"))
+                .insert_header(("x-accel-buffering", "no"));
+            b.streaming(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<Bytes, std::convert::Infallible>))
+        }
+    };
+    let headers = resp.headers_mut();
+    let insert = |h: &mut HeaderMap, name: &'static str, value: String| {
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&value) {
+            h.insert(actix_web::http::header::HeaderName::from_static(name), v);
+        }
+    };
+    insert(headers, "x-tally-request-id", event_id.to_string());
+    insert(headers, "x-tally-key-id", key.key_id.to_string());
+    insert(headers, "x-tally-provider", provider.to_string());
+    if simulated {
+        insert(headers, "x-tally-simulated", "true".to_string());
+    }
+    if let Some(id) = answer.upstream_request_id {
+        insert(headers, "x-tally-upstream-request-id", id);
+    }
+    Ok(resp)
+}
+
+/// The body sent upstream: the client's, or its Anthropic translation.
+fn upstream_body(mut body: Value, plan: &Plan) -> Result<Value, GatewayError> {
+    if plan.translate {
+        return translate::openai_request_to_anthropic(&body, plan.max_output)
+            .map_err(|e| GatewayError::Invalid { code: e.code(), message: e.to_string(), param: e.param() });
+    }
+    // OpenAI streams report usage only when asked: always ask, and drop the usage chunk
+    // again for clients that did not (see `encode`).
+    if plan.stream && !plan.translate {
+        if let Some(obj) = body.as_object_mut() {
+            if obj.get("model").and_then(Value::as_str).is_some() && obj.contains_key("messages") {
+                let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
+                if let Some(o) = opts.as_object_mut() {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                } else {
+                    *opts = json!({"include_usage": true});
+                }
+            }
+        }
+    }
+    Ok(body)
+}
+
+/// Hold the request's upper-bound cost against every enabled budget of the key and its user.
+async fn reserve(gw: &Gateway, call: &mut Call, plan: &Plan, body_bytes: usize, now: DateTime<Utc>) -> Result<(), GatewayError> {
+    let budgets = gw
+        .budgets
+        .for_key(&gw.store, &call.key)
+        .await
+        .map_err(|e| GatewayError::Unavailable { code: "budget_unavailable", message: format!("cannot read budgets: {e}") })?;
+    let mut limits = Vec::new();
+    for b in budgets.iter().filter(|b| b.enabled) {
+        let limit = limit_of(b, now).map_err(GatewayError::Internal)?;
+        limits.push((b.clone(), limit));
+    }
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let book = gw
+        .billing
+        .send(GetPriceBook)
+        .await
+        .map_err(|e| GatewayError::Unavailable { code: "billing_unavailable", message: format!("billing actor: {e}") })?;
+    let input_bound = input_token_upper_bound(body_bytes, plan.messages);
+    let output = plan.max_output.saturating_mul(plan.choices);
+    let amount = reservation_bound(&book, &plan.model, now, input_bound, output).map_err(|e| GatewayError::Invalid {
+        code: e.code(),
+        message: format!("cannot price `{}`: {e}", plan.model),
+        param: Some("model".into()),
+    })?;
+    let just_limits: Vec<BudgetLimit> = limits.iter().map(|(_, l)| l.clone()).collect();
+    match gw.ledger.reserve(call.event_id, &just_limits, amount, gw.lease).await {
+        Ok(()) => {
+            call.limits = limits;
+            call.reserved = amount;
+            Ok(())
+        }
+        Err(BudgetError::Exceeded { budget_id, max, remaining, resets_at, .. }) => {
+            let period = limits
+                .iter()
+                .find(|(b, _)| b.budget_id == budget_id)
+                .map_or_else(|| "budget".to_string(), |(b, _)| b.period.clone());
+            tracing::info!(
+                key.id = %call.key.key_id,
+                budget.id = %budget_id,
+                requested_usd = %amount,
+                remaining_usd = %remaining,
+                "Gateway call refused: over budget."
+            );
+            Err(GatewayError::BudgetExceeded {
+                period,
+                max,
+                remaining: remaining.max(Decimal::ZERO),
+                requested: amount,
+                resets_at,
+            })
+        }
+        Err(e) => Err(GatewayError::Unavailable { code: e.code(), message: format!("budgets are unavailable: {e}") }),
+    }
+}
+
+/// What the upstream task hands the handler.
+struct Answer {
+    kind: AnswerKind,
+    upstream_request_id: Option<String>,
+}
+
+enum AnswerKind {
+    Json { status: u16, body: Value },
+    Sse(mpsc::Receiver<Bytes>),
+}
+
+/// How a call ended, for the gateway call's record.
+struct Outcome {
+    usage: TokenUsage,
+    status: &'static str,
+    http_status: u16,
+    upstream_request_id: Option<String>,
+    provider: &'static str,
+    simulated: bool,
+}
+
+async fn run_call(
+    gw: Gateway,
+    call: Call,
+    upstream: Arc<dyn Upstream>,
+    body: Value,
+    plan: Plan,
+    tx: oneshot::Sender<Result<Answer, GatewayError>>,
+) {
+    let provider = upstream.name();
+    let simulated = upstream.is_simulated();
+    let created = Utc::now().timestamp();
+    let outcome = match upstream.send(body).await {
+        Err(e) => {
+            tracing::warn!(provider, model = %call.model, error = %e, "Gateway upstream call failed.");
+            let _ = tx.send(Err(GatewayError::Upstream(format!("the {provider} upstream failed: {e}"))));
+            Outcome { usage: TokenUsage::default(), status: "upstream_error", http_status: 502, upstream_request_id: None, provider, simulated }
+        }
+        Ok(UpstreamResponse::Reply(r)) => {
+            let ok = (200..300).contains(&r.status);
+            let body = match (plan.translate, ok) {
+                (true, true) => translate::anthropic_response_to_openai(&r.body, created),
+                (true, false) => translate::anthropic_error_to_openai(&r.body),
+                (false, _) => r.body,
+            };
+            let _ = tx.send(Ok(Answer {
+                kind: AnswerKind::Json { status: r.status, body },
+                upstream_request_id: r.request_id.clone(),
+            }));
+            Outcome {
+                usage: r.usage,
+                status: if ok { "ok" } else { "upstream_error" },
+                http_status: r.status,
+                upstream_request_id: r.request_id,
+                provider,
+                simulated,
+            }
+        }
+        Ok(UpstreamResponse::Stream(s)) => {
+            let (btx, brx) = mpsc::channel(STREAM_BUFFER);
+            let request_id = s.request_id.clone();
+            let client = tx
+                .send(Ok(Answer { kind: AnswerKind::Sse(brx), upstream_request_id: request_id.clone() }))
+                .is_ok();
+            let (usage, status) = pump(&gw, &call, &plan, upstream.format(), s.frames, btx, client, created).await;
+            Outcome { usage, status, http_status: 200, upstream_request_id: request_id, provider, simulated }
+        }
+    };
+    finish(&gw, &call, outcome).await;
+}
+
+/// Forward a stream's frames to the client while reading its usage; keep reading after
+/// the client goes (up to [`DRAIN_TIMEOUT`]). Returns the usage and the call's status.
+#[allow(clippy::too_many_arguments)] // one stream's whole context
+async fn pump(
+    gw: &Gateway,
+    call: &Call,
+    plan: &Plan,
+    format: WireFormat,
+    mut frames: futures::stream::BoxStream<'static, Result<SseFrame, tally_llm::LlmError>>,
+    out: mpsc::Sender<Bytes>,
+    client_connected: bool,
+    created: i64,
+) -> (TokenUsage, &'static str) {
+    let mut tracker = UsageTracker::new(format);
+    let mut translator = plan.translate.then(|| translate::StreamTranslator::new(&plan.model, created, plan.client_wants_usage));
+    let mut client_gone = !client_connected;
+    let mut drain_deadline = client_gone.then(|| tokio::time::Instant::now() + DRAIN_TIMEOUT);
+    let renew_every = gw.lease / 3;
+    let mut renew_at = Instant::now() + renew_every;
+    let mut failed = false;
+    loop {
+        let next = match drain_deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, frames.next()).await {
+                Ok(n) => n,
+                Err(_) => {
+                    tracing::warn!(event.id = %call.event_id, "Upstream stream not finished within the drain timeout; billing what was read.");
+                    failed = true;
+                    break;
+                }
+            },
+            None => frames.next().await,
+        };
+        let Some(item) = next else { break };
+        match item {
+            Ok(frame) => {
+                tracker.observe(&frame);
+                if !client_gone {
+                    for bytes in encode(&frame, plan, translator.as_mut()) {
+                        if out.send(bytes).await.is_err() {
+                            client_gone = true;
+                            drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+                            tracing::info!(event.id = %call.event_id, "Client left mid-stream; reading the upstream to its final usage.");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(event.id = %call.event_id, error = %e, "Upstream stream failed mid-way; billing the usage read so far.");
+                failed = true;
+                if !client_gone {
+                    let _ = out.send(stream_error(plan, &e.to_string())).await;
+                }
+                break;
+            }
+        }
+        if !call.limits.is_empty() && Instant::now() >= renew_at {
+            renew_at = Instant::now() + renew_every;
+            if let Err(e) = gw.ledger.renew(call.event_id, gw.lease).await {
+                tracing::warn!(event.id = %call.event_id, error = %e, "Could not renew the budget hold's lease.");
+            }
+        }
+    }
+    if translator.is_some() && !client_gone && !failed {
+        let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+    }
+    let status = if failed || !tracker.finished() {
+        "interrupted"
+    } else if client_gone {
+        "client_closed"
+    } else {
+        "ok"
+    };
+    (tracker.usage(), status)
+}
+
+/// The bytes the client gets for one upstream frame.
+fn encode(frame: &SseFrame, plan: &Plan, translator: Option<&mut translate::StreamTranslator>) -> Vec<Bytes> {
+    if let Some(t) = translator {
+        let Ok(data) = serde_json::from_str::<Value>(&frame.data) else { return Vec::new() };
+        let event = frame.event.clone().or_else(|| data.get("type").and_then(Value::as_str).map(str::to_string));
+        let Some(event) = event else { return Vec::new() };
+        if event == "error" {
+            return vec![sse_data(&translate::anthropic_error_to_openai(&data))];
+        }
+        return t.on_event(&event, &data).iter().map(sse_data).collect();
+    }
+    match &frame.event {
+        Some(e) => vec![Bytes::from(format!("event: {e}\ndata: {}\n\n", frame.data))],
+        None => {
+            // OpenAI: the usage-only chunk reaches only clients that asked for it.
+            if !plan.client_wants_usage && frame.data != "[DONE]" {
+                if let Ok(v) = serde_json::from_str::<Value>(&frame.data) {
+                    let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
+                        && v.get("usage").is_some_and(|u| !u.is_null());
+                    if usage_only {
+                        return Vec::new();
+                    }
+                }
+            }
+            vec![Bytes::from(format!("data: {}\n\n", frame.data))]
+        }
+    }
+}
+
+fn sse_data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+/// The error frame sent when the upstream stream breaks, in the client's format.
+fn stream_error(plan: &Plan, message: &str) -> Bytes {
+    let e = GatewayError::Upstream(format!("the upstream stream failed: {message}"));
+    match plan.route {
+        Route::ChatCompletions => sse_data(&e.body(ErrorShape::OpenAi)),
+        Route::Messages => Bytes::from(format!("event: error\ndata: {}\n\n", e.body(ErrorShape::Anthropic))),
+    }
+}
+
+/// Record the call and bill its usage (same path as chat), then settle or release the hold.
+async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
+    let record = GatewayCallRecord {
+        event_id: call.event_id,
+        key_id: call.key.key_id,
+        user_id: call.key.user_id.clone(),
+        provider: o.provider.to_string(),
+        model: call.model.clone(),
+        route: call.route.name().to_string(),
+        status: o.status.to_string(),
+        http_status: i32::from(o.http_status),
+        latency_ms: i64::try_from(call.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        upstream_request_id: o.upstream_request_id.clone(),
+        simulated: o.simulated,
+        total_tokens: i64::try_from(o.usage.total_input_tokens().saturating_add(o.usage.output_tokens)).unwrap_or(i64::MAX),
+        occurred_at: call.occurred_at,
+    };
+    let held = !call.limits.is_empty();
+    if o.usage.is_zero() {
+        if let Err(e) = gw.persister.send(Persist { ops: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await {
+            tracing::error!(event.id = %call.event_id, error = %e, "Could not record a gateway call.");
+        }
+        if held {
+            if let Err(e) = gw.ledger.release(call.event_id).await {
+                tracing::warn!(event.id = %call.event_id, error = %e, "Could not release a budget hold; its lease will.");
+            }
+        }
+        return;
+    }
+    let event = UsageEvent {
+        event_id: call.event_id,
+        user_id: call.key.user_id.clone(),
+        thread_id: None,
+        message_id: None,
+        model: call.model.clone(),
+        occurred_at: call.occurred_at,
+        usage: usage_from_tokens(&o.usage),
+        source: "gateway".to_string(),
+        idempotency_key: None,
+        key_id: Some(call.key.key_id),
+    };
+    let billed = gw.billing.send(BillUsage { event, with: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await;
+    let actual = match billed {
+        Ok(Ok(b)) => {
+            tracing::debug!(event.id = %call.event_id, key.id = %call.key.key_id, cost_usd = %b.cost.total, "Gateway call billed.");
+            b.cost.total
+        }
+        Ok(Err(e)) => {
+            tracing::error!(event.id = %call.event_id, error = %e, "Gateway call could not be billed; its hold is settled at the reserved bound.");
+            call.reserved
+        }
+        Err(e) => {
+            tracing::error!(event.id = %call.event_id, error = %e, "Billing actor unreachable; the hold is settled at the reserved bound.");
+            call.reserved
+        }
+    };
+    if held {
+        if let Err(e) = gw.ledger.settle(call.event_id, actual).await {
+            tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
+        }
+        check_alerts(gw, &call.key, &call.limits).await;
+    }
+}

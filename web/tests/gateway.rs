@@ -1,0 +1,280 @@
+//! The gateway against a real Tally HTTP server (SQLite, in-process budget ledger,
+//! simulated upstreams in both wire formats): keys, budgets under concurrency, bad input,
+//! streams cut by the client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use tally_actors::{ActorSystem, ActorSystemConfig};
+use tally_domain::Catalog;
+use tally_llm::gateway::UpstreamRouter;
+use tally_llm::{ProviderRouter, SimulatorConfig, SimulatorProvider};
+use tally_store::Store;
+use tally_web::gateway::{Gateway, DEFAULT_HOLD_LEASE};
+use tally_web::{AppState, HttpConfig};
+
+const CATALOG: &str = include_str!("../../catalog/prices.json");
+const HAIKU: &str = "claude-3-5-haiku-20241022";
+const MINI: &str = "gpt-4o-mini";
+
+struct Node {
+    base: String,
+    actors: ActorSystem,
+    handle: actix_web::dev::ServerHandle,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    async fn start(token_delay: Duration) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
+        let store = Store::open(&db_url).unwrap();
+        let catalog = Catalog::parse(CATALOG).unwrap();
+        store.seed(&catalog).unwrap();
+        let sim = SimulatorProvider::new(SimulatorConfig { token_delay: Duration::from_millis(1) });
+        let router = Arc::new(ProviderRouter::new(None, None, sim));
+        let cache = tally_store::cache::Cache::memory(Default::default()).unwrap();
+        let actors = ActorSystem::start(store.clone(), cache, router, ActorSystemConfig::default()).unwrap();
+        let state = AppState::new(actors.clone(), catalog.default_model.clone());
+        let gw = Gateway {
+            store: store.clone(),
+            keys: Default::default(),
+            budgets: Default::default(),
+            ledger: tally_actors::budget::local(tally_web::gateway::budgets::spend_loader(store.clone())),
+            upstreams: Arc::new(UpstreamRouter::new(None, None, token_delay)),
+            billing: actors.billing.clone(),
+            persister: actors.persister.clone(),
+            models: Arc::new(Gateway::models_of(&catalog)),
+            lease: DEFAULT_HOLD_LEASE,
+            rpm: Default::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .configure(tally_web::gateway::configure(gw.clone()))
+                .configure(tally_web::configure(state.clone(), HttpConfig::default()))
+        })
+        .listen(listener)
+        .unwrap()
+        .workers(2)
+        .disable_signals()
+        .run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+        Node { base: format!("http://{addr}"), actors, handle, client, _dir: dir }
+    }
+
+    async fn stop(self) {
+        self.handle.stop(false).await;
+        self.actors.drain().await.unwrap();
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// A user and a key with the given budgets; returns (key id, secret).
+    async fn key(&self, user: &str, extra: Value) -> (String, String) {
+        let (s, _) = self.post("/api/users/", json!({ "user_id": user })).await;
+        assert!(s == 201 || s == 409, "user created, got {s}");
+        let mut body = json!({ "user_id": user, "name": "test key" });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, k) = self.post("/api/keys", body).await;
+        assert_eq!(s, 201, "key created: {k}");
+        (k["key_id"].as_str().unwrap().to_string(), k["key"].as_str().unwrap().to_string())
+    }
+
+    async fn gateway(&self, path: &str, key: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self.client.post(self.url(path)).bearer_auth(key).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    /// The key's spend this month, once billing has caught up with `requests` calls.
+    async fn settled_spend(&self, key_id: &str, requests: u64) -> Value {
+        for _ in 0..200 {
+            let (_, s) = self.get(&format!("/api/billing/spend/{key_id}?period=monthly")).await;
+            if s["total_requests"].as_u64() == Some(requests) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("spend of {key_id} never reached {requests} requests");
+    }
+}
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str().unwrap_or_else(|| panic!("money must be a JSON string, got {v}")).parse().unwrap()
+}
+
+fn chat(model: &str, max_tokens: u64) -> Value {
+    json!({"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": "Say something short."}]})
+}
+
+#[actix_rt::test]
+async fn keys_are_shown_once_and_calls_are_billed_to_the_key() {
+    let node = Node::start(Duration::ZERO).await;
+    let (key_id, secret) = node.key("alice", json!({})).await;
+    assert!(secret.starts_with("tk-"), "the secret has Tally's prefix");
+    let (s, k) = node.get(&format!("/api/keys/{key_id}")).await;
+    assert_eq!(s, 200, "key readable");
+    assert!(k.get("key").is_none(), "the secret is never shown again: {k}");
+    assert!(!k.to_string().contains(&secret[16..]), "no part of the secret leaks");
+
+    let r = node.client.get(node.url("/v1/models")).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(r.status(), 200, "models listed");
+    let models: Value = r.json().await.unwrap();
+    assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == HAIKU), "the catalogue's models are listed");
+
+    // OpenAI route on a Claude model (translated) and on an OpenAI model; Anthropic route.
+    let (s, a, h) = node.gateway("/v1/chat/completions", &secret, chat(HAIKU, 40)).await;
+    assert_eq!(s, 200, "claude through the OpenAI route: {a}");
+    assert_eq!(a["object"], "chat.completion", "OpenAI shape");
+    assert_eq!(h.get("x-tally-simulated").map(|v| v.to_str().unwrap()), Some("true"), "simulated is labelled");
+    let (s, b, _) = node.gateway("/v1/chat/completions", &secret, chat(MINI, 40)).await;
+    assert_eq!(s, 200, "gpt through the OpenAI route: {b}");
+    let (s, c, _) = node.gateway("/v1/messages", &secret, chat(HAIKU, 40)).await;
+    assert_eq!(s, 200, "claude through the Anthropic route: {c}");
+    assert_eq!(c["type"], "message", "Anthropic shape");
+
+    // Expected cost from the reported usage and the catalogue's prices.
+    let price = |model: &str, kind: &str| -> Decimal {
+        let cat: Value = serde_json::from_str(CATALOG).unwrap();
+        let m = cat["models"].as_array().unwrap().iter().find(|m| m["name"] == model).unwrap();
+        m["prices"].as_array().unwrap().iter().rev().find(|p| p["kind"] == kind).unwrap()["price"].as_str().unwrap().parse().unwrap()
+    };
+    let million = Decimal::from(1_000_000);
+    let openai_cost = |v: &Value, model: &str| {
+        Decimal::from(v["usage"]["prompt_tokens"].as_u64().unwrap()) * price(model, "input_tokens") / million
+            + Decimal::from(v["usage"]["completion_tokens"].as_u64().unwrap()) * price(model, "output_tokens") / million
+    };
+    let expected = openai_cost(&a, HAIKU)
+        + openai_cost(&b, MINI)
+        + Decimal::from(c["usage"]["input_tokens"].as_u64().unwrap()) * price(HAIKU, "input_tokens") / million
+        + Decimal::from(c["usage"]["output_tokens"].as_u64().unwrap()) * price(HAIKU, "output_tokens") / million;
+    let spend = node.settled_spend(&key_id, 3).await;
+    assert_eq!(dec(&spend["total_cost"]), expected, "the key's spend is the exact sum of its calls: {spend}");
+    assert_eq!(dec(&spend["by_provider"]["simulator"]), expected, "by provider");
+    let (_, user) = node.get("/api/billing/metrics/user/alice").await;
+    assert_eq!(user.to_string().contains(&expected.to_string()), true, "the user's metrics carry the same total: {user}");
+    node.stop().await;
+}
+
+#[actix_rt::test]
+async fn concurrent_calls_never_overspend_and_the_rest_get_402() {
+    let node = Node::start(Duration::ZERO).await;
+    // One call reserves about (body bytes + overheads) x input price + 64 x output price:
+    // with Haiku that is about 0.0008 USD, so 0.01 USD admits a dozen or so of 200.
+    let (key_id, secret) = node.key("bob", json!({"budgets": [{"max_budget": "0.01", "period": "daily"}]})).await;
+    let calls = (0..200).map(|_| {
+        let node = &node;
+        let secret = secret.clone();
+        async move { node.gateway("/v1/chat/completions", &secret, chat(HAIKU, 64)).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let admitted = results.iter().filter(|(s, _, _)| *s == 200).count() as u64;
+    let refused: Vec<_> = results.iter().filter(|(s, _, _)| *s == 402).collect();
+    assert!(admitted > 0, "some calls fit the budget");
+    assert_eq!(admitted as usize + refused.len(), 200, "every call is admitted or refused with 402");
+    let (_, body, headers) = refused[0];
+    assert_eq!(body["error"]["code"], "budget_exceeded", "OpenAI-shaped 402: {body}");
+    assert!(headers.contains_key("x-tally-budget-remaining") && headers.contains_key("x-tally-budget-reset"), "budget headers");
+    let spend = node.settled_spend(&key_id, admitted).await;
+    assert!(dec(&spend["total_cost"]) <= Decimal::new(1, 2), "admitted cost never exceeds the budget: {spend}");
+    let (_, b) = node.get(&format!("/api/billing/budget/{key_id}")).await;
+    let budget = &b["budgets"][0];
+    assert_eq!(dec(&budget["spent"]), dec(&spend["total_cost"]), "the ledger's spend is the billed spend: {b}");
+    assert_eq!(dec(&budget["reserved"]), Decimal::ZERO, "every hold was settled");
+    node.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_clear_errors_and_bills_nothing() {
+    let node = Node::start(Duration::ZERO).await;
+    let (key_id, secret) = node.key("carol", json!({"allowed_models": [HAIKU]})).await;
+    let raw = |path: &'static str, body: &'static str| {
+        let node = &node;
+        let secret = secret.clone();
+        async move {
+            let r = node.client.post(node.url(path)).bearer_auth(&secret).header("content-type", "application/json").body(body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, e) = raw("/v1/chat/completions", "{not json").await;
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid_json")), "malformed JSON: {e}");
+    let (s, e) = raw("/v1/messages", "[]").await;
+    assert_eq!((s, e["type"].as_str()), (400, Some("error")), "Anthropic-shaped error: {e}");
+    let (s, e, _) = node.gateway("/v1/chat/completions", &secret, chat("no-such-model", 10)).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("model_not_found")), "unknown model: {e}");
+    let (s, e, _) = node.gateway("/v1/chat/completions", &secret, chat(MINI, 10)).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (403, Some("model_not_allowed")), "model outside the allow-list: {e}");
+    let (s, e, _) = node
+        .gateway("/v1/messages", &secret, json!({"model": HAIKU, "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!((s, e["error"]["type"].as_str()), (400, Some("missing_max_tokens")), "max_tokens is required on /v1/messages: {e}");
+    let (s, e, _) = node.gateway("/v1/messages", &secret, chat(HAIKU, 1_000_000_000)).await;
+    assert_eq!((s, e["error"]["type"].as_str()), (400, Some("max_tokens_too_large")), "giant max_tokens: {e}");
+    let (s, e, _) = node.gateway("/v1/chat/completions", "tk-000000000000-00", chat(HAIKU, 10)).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_api_key")), "bad key: {e}");
+    let wrong = format!("{}0", &secret[..secret.len() - 1]);
+    let (s, _, _) = node.gateway("/v1/chat/completions", &wrong, chat(HAIKU, 10)).await;
+    assert_eq!(s, 401, "a wrong secret with a real public id is refused");
+    let (s, _) = node.post(&format!("/api/keys/{key_id}/revoke"), json!({})).await;
+    assert_eq!(s, 200, "revoked");
+    let (s, e, _) = node.gateway("/v1/chat/completions", &secret, chat(HAIKU, 10)).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (401, Some("revoked_api_key")), "revoked key: {e}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, spend) = node.get(&format!("/api/billing/spend/{key_id}")).await;
+    assert_eq!(spend["total_requests"], 0, "nothing refused was recorded: {spend}");
+    assert_eq!(dec(&spend["total_cost"]), Decimal::ZERO, "nothing refused was billed");
+    node.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stream_cut_by_the_client_is_still_billed() {
+    let node = Node::start(Duration::from_millis(20)).await;
+    let (key_id, secret) = node.key("dave", json!({"budgets": [{"max_budget": "5", "period": "monthly"}]})).await;
+    let mut body = chat(HAIKU, 40);
+    body["stream"] = json!(true);
+    let r = node.client.post(node.url("/v1/messages")).bearer_auth(&secret).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200, "stream started");
+    let mut frames = r.bytes_stream();
+    let first = frames.next().await;
+    assert!(first.is_some(), "a first frame arrived");
+    drop(frames); // the client goes away mid-stream
+    let spend = node.settled_spend(&key_id, 1).await;
+    assert!(dec(&spend["total_cost"]) > Decimal::ZERO, "the cut stream is billed: {spend}");
+    let (_, b) = node.get(&format!("/api/billing/budget/{key_id}")).await;
+    assert_eq!(dec(&b["budgets"][0]["reserved"]), Decimal::ZERO, "the hold was settled: {b}");
+    assert_eq!(dec(&b["budgets"][0]["spent"]), dec(&spend["total_cost"]), "and charged at the billed cost");
+    node.stop().await;
+}
