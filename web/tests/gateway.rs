@@ -185,7 +185,7 @@ async fn keys_are_shown_once_and_calls_are_billed_to_the_key() {
     assert_eq!(dec(&spend["total_cost"]), expected, "the key's spend is the exact sum of its calls: {spend}");
     assert_eq!(dec(&spend["by_provider"]["simulator"]), expected, "by provider");
     let (_, user) = node.get("/api/billing/metrics/user/alice").await;
-    assert_eq!(user.to_string().contains(&expected.to_string()), true, "the user's metrics carry the same total: {user}");
+    assert!(user.to_string().contains(&expected.to_string()), "the user's metrics carry the same total: {user}");
     node.stop().await;
 }
 

@@ -45,10 +45,13 @@ pub fn spend_loader(store: Store) -> SpendLoader {
     })
 }
 
+/// A key's budgets and when they were read.
+type CachedBudgets = (Instant, Arc<Vec<BudgetRecord>>);
+
 /// Budgets (of the key and of its owner) per key id, read through a short-lived cache.
 #[derive(Clone, Default)]
 pub struct BudgetCache {
-    inner: Arc<Mutex<HashMap<Uuid, (Instant, Arc<Vec<BudgetRecord>>)>>>,
+    inner: Arc<Mutex<HashMap<Uuid, CachedBudgets>>>,
 }
 
 impl BudgetCache {

@@ -136,10 +136,13 @@ pub fn check_live(key: &KeyRecord, now: DateTime<Utc>) -> Result<(), KeyRefusal>
     Ok(())
 }
 
+/// A key and when it was read.
+type CachedKey = (Instant, Arc<KeyRecord>);
+
 /// Keys recently read from the store, by public id.
 #[derive(Clone, Default)]
 pub struct KeyCache {
-    inner: Arc<Mutex<HashMap<String, (Instant, Arc<KeyRecord>)>>>,
+    inner: Arc<Mutex<HashMap<String, CachedKey>>>,
 }
 
 impl KeyCache {

@@ -36,6 +36,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 const STREAM_BUFFER: usize = 64;
 /// Largest `n` (choices per request) accepted on the OpenAI route.
 const MAX_CHOICES: u64 = 128;
+/// Input tokens reserved per image given by URL rather than inline: the body's bytes do
+/// not bound them. Providers downscale images, which caps their tokens: Anthropic at about
+/// 1,600 per image, OpenAI's tile and patch models below 3,800 (gpt-4.1-nano's 1,536
+/// patches x 2.46); 4,096 covers every catalogue model.
+const IMAGE_BY_REFERENCE_TOKENS: u64 = 4_096;
+/// Input tokens reserved for the tool-use system prompt Anthropic adds when tools are
+/// given (published as up to 346 tokens); it is not in the request's bytes.
+const TOOL_PROMPT_TOKENS: u64 = 512;
 
 /// Which wire format the client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +167,9 @@ struct Plan {
     client_wants_usage: bool,
     /// The client's route.
     route: Route,
+    /// Input tokens the body's bytes do not bound (images by URL, Anthropic's tool prompt),
+    /// or why the request's cost has no bound (refused only when a budget applies).
+    extra_input: Result<u64, GatewayError>,
 }
 
 fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Plan, GatewayError> {
@@ -247,7 +258,53 @@ fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Pla
         translate: route == Route::ChatCompletions && claude,
         client_wants_usage,
         route,
+        extra_input: unbounded_input(body),
     })
+}
+
+/// Input tokens a request may cost beyond its bytes: images given by reference, and the
+/// tool prompt. A document or file given by reference (a PDF of any length) has no bound,
+/// so it is refused: the gateway would have to admit a call whose cost it cannot cap.
+fn unbounded_input(body: &Value) -> Result<u64, GatewayError> {
+    fn walk(v: &Value, images: &mut u64) -> Result<(), GatewayError> {
+        match v {
+            Value::Array(items) => items.iter().try_for_each(|i| walk(i, images)),
+            Value::Object(o) => {
+                let kind = o.get("type").and_then(Value::as_str);
+                let source_kind = o.get("source").and_then(|s| s.get("type")).and_then(Value::as_str);
+                match (kind, source_kind) {
+                    // OpenAI: an image part whose URL is not inline data.
+                    (Some("image_url"), _) => {
+                        let url = o.get("image_url").and_then(|i| i.get("url").or(Some(i))).and_then(Value::as_str);
+                        if !url.is_some_and(|u| u.starts_with("data:")) {
+                            *images += 1;
+                        }
+                    }
+                    // Anthropic: an image by URL or uploaded file.
+                    (Some("image"), Some("url" | "file")) => *images += 1,
+                    (Some("document"), Some("url" | "file")) | (Some("file"), _)
+                        if o.get("file").and_then(|f| f.get("file_id")).is_some()
+                            || source_kind.is_some_and(|s| s == "url" || s == "file") =>
+                    {
+                        return Err(GatewayError::invalid(
+                            "unbounded_input",
+                            "a document given by URL or file id has no cost bound; send it inline (base64) so the budget can hold it",
+                            Some("messages"),
+                        ));
+                    }
+                    _ => {}
+                }
+                o.values().try_for_each(|child| walk(child, images))
+            }
+            _ => Ok(()),
+        }
+    }
+    let mut images = 0;
+    if let Some(messages) = body.get("messages") {
+        walk(messages, &mut images)?;
+    }
+    let tools = body.get("tools").and_then(Value::as_array).is_some_and(|t| !t.is_empty());
+    Ok(images.saturating_mul(IMAGE_BY_REFERENCE_TOKENS) + if tools { TOOL_PROMPT_TOKENS } else { 0 })
 }
 
 /// One admitted call: who, what, and the hold to settle.
@@ -382,7 +439,7 @@ async fn reserve(gw: &Gateway, call: &mut Call, plan: &Plan, body_bytes: usize, 
         .send(GetPriceBook)
         .await
         .map_err(|e| GatewayError::Unavailable { code: "billing_unavailable", message: format!("billing actor: {e}") })?;
-    let input_bound = input_token_upper_bound(body_bytes, plan.messages);
+    let input_bound = input_token_upper_bound(body_bytes, plan.messages).saturating_add(plan.extra_input.clone()?);
     let output = plan.max_output.saturating_mul(plan.choices);
     let amount = reservation_bound(&book, &plan.model, now, input_bound, output).map_err(|e| GatewayError::Invalid {
         code: e.code(),
@@ -670,5 +727,31 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
             tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
         }
         check_alerts(gw, &call.key, &call.limits).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_by_reference_and_tools_add_to_the_input_bound() {
+        let inline = json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]});
+        assert_eq!(unbounded_input(&inline).ok(), Some(0), "inline images are bounded by the body's bytes");
+        let by_url = json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/b.png"}}]}],
+            "tools": [{"type": "function", "function": {"name": "f"}}]});
+        assert_eq!(
+            unbounded_input(&by_url).ok(),
+            Some(2 * IMAGE_BY_REFERENCE_TOKENS + TOOL_PROMPT_TOKENS),
+            "each referenced image and the tool prompt get their allowance"
+        );
+        let doc = json!({"messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}]}]});
+        assert_eq!(unbounded_input(&doc).err().map(|e| e.code()), Some("unbounded_input"), "a referenced document is refused");
+        let file = json!({"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]});
+        assert_eq!(unbounded_input(&file).err().map(|e| e.code()), Some("unbounded_input"), "an OpenAI file id is refused");
     }
 }
