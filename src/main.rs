@@ -44,6 +44,9 @@ struct GatewayArgs {
     /// Lease of a budget hold, in seconds: a node that dies mid-call frees its holds after this.
     #[arg(long, env = "TALLY_BUDGET_LEASE_SECS", default_value_t = tally_web::gateway::DEFAULT_HOLD_LEASE.as_secs())]
     budget_lease_secs: u64,
+    /// Budget alerts are POSTed here as signed JSON (see TALLY_ALERT_WEBHOOK_SECRET); logged only when unset.
+    #[arg(long, env = "TALLY_ALERT_WEBHOOK_URL")]
+    alert_webhook_url: Option<String>,
 }
 
 /// What `serve` needs to start the gateway.
@@ -54,6 +57,8 @@ struct GatewaySetup {
     lease: Duration,
     /// Cluster mode: budgets shared in this Redis.
     redis_url: Option<String>,
+    /// Budget alert webhook.
+    alerts: Option<tally_web::gateway::alerts::AlertWebhook>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -392,6 +397,14 @@ fn main() -> anyhow::Result<()> {
                 ),
                 lease: Duration::from_secs(gateway.budget_lease_secs),
                 redis_url,
+                alerts: match &gateway.alert_webhook_url {
+                    // The secret comes from the environment only, never a flag (flags show in `ps`).
+                    Some(url) => Some(tally_web::gateway::alerts::AlertWebhook::new(
+                        url,
+                        &std::env::var("TALLY_ALERT_WEBHOOK_SECRET").unwrap_or_default(),
+                    )?),
+                    None => None,
+                },
             };
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
             let config = ActorSystemConfig {
@@ -464,6 +477,7 @@ async fn serve(
         models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
         lease: gateway.lease,
         rpm: Default::default(),
+        alerts: gateway.alerts,
     };
     let addr = listener.local_addr()?;
     // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.

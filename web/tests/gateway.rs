@@ -32,6 +32,10 @@ struct Node {
 
 impl Node {
     async fn start(token_delay: Duration) -> Node {
+        Self::start_with(token_delay, None).await
+    }
+
+    async fn start_with(token_delay: Duration, alerts: Option<tally_web::gateway::alerts::AlertWebhook>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let store = Store::open(&db_url).unwrap();
@@ -53,6 +57,7 @@ impl Node {
             models: Arc::new(Gateway::models_of(&catalog)),
             lease: DEFAULT_HOLD_LEASE,
             rpm: Default::default(),
+            alerts,
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -276,5 +281,66 @@ async fn a_stream_cut_by_the_client_is_still_billed() {
     let (_, b) = node.get(&format!("/api/billing/budget/{key_id}")).await;
     assert_eq!(dec(&b["budgets"][0]["reserved"]), Decimal::ZERO, "the hold was settled: {b}");
     assert_eq!(dec(&b["budgets"][0]["spent"]), dec(&spend["total_cost"]), "and charged at the billed cost");
+    node.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_budget_alert_is_posted_once_per_window_signed() {
+    use std::sync::Mutex;
+    // A local webhook receiver that keeps what arrives.
+    let received: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let sink = received.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    let receiver = actix_web::HttpServer::new(move || {
+        let sink = sink.clone();
+        actix_web::App::new().route(
+            "/hook",
+            actix_web::web::post().to(move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    sink.lock().unwrap().push((h("x-tally-timestamp"), h("x-tally-signature"), String::from_utf8_lossy(&body).to_string()));
+                    actix_web::HttpResponse::NoContent().finish()
+                }
+            }),
+        )
+    })
+    .listen(listener)
+    .unwrap()
+    .workers(1)
+    .disable_signals()
+    .run();
+    let receiver_handle = receiver.handle();
+    actix_rt::spawn(receiver);
+    let secret = "a-webhook-secret-of-some-length";
+    let hook = tally_web::gateway::alerts::AlertWebhook::new(&format!("http://{hook_addr}/hook"), secret).unwrap();
+    let node = Node::start_with(Duration::ZERO, Some(hook)).await;
+    // Threshold 5% of 0.01 USD: a Haiku call here costs ~0.0003 USD, so the second call passes it.
+    let (key_id, key) = node
+        .key("frank", json!({"budgets": [{"max_budget": "0.01", "period": "daily", "alert_threshold": "0.05"}]}))
+        .await;
+    for _ in 0..4 {
+        let (s, _, _) = node.gateway("/v1/messages", &key, chat(HAIKU, 64)).await;
+        assert_eq!(s, 200, "under budget");
+    }
+    node.settled_spend(&key_id, 4).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while received.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one alert per budget window, however many calls pass the threshold: {got:?}");
+    let (ts, sig, body) = &got[0];
+    let expected = tally_web::gateway::alerts::signature(secret, ts.parse().unwrap(), body.as_bytes());
+    assert_eq!(sig, &expected, "the body is signed with the shared secret");
+    let alert: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(alert["event"], "budget.threshold_reached", "what happened: {alert}");
+    assert_eq!(alert["key_id"], key_id.as_str(), "which key");
+    assert!(dec(&alert["spent"]) >= Decimal::new(5, 4), "spend passed 5% of 0.01 USD");
+    let (_, b) = node.get(&format!("/api/billing/budget/{key_id}")).await;
+    assert_eq!(b["budgets"][0]["alert_state"], "alerted", "the budget shows its alert: {b}");
+    receiver_handle.stop(false).await;
     node.stop().await;
 }

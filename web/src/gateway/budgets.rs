@@ -172,7 +172,24 @@ pub async fn check_alerts(gw: &Gateway, key: &KeyRecord, limits: &[(BudgetRecord
         }
         let (id, start, spent) = (b.budget_id, limit.window.start, state.spent);
         match crate::routes::blocking(&gw.store, move |s| s.mark_alert_sent(id, start, spent, Utc::now())).await {
-            Ok(true) => tracing::warn!(
+            Ok(true) => {
+                if let Some(hook) = &gw.alerts {
+                    hook.deliver(super::alerts::BudgetAlert {
+                        event: "budget.threshold_reached",
+                        budget_id: b.budget_id,
+                        scope: b.scope.kind(),
+                        scope_id: b.scope.id(),
+                        key_id: key.key_id,
+                        user_id: key.user_id.clone(),
+                        period: b.period.clone(),
+                        spent: state.spent.normalize(),
+                        max_budget: b.max_budget,
+                        alert_threshold: threshold,
+                        period_start: limit.window.start,
+                        period_end: limit.window.end,
+                    });
+                }
+                tracing::warn!(
                 budget.id = %b.budget_id,
                 budget.scope = b.scope.kind(),
                 budget.scope_id = %b.scope.id(),
@@ -184,7 +201,8 @@ pub async fn check_alerts(gw: &Gateway, key: &KeyRecord, limits: &[(BudgetRecord
                 threshold = %threshold,
                 window.start = %limit.window.start,
                 "Budget alert: spend passed the alert threshold."
-            ),
+            );
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(budget.id = %b.budget_id, error = %e, "Could not record the budget alert."),
         }

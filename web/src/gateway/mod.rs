@@ -8,6 +8,7 @@
 //! the hold at the actual cost. Billing and settling run after the answer is sent, so
 //! they add nothing to the caller's latency.
 
+pub mod alerts;
 pub mod budgets;
 pub mod error;
 pub mod keys;
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub lease: Duration,
     /// Per-key requests-per-minute limits.
     pub rpm: RateLimiter,
+    /// Where budget alerts are posted, when configured (they are logged either way).
+    pub alerts: Option<alerts::AlertWebhook>,
 }
 
 /// What the gateway knows of a catalogue model.
