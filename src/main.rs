@@ -461,9 +461,14 @@ async fn serve(
     // database is the source of truth either way (the loader reads committed spend).
     let loader = tally_web::gateway::budgets::spend_loader(actors.store.clone());
     let ledger = match &gateway.redis_url {
-        Some(url) => tally_actors::budget::redis(url, loader)
-            .await
-            .context("TALLY_REDIS_URL: the budget ledger cannot reach Redis")?,
+        Some(url) => {
+            // Start even when Redis is down: budgeted calls fail closed (503) until it is back.
+            let ledger = tally_actors::budget::RedisLedger::connect(url, loader).context("TALLY_REDIS_URL: budget ledger")?;
+            if let Err(e) = ledger.ping().await {
+                tracing::warn!(error = %e, "Budget ledger: Redis is unreachable; budgeted gateway calls answer 503 until it is back.");
+            }
+            Arc::new(ledger) as Arc<dyn tally_actors::budget::BudgetLedger>
+        }
         None => tally_actors::budget::local(loader),
     };
     let gw = tally_web::gateway::Gateway {

@@ -6,7 +6,8 @@
 //
 // It implements the endpoints the UI uses with the same JSON shapes (money and
 // quantities as exact decimal strings, computed with BigInt), streams simulated
-// replies over SSE, serves the dashboard stream, and serves dist/ with an SPA
+// replies over SSE, serves the dashboard stream, virtual keys with budgets and spend
+// (plus a non-streaming POST /v1/chat/completions billed to a key), and serves dist/ with an SPA
 // fallback so a built UI can be opened at http://127.0.0.1:8080/.
 // Request bodies are checked like the server's `deny_unknown_fields`.
 
@@ -27,6 +28,7 @@ const HOST = arg('host', '127.0.0.1');
 const DIST = resolve(arg('dist', join(here, '..', 'dist')));
 const TOKEN_DELAY_MS = Number(arg('delay', 15));
 // --fault history-cost: history answers a cost one digit off what the stream sent (to see e2e/run.mjs catch it).
+// --fault no-keys: no virtual keys API, like a server built without the gateway (404 on /api/keys).
 const FAULT = arg('fault', '');
 
 // ---------------------------------------------------------------- decimals (exact, BigInt)
@@ -117,6 +119,9 @@ const messages = []; // stored messages {message..., cost|null}
 const events = []; // usage events {event_id,..., cost}
 const lines = []; // priced lines {line..., event_id, message_id, thread_id, user_id, model, invoice_id|null}
 const invoices = new Map();
+const keys = new Map(); // key_id -> key record (with its secret, never shown again)
+let budgets = []; // {budget_id, scope_id (key id), period, max_budget, alert_threshold, enabled, timezone}
+const gatewayCalls = []; // {key_id, model, provider, cost, tokens, occurred_at}
 let priceVersions = [];
 for (const m of MODELS) {
   for (const [kind, price] of Object.entries(m.prices)) {
@@ -269,6 +274,7 @@ function snapshot() {
     const map = new Map();
     for (const l of lines) {
       const key = keyOf(l);
+      if (key === null || key === undefined) continue;
       const g = map.get(key) ?? { cost: ZERO, events: new Set(), l };
       g.cost = dAdd(g.cost, dec(l.amount));
       g.events.add(l.event_id);
@@ -293,6 +299,7 @@ function snapshot() {
     by_user: group((l) => l.user_id).map(([user_id, g]) => ({ user_id, cost: dStr(g.cost), events: g.events.size })),
     by_thread: group((l) => l.thread_id).map(([thread_id, g]) => ({ thread_id, user_id: g.l.user_id, cost: dStr(g.cost), events: g.events.size })),
     by_model: group((l) => l.model).map(([model, g]) => ({ model, cost: dStr(g.cost), events: g.events.size })),
+    by_key: group((l) => l.key_id).map(([key_id, g]) => ({ key_id, name: keys.get(key_id)?.name ?? null, cost: dStr(g.cost), events: g.events.size })),
     by_kind: [...kinds.values()]
       .sort((a, b) => dCmp(b.cost, a.cost))
       .map((k) => ({ kind: k.kind, unit: k.unit, quantity: dStr(k.quantity), cost: dStr(k.cost) })),
@@ -403,6 +410,238 @@ async function streamMessage(req, res) {
     sse(res, 'done', { user_message: view(userMsg, before), assistant_message: view(assistantMsg, total), thread_total: total, simulated: true, error: null });
     res.end();
   }
+}
+
+// ---------------------------------------------------------------- gateway: virtual keys, budgets, spend
+
+const PERIOD_NAMES = ['daily', 'weekly', 'monthly'];
+const MAX_BUDGET_USD = { v: 100000000n, s: 0 };
+
+/** The UTC calendar window of `period` containing `at` (the mock ignores budget time zones). */
+function windowOf(period, at = new Date()) {
+  const d = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate()));
+  if (period === 'daily') return { start: d, end: new Date(d.getTime() + 86_400_000) };
+  if (period === 'weekly') {
+    const start = new Date(d.getTime() - ((d.getUTCDay() + 6) % 7) * 86_400_000);
+    return { start, end: new Date(start.getTime() + 7 * 86_400_000) };
+  }
+  const start = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
+  return { start, end: new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1)) };
+}
+
+function callsIn(keyId, w) {
+  return gatewayCalls.filter((c) => c.key_id === keyId && Date.parse(c.occurred_at) >= w.start.getTime() && Date.parse(c.occurred_at) < w.end.getTime());
+}
+
+function budgetView(b) {
+  const w = windowOf(b.period);
+  const spent = sum(callsIn(b.scope_id, w).map((c) => dec(c.cost)));
+  const max = dec(b.max_budget);
+  const left = dAdd(max, { v: -spent.v, s: spent.s });
+  const remaining = dCmp(left, ZERO) > 0 ? left : ZERO;
+  const alerted = b.alert_threshold !== null && dCmp(spent, dMul(max, dec(b.alert_threshold))) >= 0;
+  return {
+    budget_id: b.budget_id,
+    scope: 'key',
+    scope_id: b.scope_id,
+    period: b.period,
+    max_budget: b.max_budget,
+    alert_threshold: b.alert_threshold,
+    enabled: b.enabled,
+    timezone: b.timezone,
+    spent: dStr(spent),
+    reserved: '0',
+    remaining: dStr(remaining),
+    period_start: w.start.toISOString(),
+    period_end: w.end.toISOString(),
+    alert_state: dCmp(remaining, ZERO) === 0 ? 'exceeded' : alerted ? 'alerted' : 'ok',
+  };
+}
+
+function keyStatus(k) {
+  if (k.revoked_at) return 'revoked';
+  if (k.expires_at && Date.parse(k.expires_at) <= Date.now()) return 'expired';
+  return 'active';
+}
+
+function keyView(k, secret) {
+  const v = {
+    key_id: k.key_id,
+    public_id: k.public_id,
+    user_id: k.user_id,
+    name: k.name,
+    allowed_models: k.allowed_models,
+    expires_at: k.expires_at,
+    rpm_limit: k.rpm_limit,
+    created_at: k.created_at,
+    revoked_at: k.revoked_at,
+    status: keyStatus(k),
+    budgets: budgets.filter((b) => b.scope_id === k.key_id).map(budgetView),
+  };
+  if (secret) v.key = secret;
+  return v;
+}
+
+const hex = (n) => randomUUID().replace(/-/g, '').slice(0, n);
+
+function budgetRecord(keyId, b) {
+  for (const k of Object.keys(b)) if (!['max_budget', 'period', 'alert_threshold', 'enabled', 'timezone'].includes(k)) throw bad('invalid_body', `unknown field \`${k}\``);
+  if (!PERIOD_NAMES.includes(b.period)) throw bad('invalid_period', 'period must be daily, weekly or monthly');
+  let max;
+  try {
+    max = dec(b.max_budget);
+  } catch {
+    throw bad('invalid_max_budget', 'max_budget must be a decimal');
+  }
+  if (dCmp(max, ZERO) <= 0 || dCmp(max, MAX_BUDGET_USD) > 0) throw bad('invalid_max_budget', 'max_budget must be positive and at most 100000000 USD');
+  let threshold = null;
+  if (b.alert_threshold !== undefined && b.alert_threshold !== null) {
+    try {
+      threshold = dec(b.alert_threshold);
+    } catch {
+      throw bad('invalid_alert_threshold', 'alert_threshold must be in (0, 1]');
+    }
+    if (dCmp(threshold, ZERO) <= 0 || dCmp(threshold, { v: 1n, s: 0 }) > 0) throw bad('invalid_alert_threshold', 'alert_threshold must be in (0, 1]');
+  }
+  return {
+    budget_id: randomUUID(),
+    scope_id: keyId,
+    period: b.period,
+    max_budget: dStr(max),
+    alert_threshold: threshold === null ? null : dStr(threshold),
+    enabled: b.enabled ?? true,
+    timezone: b.timezone ?? 'UTC',
+  };
+}
+
+function upsertBudget(r) {
+  const old = budgets.find((b) => b.scope_id === r.scope_id && b.period === r.period);
+  if (old) r.budget_id = old.budget_id;
+  budgets = [...budgets.filter((b) => b !== old), r];
+  return r;
+}
+
+function loadKey(id) {
+  const k = keys.get(id);
+  if (!k) throw new HttpError(404, 'key_not_found', `no key ${id}`);
+  return k;
+}
+
+async function keysApi(req, res, url, path, method) {
+  let m;
+  if (path === '/api/keys' && method === 'POST') {
+    const b = await readJson(req, ['user_id', 'name', 'allowed_models', 'expires_at', 'rpm_limit', 'budgets']);
+    if (!USER_ID.test(b.user_id ?? '')) throw bad('invalid_user_id', 'invalid user id');
+    if (!users.has(b.user_id)) throw new HttpError(404, 'user_not_found', `no user ${b.user_id}`);
+    const name = String(b.name ?? '');
+    if (!name.trim() || name.length > 200) throw bad('invalid_key_name', 'name must be 1-200 characters');
+    const models = b.allowed_models ?? null;
+    if (models !== null) {
+      if (!Array.isArray(models) || models.length === 0) throw bad('invalid_allowed_models', 'allowed_models must list 1-200 models, or be null for all');
+      const unknown = models.find((x) => !MODELS.some((mm) => mm.name === x));
+      if (unknown) throw bad('unknown_model', `${JSON.stringify(unknown)} is not in the catalogue`);
+    }
+    if (b.rpm_limit !== undefined && b.rpm_limit !== null && !(Number.isInteger(b.rpm_limit) && b.rpm_limit >= 1)) throw bad('invalid_rpm_limit', 'rpm_limit must be a positive integer');
+    if (b.expires_at && !(Date.parse(b.expires_at) > Date.now())) throw bad('invalid_expires_at', 'expires_at must be in the future');
+    const list = b.budgets ?? [];
+    if (list.length > 3) throw bad('invalid_budgets', 'at most one budget per period');
+    const keyId = randomUUID();
+    const records = list.map((x) => budgetRecord(keyId, x));
+    if (new Set(records.map((r) => r.period)).size !== records.length) throw bad('invalid_budgets', 'at most one budget per period');
+    const publicId = hex(12);
+    const secret = `tk-${publicId}-${hex(32)}`;
+    const k = { key_id: keyId, public_id: publicId, secret, user_id: b.user_id, name, allowed_models: models, expires_at: b.expires_at ? new Date(b.expires_at).toISOString() : null, rpm_limit: b.rpm_limit ?? null, created_at: now(), revoked_at: null };
+    keys.set(keyId, k);
+    for (const r of records) upsertBudget(r);
+    return send(res, 201, keyView(k, secret));
+  }
+  if (path === '/api/keys' && method === 'GET') {
+    const userId = url.searchParams.get('user_id');
+    return send(res, 200, [...keys.values()].filter((k) => !userId || k.user_id === userId).map((k) => keyView(k)));
+  }
+  if ((m = /^\/api\/keys\/([^/]+)$/.exec(path)) && method === 'GET') return send(res, 200, keyView(loadKey(m[1])));
+  if ((m = /^\/api\/keys\/([^/]+)\/revoke$/.exec(path)) && method === 'POST') {
+    const k = loadKey(m[1]);
+    k.revoked_at ??= now();
+    return send(res, 200, keyView(k));
+  }
+  if ((m = /^\/api\/keys\/([^/]+)\/rotate$/.exec(path)) && method === 'POST') {
+    const k = loadKey(m[1]);
+    if (k.revoked_at) throw new HttpError(409, 'key_revoked', `key ${k.key_id} is revoked`);
+    k.secret = `tk-${k.public_id}-${hex(32)}`;
+    return send(res, 200, keyView(k, k.secret));
+  }
+  if ((m = /^\/api\/billing\/budget\/([^/]+)$/.exec(path))) {
+    const k = loadKey(m[1]);
+    if (method === 'GET') return send(res, 200, { key_id: k.key_id, budgets: budgets.filter((b) => b.scope_id === k.key_id).map(budgetView) });
+    if (method === 'PUT') return send(res, 200, budgetView(upsertBudget(budgetRecord(k.key_id, await readJson(req)))));
+    if (method === 'DELETE') {
+      const period = url.searchParams.get('period');
+      if (!period) throw bad('missing_period', 'give ?period=daily|weekly|monthly');
+      const old = budgets.find((b) => b.scope_id === k.key_id && b.period === period);
+      if (!old) throw new HttpError(404, 'budget_not_found', `no ${period} budget`);
+      budgets = budgets.filter((b) => b !== old);
+      res.writeHead(204).end();
+      return;
+    }
+  }
+  if ((m = /^\/api\/billing\/spend\/([^/]+)$/.exec(path)) && method === 'GET') {
+    const k = loadKey(m[1]);
+    const period = url.searchParams.get('period') ?? 'monthly';
+    if (!PERIOD_NAMES.includes(period)) throw bad('invalid_period', 'period must be daily, weekly or monthly');
+    const w = windowOf(period);
+    const calls = callsIn(k.key_id, w);
+    const by = (f) => {
+      const o = {};
+      for (const c of calls) o[f(c)] = dStr(dAdd(dec(o[f(c)] ?? '0'), dec(c.cost)));
+      return o;
+    };
+    return send(res, 200, {
+      key_id: k.key_id,
+      period,
+      period_start: w.start.toISOString(),
+      period_end: w.end.toISOString(),
+      total_cost: dStr(sum(calls.map((c) => dec(c.cost)))),
+      total_requests: calls.length,
+      total_tokens: calls.reduce((a, c) => a + c.tokens, 0),
+      by_model: by((c) => c.model),
+      by_provider: by((c) => c.provider),
+    });
+  }
+  return false;
+}
+
+/** A non-streaming OpenAI-style call billed to a virtual key (simulated reply). */
+async function gatewayChat(req, res) {
+  const auth = String(req.headers.authorization ?? '').replace(/^Bearer\s+/i, '') || String(req.headers['x-api-key'] ?? '');
+  const k = [...keys.values()].find((x) => x.secret === auth.trim());
+  if (!k) return send(res, 401, { error: { type: 'authentication_error', code: 'invalid_api_key', message: 'unknown or malformed key' } });
+  if (keyStatus(k) !== 'active') return send(res, 401, { error: { type: 'authentication_error', code: `key_${keyStatus(k)}`, message: `the key is ${keyStatus(k)}` } });
+  const body = await readJson(req);
+  const model = MODELS.find((x) => x.name === body.model);
+  if (!model) return send(res, 400, { error: { type: 'invalid_request_error', code: 'unknown_model', message: `unknown model ${body.model}` } });
+  if (k.allowed_models && !k.allowed_models.includes(model.name)) return send(res, 403, { error: { type: 'permission_error', code: 'model_not_allowed', message: `the key may not call ${model.name}` } });
+  const exhausted = budgets.filter((b) => b.scope_id === k.key_id && b.enabled).map(budgetView).find((b) => b.alert_state === 'exceeded');
+  if (exhausted) return send(res, 402, { error: { type: 'budget_exceeded', code: 'budget_exceeded', message: `the ${exhausted.period} budget is spent` } });
+  const text = (body.messages ?? []).map((x) => String(x.content ?? '')).join(' ');
+  const usage = { input_tokens: String(8 + Math.ceil(text.length / 4)), output_tokens: String(Math.min(Number(body.max_tokens ?? 40), 40)) };
+  const at = now();
+  const cost = priceUsage(model.name, usage, at);
+  const event_id = randomUUID();
+  events.push({ event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, event_type: 'llm_call', source: 'gateway', idempotency_key: null, occurred_at: at, cost });
+  for (const l of cost.lines) lines.push({ ...l, id: randomUUID(), event_id, message_id: null, thread_id: null, user_id: k.user_id, model: model.name, occurred_at: at, invoice_id: null, key_id: k.key_id });
+  gatewayCalls.push({ key_id: k.key_id, model: model.name, provider: model.provider, cost: cost.total, tokens: Number(usage.input_tokens) + Number(usage.output_tokens), occurred_at: at });
+  const live = { event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, occurred_at: at, committed_at: now(), cost };
+  for (const c of dashClients) sse(c, 'usage', live);
+  scheduleSnapshot();
+  return send(res, 200, {
+    id: `chatcmpl-${event_id}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: model.name,
+    choices: [{ index: 0, message: { role: 'assistant', content: 'Simulated gateway reply.' }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: Number(usage.input_tokens), completion_tokens: Number(usage.output_tokens), total_tokens: Number(usage.input_tokens) + Number(usage.output_tokens) },
+  });
 }
 
 // ---------------------------------------------------------------- routes
@@ -559,6 +798,10 @@ async function api(req, res, url) {
 
   if (path === '/api/dashboard/stream' && method === 'GET') return dashboardStream(req, res);
 
+  if (FAULT !== 'no-keys' && (path.startsWith('/api/keys') || path.startsWith('/api/billing/budget/') || path.startsWith('/api/billing/spend/'))) {
+    if ((await keysApi(req, res, url, path, method)) !== false) return;
+  }
+
   throw new HttpError(404, 'not_found', `no route for ${method} ${url.pathname}`);
 }
 
@@ -593,7 +836,8 @@ async function serveStatic(req, res, url) {
 const server = createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', `http://${req.headers.host ?? 'localhost'}`);
   try {
-    if (url.pathname.startsWith('/api/') || url.pathname === '/api') await api(req, res, url);
+    if (url.pathname === '/v1/chat/completions' && req.method === 'POST') await gatewayChat(req, res);
+    else if (url.pathname.startsWith('/api/') || url.pathname === '/api') await api(req, res, url);
     else await serveStatic(req, res, url);
   } catch (e) {
     const status = e instanceof HttpError ? e.status : 500;

@@ -6,6 +6,7 @@
 // Env: TALLY_URL (required), SCREENSHOT_DIR (default ./screenshots),
 // CHROMIUM_PATH (default /usr/bin/chromium), E2E_TIMEOUT_MS (default 30000 per wait).
 // Any console error or uncaught page error fails the run. Exits 0 only if every step passed.
+// The Keys step needs the gateway's keys API (/api/keys); against a server without it, it fails saying so.
 
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -105,6 +106,30 @@ async function apiGet(page, path) {
 
 const tid = (id) => `[data-testid="${id}"]`;
 
+/** Fail clearly when the server was built without the gateway's keys API. */
+async function requireKeysApi(page, userId) {
+  const probe = await page.evaluate(async (u) => {
+    const r = await fetch(`/api/keys?user_id=${encodeURIComponent(u)}`, { headers: { Accept: 'application/json' } });
+    return { status: r.status, text: r.ok ? '' : (await r.text()).slice(0, 300) };
+  }, userId);
+  if (probe.status === 404) {
+    throw new CheckError(
+      `the server has no virtual keys API: GET /api/keys answered 404 (${probe.text}). ` +
+        'This UI needs a tally built with the gateway (web/src/routes/keys.rs mounted by web/src/gateway/mod.rs).',
+    );
+  }
+  checkEq(probe.status, 200, `GET /api/keys status (${probe.text})`);
+}
+
+/** Whether a string appears anywhere in the page: markup, input values or storage. */
+async function pageHolds(page, text) {
+  return page.evaluate((t) => {
+    const inputs = [...document.querySelectorAll('input, textarea')].some((el) => el.value.includes(t));
+    const storage = [localStorage, sessionStorage].some((st) => Object.keys(st).some((k) => (st.getItem(k) ?? '').includes(t)));
+    return inputs || storage || document.documentElement.outerHTML.includes(t);
+  }, text);
+}
+
 async function assistantDoneCount(page) {
   return page.locator(`${tid('message')}[data-role="assistant"]:not([data-streaming="true"])`).count();
 }
@@ -193,6 +218,8 @@ async function main() {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-quic', '--disable-sync', `--disk-cache-dir=${join(profile, 'cache')}`],
   });
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  // Lets the Keys step read back what the copy button wrote (the UI has a fallback without it).
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: BASE }).catch(() => {});
   const page = await context.newPage();
   watch(page, 'chat');
   let dash = null;
@@ -280,6 +307,85 @@ async function main() {
       check(events.length >= 2, `expected >= 2 usage events, API has ${events.length}`);
       await page.waitForFunction((n) => document.querySelectorAll('[data-testid="usage-event-row"]').length === n, events.length);
       await shot(page, '04-data.png');
+    });
+
+    await step('Keys: create a key with a budget, see its secret once, rotate it, revoke it', async () => {
+      await requireKeysApi(page, userId);
+      await page.locator(tid('tab-keys')).click();
+      await page.locator(tid('keys-list')).waitFor();
+      await page.locator(tid('new-key-button')).click();
+      await page.locator(tid('key-form-name')).fill('e2e key');
+      await page.locator(tid('key-form-add-budget')).click();
+      await page.locator(tid('budget-row-amount')).fill('5.00');
+      await page.locator(tid('budget-row-period')).selectOption('daily');
+      await page.locator(tid('budget-row-threshold')).fill('80');
+      await page.locator(tid('key-form-submit')).click();
+      const secretBox = page.locator(tid('key-secret-value'));
+      await Promise.race([
+        secretBox.waitFor(),
+        page.locator(tid('key-form-error')).waitFor().then(async () => {
+          throw new CheckError(`creating the key failed: ${await page.locator(tid('key-form-error')).innerText()}`);
+        }),
+      ]);
+      const secret = await secretBox.inputValue();
+      check((await page.locator(tid('key-secret')).innerText()).includes('you will not see it again'), 'the secret panel says it is shown once');
+
+      const keys = await apiGet(page, `/api/keys?user_id=${encodeURIComponent(userId)}`);
+      checkEq(keys.length, 1, 'keys of the user in the API');
+      const k = keys[0];
+      checkEq(k.name, 'e2e key', 'key name');
+      checkEq(k.status, 'active', 'key status');
+      checkEq(k.allowed_models, null, 'allowed models (all)');
+      const prefix = `tk-${k.public_id}-`;
+      check(secret.startsWith(prefix) && secret.length > prefix.length, `secret "${secret.slice(0, prefix.length + 2)}…" does not start with ${prefix}`);
+      check(!JSON.stringify(keys).includes(secret.slice(prefix.length)), 'the key list from the API carries the secret');
+      checkEq(k.budgets.length, 1, 'budgets of the key');
+      const b = k.budgets[0];
+      checkEq(b.period, 'daily', 'budget period');
+      check(sameDecimal(b.max_budget, '5'), `budget max ${b.max_budget}`);
+      check(sameDecimal(b.alert_threshold, '0.8'), `budget alert threshold ${b.alert_threshold}`);
+
+      await page.locator(tid('key-secret-copy')).click();
+      await page.locator(tid('key-secret-copied')).waitFor();
+      const clip = await page.evaluate(() => navigator.clipboard.readText()).catch(() => null);
+      if (clip !== null) checkEq(clip, secret, 'clipboard after copy');
+
+      const row = page.locator(`${tid('key-row')}[data-key-id="${k.key_id}"]`);
+      await row.waitFor();
+      checkEq(await row.getAttribute('data-status'), 'active', 'listed key status');
+      check((await row.innerText()).includes(k.public_id), 'the listed key shows its public id');
+      const detail = page.locator(`${tid('key-detail')}[data-key-id="${k.key_id}"]`);
+      await detail.waitFor();
+      const budget = detail.locator(`${tid('key-budget')}[data-period="daily"]`);
+      await budget.waitFor();
+      checkEq(await budget.locator(tid('key-budget-max')).getAttribute('data-amount'), b.max_budget, 'budget max (data-amount)');
+      checkEq((await budget.locator(tid('key-budget-max')).innerText()).trim(), formatUsd(b.max_budget), 'budget max (text)');
+      await detail.locator(tid('key-spend-total')).waitFor();
+      const spend = await apiGet(page, `/api/billing/spend/${k.key_id}?period=monthly`);
+      checkEq(await detail.locator(tid('key-spend-total')).getAttribute('data-amount'), spend.total_cost, 'monthly spend (data-amount)');
+      await shot(page, '04b-keys-created.png');
+
+      await page.locator(tid('key-secret-dismiss')).click();
+      await page.locator(tid('key-secret')).waitFor({ state: 'detached' });
+      check(!(await pageHolds(page, secret)), 'the secret is still in the page or storage after dismissing it');
+
+      await detail.locator(tid('key-rotate')).click();
+      await detail.locator(tid('key-rotate-confirm')).click();
+      await secretBox.waitFor();
+      const rotated = await secretBox.inputValue();
+      check(rotated !== secret && rotated.startsWith(prefix), 'rotating shows a new secret with the same public id');
+      await page.locator(tid('key-secret-dismiss')).click();
+      await page.locator(tid('key-secret')).waitFor({ state: 'detached' });
+
+      await detail.locator(tid('key-revoke')).click();
+      await detail.locator(tid('key-revoke-confirm')).click();
+      await page.locator(`${tid('key-row')}[data-key-id="${k.key_id}"][data-status="revoked"]`).waitFor();
+      const after = await apiGet(page, `/api/keys/${k.key_id}`);
+      checkEq(after.status, 'revoked', 'key status in the API after revoking');
+      check(after.revoked_at, 'revoked_at is set');
+      checkEq(await detail.locator(tid('key-revoke')).count(), 0, 'a revoked key offers no revoke button');
+      check(!(await pageHolds(page, rotated)), 'the rotated secret is still in the page or storage');
+      await shot(page, '04c-keys-revoked.png');
     });
 
     let newVersionId = '';

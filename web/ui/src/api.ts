@@ -3,8 +3,16 @@
 import { readSseStream } from './sse';
 import type {
   ApiErrorBody,
+  BudgetInput,
+  BudgetPeriod,
+  BudgetView,
+  CreateKeyRequest,
   History,
   Invoice,
+  KeyBudgets,
+  KeySpend,
+  KeyView,
+  KeyWithSecret,
   Metrics,
   Model,
   PriceChange,
@@ -57,6 +65,7 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
     throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
   }
   if (!res.ok) throw await errorFrom(res);
+  if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }
 
@@ -219,3 +228,44 @@ export function addPrice(p: { model: string; kind: string; price: string; effect
   return request('POST', '/api/prices', body);
 }
 
+
+// --- gateway: virtual keys, budgets, spend ---
+
+export function listKeys(userId: string): Promise<KeyView[]> {
+  return request('GET', `/api/keys?user_id=${enc(userId)}`);
+}
+
+export function getKey(keyId: string): Promise<KeyView> {
+  return request('GET', `/api/keys/${enc(keyId)}`);
+}
+
+/** Create a key; the answer carries its secret, the only time the server sends it. */
+export function createKey(body: CreateKeyRequest): Promise<KeyWithSecret> {
+  return request('POST', '/api/keys', body);
+}
+
+export function revokeKey(keyId: string): Promise<KeyView> {
+  return request('POST', `/api/keys/${enc(keyId)}/revoke`);
+}
+
+/** Give the key a new secret (returned once); the old one stops working. */
+export function rotateKey(keyId: string): Promise<KeyWithSecret> {
+  return request('POST', `/api/keys/${enc(keyId)}/rotate`);
+}
+
+export function keyBudgets(keyId: string): Promise<KeyBudgets> {
+  return request('GET', `/api/billing/budget/${enc(keyId)}`);
+}
+
+/** Set (insert or replace) the key's budget for `body.period`. */
+export function putKeyBudget(keyId: string, body: BudgetInput): Promise<BudgetView> {
+  return request('PUT', `/api/billing/budget/${enc(keyId)}`, body);
+}
+
+export function deleteKeyBudget(keyId: string, period: BudgetPeriod | string): Promise<void> {
+  return request('DELETE', `/api/billing/budget/${enc(keyId)}?period=${enc(period)}`);
+}
+
+export function keySpend(keyId: string, period: BudgetPeriod | string): Promise<KeySpend> {
+  return request('GET', `/api/billing/spend/${enc(keyId)}?period=${enc(period)}`);
+}

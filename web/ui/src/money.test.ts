@@ -1,6 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import moneySource from './money.ts?raw';
-import { addDecimal, compareDecimal, formatQuantity, formatUnitPrice, formatUsd, groupThousands, isDecimal, isZero } from './money';
+import {
+  addDecimal,
+  compareDecimal,
+  formatQuantity,
+  formatUnitPrice,
+  formatUsd,
+  groupThousands,
+  isDecimal,
+  isZero,
+  ratioUnits,
+  shiftDecimal,
+  subDecimal,
+  unitsToDecimal,
+} from './money';
 
 describe('formatUsd', () => {
   it('keeps every digit of sub-cent amounts', () => {
@@ -106,5 +119,42 @@ describe('quantities and helpers', () => {
     expect(isDecimal('')).toBe(false);
     expect(isZero('0.000')).toBe(true);
     expect(isZero('0.001')).toBe(false);
+  });
+});
+
+describe('exact ratios and shifts', () => {
+  it('subtracts exactly', () => {
+    expect(subDecimal('0.3', '0.1')).toBe('0.2');
+    expect(subDecimal('1', '1.000001')).toBe('-0.000001');
+    expect(subDecimal('5', '-2.5')).toBe('7.5');
+  });
+
+  it('divides into rounded integer units without floats', () => {
+    expect(ratioUnits('1', '3', 10000n)).toBe(3333n);
+    expect(ratioUnits('2', '3', 10000n)).toBe(6667n);
+    expect(ratioUnits('0.5', '0.000002', 1n)).toBe(250000n);
+    expect(ratioUnits('1', '8', 100n)).toBe(13n); // 12.5 rounds away from zero
+    expect(ratioUnits('-1', '8', 100n)).toBe(-13n);
+    expect(ratioUnits('99999999999999999999', '100000000000000000000', 10000n)).toBe(10000n);
+    expect(ratioUnits('1', '0', 100n)).toBeNull();
+    expect(ratioUnits('1', 'x', 100n)).toBeNull();
+  });
+
+  it('writes integer units as decimals', () => {
+    expect(unitsToDecimal(3750n, 2)).toBe('37.5');
+    expect(unitsToDecimal(5n, 2)).toBe('0.05');
+    expect(unitsToDecimal(10000n, 2)).toBe('100');
+    expect(unitsToDecimal(-5n, 3)).toBe('-0.005');
+    expect(unitsToDecimal(0n, 2)).toBe('0');
+  });
+
+  it('moves the decimal point exactly', () => {
+    expect(shiftDecimal('0.8', 2)).toBe('80');
+    expect(shiftDecimal('0.125', 2)).toBe('12.5');
+    expect(shiftDecimal('80', -2)).toBe('0.8');
+    expect(shiftDecimal('12.5', -2)).toBe('0.125');
+    expect(shiftDecimal('0.07', 2)).toBe('7');
+    expect(shiftDecimal('0.1', 2)).toBe('10'); // 0.1 * 100 is 10.000000000000002 in floats
+    expect(shiftDecimal('nope', 2)).toBeNull();
   });
 });

@@ -118,3 +118,64 @@ export function addDecimal(a: string, b: string): string {
   if (!p) return '0';
   return `${p.negative ? '-' : ''}${p.int}${p.frac ? '.' + p.frac : ''}`;
 }
+
+/** The value as an integer of units of 10^-scale: `scaled("1.25") === { units: 125n, scale: 2 }`. */
+function scaled(value: string): { units: bigint; scale: number } {
+  const p = parseDecimal(value) ?? { negative: false, int: '0', frac: '' };
+  const units = BigInt(p.int + p.frac) * (p.negative ? -1n : 1n);
+  return { units, scale: p.frac.length };
+}
+
+/** Exact difference `a - b` of decimal strings, normalized. */
+export function subDecimal(a: string, b: string): string {
+  const p = parseDecimal(b);
+  if (!p) return addDecimal(a, '0');
+  const negB = `${p.negative ? '' : '-'}${p.int}${p.frac ? '.' + p.frac : ''}`;
+  return addDecimal(a, negB);
+}
+
+/**
+ * `round(part / whole * unit)` as an integer, rounding half away from zero, computed
+ * exactly from the decimal strings; null when `whole` is zero or not a decimal.
+ * With `unit = 10000n` it gives hundredths of a percent.
+ */
+export function ratioUnits(part: string, whole: string, unit: bigint): bigint | null {
+  if (!isDecimal(whole) || isZero(whole)) return null;
+  const p = scaled(part);
+  const w = scaled(whole);
+  // part/whole = (p.units * 10^w.scale) / (w.units * 10^p.scale)
+  let num = p.units * 10n ** BigInt(w.scale) * unit;
+  let den = w.units * 10n ** BigInt(p.scale);
+  if (den < 0n) {
+    num = -num;
+    den = -den;
+  }
+  const neg = num < 0n;
+  const abs = neg ? -num : num;
+  let q = abs / den;
+  if ((abs % den) * 2n >= den) q += 1n;
+  return neg ? -q : q;
+}
+
+/** An integer of units of 10^-places as a normalized decimal string: `unitsToDecimal(3750n, 2) === "37.5"`. */
+export function unitsToDecimal(units: bigint, places: number): string {
+  const neg = units < 0n;
+  const digits = (neg ? -units : units).toString().padStart(places + 1, '0');
+  const int = digits.slice(0, digits.length - places);
+  const frac = places ? digits.slice(digits.length - places) : '';
+  const p = parseDecimal(`${neg ? '-' : ''}${int}${frac ? '.' + frac : ''}`);
+  if (!p) return '0';
+  return `${p.negative ? '-' : ''}${p.int}${p.frac ? '.' + p.frac : ''}`;
+}
+
+/**
+ * Move the decimal point: `shiftDecimal("0.8", 2) === "80"`, `shiftDecimal("12.5", -2) === "0.125"`.
+ * Exact (digits only); null when the value is not a decimal.
+ */
+export function shiftDecimal(value: string, places: number): string | null {
+  const p = parseDecimal(value);
+  if (!p) return null;
+  const s = scaled(value);
+  if (places >= 0) return unitsToDecimal(s.units * 10n ** BigInt(places), s.scale);
+  return unitsToDecimal(s.units, s.scale - places);
+}

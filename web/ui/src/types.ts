@@ -201,6 +201,20 @@ export interface Snapshot {
   by_thread: { thread_id: string; user_id: string; cost: Money; events: number }[];
   by_model: { model: string; cost: Money; events: number }[];
   by_kind: { kind: string; unit: string; quantity: Quantity; cost: Money }[];
+  /** Gateway spend per virtual key (absent from servers without the gateway). */
+  by_key?: KeyCostRow[];
+}
+
+/** One gateway key's total on the dashboard. */
+export interface KeyCostRow {
+  key_id: string;
+  /** The key's label, when the server sends it. */
+  name?: string | null;
+  user_id?: string | null;
+  cost: Money;
+  /** Calls billed to the key (`requests` on some servers). */
+  events?: number;
+  requests?: number;
 }
 
 export interface DashboardUsage {
@@ -212,4 +226,92 @@ export interface DashboardUsage {
   occurred_at: string;
   committed_at: string;
   cost: Cost;
+}
+
+// --- gateway: virtual keys and budgets ---
+
+export type BudgetPeriod = 'daily' | 'weekly' | 'monthly';
+export type KeyStatus = 'active' | 'revoked' | 'expired';
+
+/** A budget with its current window, as the server reports it. */
+export interface BudgetView {
+  budget_id: string;
+  scope: 'key' | 'user';
+  /** The key id or the user id. */
+  scope_id: string;
+  period: BudgetPeriod | string;
+  max_budget: Money;
+  /** Fraction of `max_budget` (e.g. "0.8") past which an alert is sent; null: no alert. */
+  alert_threshold: string | null;
+  enabled: boolean;
+  /** IANA zone of the budget's calendar. */
+  timezone: string;
+  spent: Money;
+  /** Held by calls in flight. */
+  reserved: Money;
+  /** `max - spent - reserved`, never below zero. */
+  remaining: Money;
+  period_start: string;
+  /** Exclusive: when the window resets. */
+  period_end: string;
+  alert_state: 'ok' | 'alerted' | 'exceeded' | string;
+}
+
+/** A virtual key as listed (never the secret). */
+export interface KeyView {
+  key_id: string;
+  public_id: string;
+  user_id: string;
+  name: string;
+  /** null: every model. */
+  allowed_models: string[] | null;
+  expires_at: string | null;
+  rpm_limit: number | null;
+  created_at: string;
+  revoked_at: string | null;
+  status: KeyStatus | string;
+  budgets: BudgetView[];
+}
+
+/** The answer to create and rotate: the key with its secret, shown once. */
+export interface KeyWithSecret extends KeyView {
+  key: string;
+}
+
+/** A budget to set (`PUT /api/billing/budget/{key_id}`, or one of a new key's budgets). */
+export interface BudgetInput {
+  max_budget: Money;
+  period: BudgetPeriod;
+  alert_threshold?: string | null;
+  enabled?: boolean;
+  timezone?: string;
+}
+
+/** Body of `POST /api/keys`. */
+export interface CreateKeyRequest {
+  user_id: string;
+  name: string;
+  allowed_models: string[] | null;
+  expires_at: string | null;
+  rpm_limit: number | null;
+  budgets: BudgetInput[];
+}
+
+/** `GET /api/billing/budget/{key_id}`. */
+export interface KeyBudgets {
+  key_id: string;
+  budgets: BudgetView[];
+}
+
+/** `GET /api/billing/spend/{key_id}?period=`. */
+export interface KeySpend {
+  key_id: string;
+  period: BudgetPeriod | string;
+  period_start: string;
+  period_end: string;
+  total_cost: Money;
+  total_requests: number;
+  total_tokens: number;
+  by_model: Record<string, Money>;
+  by_provider: Record<string, Money>;
 }

@@ -113,4 +113,32 @@ describe('Dashboard', () => {
     expect(screen.getByTestId('dashboard-total-cost').textContent).toBe('$12,345.0000201');
     expect(screen.getByTestId('dashboard-recent-row').textContent).toContain('$0.00002');
   });
+
+  it('shows spend per key when the snapshot has it, and hides the panel otherwise', async () => {
+    render(<Dashboard />);
+    const es = FakeEventSource.instances[0];
+    await act(async () => es.emit('snapshot', snapshot()));
+    expect(screen.queryByTestId('dashboard-by-key')).toBeNull();
+    await act(async () => es.emit('snapshot', snapshot({ by_key: [] })));
+    expect(screen.queryByTestId('dashboard-by-key')).toBeNull();
+
+    await act(async () =>
+      es.emit(
+        'snapshot',
+        snapshot({
+          by_key: [
+            { key_id: '0192f000-0000-7000-8000-00000000c001', name: 'backend', cost: '12.0000001', events: 7 },
+            { key_id: '0192f000-0000-7000-8000-00000000c002', cost: '0.5', events: 1 },
+          ],
+        }),
+      ),
+    );
+    const rows = screen.getAllByTestId('dashboard-by-key-row');
+    expect(rows.map((r) => r.getAttribute('data-key'))).toEqual(['0192f000-0000-7000-8000-00000000c001', '0192f000-0000-7000-8000-00000000c002']);
+    expect(rows[0].textContent).toContain('backend');
+    expect(rows[0].textContent).toContain('7 ev');
+    expect(rows[0].textContent).toContain('$12.0000001');
+    expect(rows[1].textContent).toContain('0000c002');
+    expect(within(screen.getByTestId('dashboard-by-key')).getByText('Spend per key')).toBeTruthy();
+  });
 });

@@ -2,6 +2,7 @@
 
 import { useEffect, useReducer, useState } from 'react';
 import { applySnapshot, applyUsage, initialDash, type DashState } from '../dashboardState';
+import { shortId } from '../format';
 import { formatUsd } from '../money';
 import type { DashboardUsage, Snapshot } from '../types';
 import { Freshness } from './Freshness';
@@ -117,6 +118,19 @@ export function Dashboard({ streamUrl = '/api/dashboard/stream' }: Props) {
             testId="dashboard-by-user"
             rows={s.by_user.slice(0, topN).map((u) => ({ key: u.user_id, label: u.user_id, cost: u.cost, events: u.events }))}
           />
+          {s.by_key && s.by_key.length > 0 && (
+            <TopCosts
+              title="Spend per key"
+              testId="dashboard-by-key"
+              rows={s.by_key.slice(0, topN).map((k) => ({
+                key: k.key_id,
+                label: k.name || shortId(k.key_id),
+                sub: [k.name ? shortId(k.key_id) : '', k.user_id ?? ''].filter(Boolean).join(' · ') || undefined,
+                cost: k.cost,
+                events: k.events ?? k.requests ?? 0,
+              }))}
+            />
+          )}
           <MessageBreakdown threads={s.by_thread} />
           <UsageOverTime buckets={state.buckets} kinds={state.kinds} />
           <KindCosts kinds={s.by_kind} />

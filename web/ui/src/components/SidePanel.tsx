@@ -2,9 +2,10 @@ import { useState } from 'react';
 import type { Model } from '../types';
 import { BillingTab } from './BillingTab';
 import { DataTab } from './DataTab';
+import { KeysTab } from './KeysTab';
 import { SettingsTab } from './SettingsTab';
 
-type Tab = 'billing' | 'data' | 'settings';
+type Tab = 'billing' | 'keys' | 'data' | 'settings';
 
 interface Props {
   userId: string;
@@ -17,11 +18,12 @@ interface Props {
   onChanged: () => void;
 }
 
-/** The tabs beside the chat: Billing, Data, Settings. */
+/** The tabs beside the chat: Billing, Keys, Data, Settings. */
 export function SidePanel(p: Props) {
   const [tab, setTab] = useState<Tab>('billing');
   const tabs: [Tab, string][] = [
     ['billing', 'Billing'],
+    ['keys', 'Keys'],
     ['data', 'Data'],
     ['settings', 'Settings'],
   ];
@@ -44,6 +46,7 @@ export function SidePanel(p: Props) {
       </div>
       <div className="tab-body" role="tabpanel">
         {tab === 'billing' && <BillingTab userId={p.userId} threadId={p.threadId} version={p.version} onChanged={p.onChanged} />}
+        {tab === 'keys' && <KeysTab userId={p.userId} models={p.models} />}
         {tab === 'data' && <DataTab userId={p.userId} version={p.version} />}
         {tab === 'settings' && (
           <SettingsTab
