@@ -49,7 +49,7 @@ pub struct Dashboard {
     by_thread: HashMap<Uuid, (String, Agg)>,
     by_model: HashMap<String, Agg>,
     by_kind: HashMap<String, KindAgg>,
-    by_key: HashMap<Uuid, Agg>,
+    by_key: HashMap<Uuid, (String, Agg)>,
     recent: VecDeque<Instant>,
     last_event_at: Option<DateTime<Utc>>,
     version: u64,
@@ -95,6 +95,8 @@ pub struct ModelRow {
 pub struct KeyRow {
     /// Virtual key id.
     pub key_id: Uuid,
+    /// The key's owner.
+    pub user_id: String,
     /// Total cost.
     pub cost: Money,
     /// Usage events.
@@ -154,7 +156,7 @@ impl Dashboard {
     pub fn apply(&mut self, e: &UsagePriced) {
         self.fold(&e.user_id, e.thread_id, &e.model, e.cost.lines.iter().map(|l| (l.kind.to_string(), Some(l.unit), l.quantity, l.amount)), 1);
         if let Some(k) = e.key_id {
-            self.fold_key(k, e.cost.total);
+            self.fold_key(k, &e.user_id, e.cost.total);
         }
         self.recent.push_back(Instant::now());
         self.last_event_at = Some(e.committed_at);
@@ -187,8 +189,8 @@ impl Dashboard {
     }
 
     /// Count one event's cost for a gateway key (its other aggregates are folded by `fold`).
-    fn fold_key(&mut self, key: Uuid, cost: Money) {
-        let a = self.by_key.entry(key).or_default();
+    fn fold_key(&mut self, key: Uuid, user: &str, cost: Money) {
+        let a = &mut self.by_key.entry(key).or_insert_with(|| (user.to_string(), Agg::default())).1;
         a.cost += cost;
         a.events += 1;
     }
@@ -232,7 +234,10 @@ impl Dashboard {
             ),
             by_kind: kinds,
             by_key: top(
-                self.by_key.iter().map(|(k, a)| KeyRow { key_id: *k, cost: a.cost, events: a.events }).collect(),
+                self.by_key
+                    .iter()
+                    .map(|(k, (u, a))| KeyRow { key_id: *k, user_id: u.clone(), cost: a.cost, events: a.events })
+                    .collect(),
                 |r| r.cost,
                 |r| r.key_id.to_string(),
             ),
@@ -364,7 +369,7 @@ fn load(store: &Store) -> Result<(Dashboard, std::collections::HashSet<Uuid>), t
     for e in events.iter().rev() {
         seen.insert(e.event_id);
         if let Some(k) = keys.get(&e.event_id) {
-            dash.fold_key(*k, e.cost.total);
+            dash.fold_key(*k, &e.user_id, e.cost.total);
         }
         dash.fold(
             &e.user_id,
