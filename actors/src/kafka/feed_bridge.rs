@@ -231,6 +231,8 @@ struct ProcessedPayloadRef<'a> {
     thread_id: Option<Uuid>,
     message_id: Option<Uuid>,
     cost: &'a tally_domain::Cost,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<Uuid>,
 }
 
 fn processed_ref<'a>(event: &'a UsagePriced, node_id: &'a str) -> Envelope<ProcessedPayloadRef<'a>> {
@@ -244,6 +246,7 @@ fn processed_ref<'a>(event: &'a UsagePriced, node_id: &'a str) -> Envelope<Proce
         thread_id: event.thread_id,
         message_id: event.message_id,
         cost: &event.cost,
+        key_id: event.key_id,
     };
     Envelope::new(event.event_id, event.occurred_at, node_id, payload)
 }
