@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs and starts what the tests need (PostgreSQL and
 # Chromium from Debian; PostgreSQL, Redis and the tansu Kafka broker on loopback), then clippy, every Rust test
-# (unit, property, integration), the UI's vitest tests and the browser e2e tests.
+# (unit, property, integration), the gateway's SDK tests, the UI's vitest tests and the browser e2e tests.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets --quiet
 
 echo "== rust tests"
 cargo test --workspace --no-fail-fast -- --test-threads="${TALLY_TEST_THREADS:-4}"
+
+echo "== gateway: the stock openai/anthropic SDKs against tally serve (pytest; budgets across nodes on Redis + PostgreSQL)"
+scripts/gateway-tests.sh
 
 echo "== ui unit tests (vitest)"
 (cd web/ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
