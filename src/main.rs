@@ -478,6 +478,7 @@ async fn serve(
         ledger,
         upstreams: gateway.upstreams,
         billing: actors.billing.clone(),
+        prices: actors.prices.clone(),
         persister: actors.persister.clone(),
         models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
         lease: gateway.lease,

@@ -85,10 +85,37 @@ pub struct AddPriceVersion {
 #[rtype(result = "Arc<PriceBook>")]
 pub struct GetPriceBook;
 
+/// The billing actor's current price book, readable from any thread without a message
+/// (the gateway's reservation bound reads it on every call). The actor replaces it right
+/// after a price change commits, so a reader sees the book the actor prices with.
+#[derive(Clone, Default)]
+pub struct PriceBookHandle {
+    inner: Arc<std::sync::RwLock<Arc<PriceBook>>>,
+}
+
+impl PriceBookHandle {
+    /// The book in force now.
+    pub fn current(&self) -> Arc<PriceBook> {
+        // A poisoned lock only means a writer panicked mid-swap of an Arc; the value is whole.
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, book: Arc<PriceBook>) {
+        *self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner) = book;
+    }
+}
+
+impl std::fmt::Debug for PriceBookHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PriceBookHandle")
+    }
+}
+
 /// Prices and records usage.
 pub struct BillingActor {
     store: Store,
     book: Arc<PriceBook>,
+    shared_book: PriceBookHandle,
     persister: Recipient<Persist>,
     feed: UsageFeed,
 }
@@ -101,12 +128,23 @@ impl BillingActor {
         persister: Recipient<Persist>,
         feed: UsageFeed,
     ) -> Self {
+        let book = Arc::new(book);
+        let shared_book = PriceBookHandle::default();
+        shared_book.set(book.clone());
         BillingActor {
             store,
-            book: Arc::new(book),
+            book,
+            shared_book,
             persister,
             feed,
         }
+    }
+}
+
+impl BillingActor {
+    /// A handle that always reads this actor's current price book.
+    pub fn price_book(&self) -> PriceBookHandle {
+        self.shared_book.clone()
     }
 }
 
@@ -391,6 +429,7 @@ impl Handler<AddPriceVersion> for BillingActor {
                     }
                 }
                 act.book = Arc::new(book);
+                act.shared_book.set(act.book.clone());
             }
             res
         })))

@@ -16,7 +16,9 @@ pub mod system;
 pub mod thread;
 pub mod usage;
 
-pub use billing::{AddPriceVersion, BillBatch, BillUsage, BilledUsage, BillingActor, GetPriceBook, UsageEvent};
+pub use billing::{
+    AddPriceVersion, BillBatch, BillUsage, BilledUsage, BillingActor, GetPriceBook, PriceBookHandle, UsageEvent,
+};
 pub use error::ActorError;
 pub use feed::{PricedBatch, UsageFeed, UsagePriced};
 pub use persister::{FlushBatch, InjectPanic, Persist, PersisterActor, PersisterConfig};

@@ -34,6 +34,8 @@ pub struct ActorSystemConfig {
 pub struct ActorSystem {
     /// Storage.
     pub store: Store,
+    /// The billing actor's current price book, read without a message.
+    pub prices: crate::billing::PriceBookHandle,
     /// Batched writer.
     pub persister: Addr<PersisterActor>,
     /// Pricing and usage recording.
@@ -70,12 +72,9 @@ impl ActorSystem {
             // `drain` (see `tally serve`, which handles signals itself for this reason).
             Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| PersisterActor::new(store, cfg).with_cache(cache))
         };
-        let billing = {
-            let store = store.clone();
-            let recipient = persister.clone().recipient();
-            let feed = feed.clone();
-            Supervisor::start(move |_| BillingActor::new(store, book, recipient, feed))
-        };
+        let billing_actor = BillingActor::new(store.clone(), book, persister.clone().recipient(), feed.clone());
+        let prices = billing_actor.price_book();
+        let billing = Supervisor::start(move |_| billing_actor);
         let turns = TurnTracker::default();
         let deps = ThreadDeps {
             turns: turns.clone(),
@@ -87,7 +86,7 @@ impl ActorSystem {
             chat_topics: config.chat_topics,
         };
         let threads = Supervisor::start(move |_| ThreadRegistry::new(deps));
-        Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns, cache })
+        Ok(ActorSystem { store, persister, billing, threads, provider, feed, turns, cache, prices })
     }
 
     /// Shutdown phases "drain SSE" and "flush batches": let chat turns in flight

@@ -212,3 +212,25 @@ async fn a_batch_gives_each_event_its_own_outcome_in_one_write() {
     assert_eq!(ids, vec![new.event_id], "the new event is the one published, once");
     assert!(rx.try_recv().is_err(), "nothing else is published");
 }
+
+#[actix_rt::test]
+async fn the_shared_price_book_follows_price_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_thread(&dir);
+    let book = store.load_price_book().unwrap();
+    let persister = PersisterActor::new(store.clone(), PersisterConfig::default()).start();
+    let actor = BillingActor::new(store, book, persister.recipient(), UsageFeed::default());
+    let handle = actor.price_book();
+    let billing = actor.start();
+    let now = Utc::now();
+    let before = handle.current().lookup(HAIKU, &UsageKind::OutputTokens, now).unwrap().price;
+    let from = now + chrono::Duration::seconds(1);
+    billing
+        .send(tally_actors::AddPriceVersion { model: HAIKU.into(), kind: UsageKind::OutputTokens, price: dec!(9.75), effective_from: from })
+        .await
+        .unwrap()
+        .unwrap();
+    let after = handle.current();
+    assert_eq!(after.lookup(HAIKU, &UsageKind::OutputTokens, now).unwrap().price, before, "the old version still covers the past");
+    assert_eq!(after.lookup(HAIKU, &UsageKind::OutputTokens, from).unwrap().price, dec!(9.75), "readers see the new version as soon as it commits");
+}

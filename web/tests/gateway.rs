@@ -53,6 +53,7 @@ impl Node {
             ledger: tally_actors::budget::local(tally_web::gateway::budgets::spend_loader(store.clone())),
             upstreams: Arc::new(UpstreamRouter::new(None, None, token_delay)),
             billing: actors.billing.clone(),
+            prices: actors.prices.clone(),
             persister: actors.persister.clone(),
             models: Arc::new(Gateway::models_of(&catalog)),
             lease: DEFAULT_HOLD_LEASE,

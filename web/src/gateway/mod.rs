@@ -52,6 +52,8 @@ pub struct Gateway {
     pub upstreams: Arc<UpstreamRouter>,
     /// Prices usage and persists it with the gateway call.
     pub billing: Addr<BillingActor>,
+    /// The price book the billing actor prices with (read for reservation bounds).
+    pub prices: tally_actors::PriceBookHandle,
     /// Persists calls that produced no usage.
     pub persister: Addr<PersisterActor>,
     /// Catalogue facts: provider and maximum output per model.

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tally_actors::budget::{BudgetError, BudgetLimit};
-use tally_actors::{usage_from_tokens, BillUsage, GetPriceBook, Persist, TraceContext, UsageEvent};
+use tally_actors::{usage_from_tokens, BillUsage, Persist, TraceContext, UsageEvent};
 use tally_domain::budget::{input_token_upper_bound, reservation_bound};
 use tally_llm::gateway::{SseFrame, Upstream, UpstreamResponse, UsageTracker, WireFormat};
 use tally_llm::TokenUsage;
@@ -434,11 +434,7 @@ async fn reserve(gw: &Gateway, call: &mut Call, plan: &Plan, body_bytes: usize, 
     if limits.is_empty() {
         return Ok(());
     }
-    let book = gw
-        .billing
-        .send(GetPriceBook)
-        .await
-        .map_err(|e| GatewayError::Unavailable { code: "billing_unavailable", message: format!("billing actor: {e}") })?;
+    let book = gw.prices.current();
     let input_bound = input_token_upper_bound(body_bytes, plan.messages).saturating_add(plan.extra_input.clone()?);
     let output = plan.max_output.saturating_mul(plan.choices);
     let amount = reservation_bound(&book, &plan.model, now, input_bound, output).map_err(|e| GatewayError::Invalid {
