@@ -69,13 +69,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   PROXY_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0)
   echo "== pinning: proxy under test on CPU 1; fake upstream, oha and the header sampler on CPU 0"
 fi
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
 stop() { kill "$1" 2>/dev/null || true; for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 
 # wait_for FILE REGEX SECONDS PID: until FILE has a line matching REGEX; prints the first URL on it.

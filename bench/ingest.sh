@@ -25,13 +25,7 @@ cargo build --release --quiet -p tally-collector --example ingest_bench
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 TALLY="${TALLY_BENCH_BIN:-$TARGET_DIR/release/tally}"
 DRIVER="$TARGET_DIR/release/examples/ingest_bench"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+. "$ROOT/bench/lib.sh"
 # cpu NAME...: CPU seconds (user+system) each started process has used so far, one line.
 TICKS=$(getconf CLK_TCK)
 cpu() {
