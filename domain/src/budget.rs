@@ -101,47 +101,23 @@ impl fmt::Display for BudgetPeriod {
 }
 
 impl FromStr for BudgetPeriod {
-    type Err = BudgetRuleError;
+    type Err = DomainError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "daily" => Ok(BudgetPeriod::Daily),
             "weekly" => Ok(BudgetPeriod::Weekly),
             "monthly" => Ok(BudgetPeriod::Monthly),
-            other => Err(BudgetRuleError::InvalidPeriod(other.to_string())),
-        }
-    }
-}
-
-/// A budget setting that cannot be understood. Each variant has a stable `code()`.
-///
-/// Kept beside the budget rules because this module may not change
-/// [`DomainError`]; the two variants belong there and can move without changing codes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BudgetRuleError {
-    /// The period is not `daily`, `weekly` or `monthly`.
-    #[error("invalid budget period {0:?}: use daily, weekly or monthly")]
-    InvalidPeriod(String),
-    /// The time zone is not an IANA name known to the embedded tz database.
-    #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Berlin")]
-    InvalidTimeZone(String),
-}
-
-impl BudgetRuleError {
-    /// Stable machine-readable code for API error bodies.
-    pub fn code(&self) -> &'static str {
-        match self {
-            BudgetRuleError::InvalidPeriod(_) => "invalid_budget_period",
-            BudgetRuleError::InvalidTimeZone(_) => "invalid_time_zone",
+            other => Err(DomainError::InvalidBudgetPeriod(other.to_string())),
         }
     }
 }
 
 /// Parse an IANA time zone name (`UTC`, `Europe/Berlin`, ...). Names are case-sensitive,
 /// as in the tz database; surrounding whitespace is ignored.
-pub fn parse_tz(name: &str) -> Result<Tz, BudgetRuleError> {
+pub fn parse_tz(name: &str) -> Result<Tz, DomainError> {
     let trimmed = name.trim();
-    Tz::from_str(trimmed).map_err(|_| BudgetRuleError::InvalidTimeZone(trimmed.to_string()))
+    Tz::from_str(trimmed).map_err(|_| DomainError::InvalidTimeZone(trimmed.to_string()))
 }
 
 /// One budget window: spend in `[start, end)` counts against it.

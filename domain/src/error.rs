@@ -32,6 +32,12 @@ pub enum DomainError {
     /// A model name is empty or too long.
     #[error("invalid model name {0:?}")]
     InvalidModel(String),
+    /// A budget period that is not `daily`, `weekly` or `monthly`.
+    #[error("invalid budget period {0:?}: use daily, weekly or monthly")]
+    InvalidBudgetPeriod(String),
+    /// A time zone that is not an IANA name known to the embedded tz database.
+    #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Berlin")]
+    InvalidTimeZone(String),
 }
 
 impl DomainError {
@@ -47,6 +53,8 @@ impl DomainError {
             DomainError::NotContiguous { .. } => "price_not_contiguous",
             DomainError::InvalidCatalog(_) => "invalid_catalog",
             DomainError::InvalidModel(_) => "invalid_model",
+            DomainError::InvalidBudgetPeriod(_) => "invalid_budget_period",
+            DomainError::InvalidTimeZone(_) => "invalid_time_zone",
         }
     }
 }

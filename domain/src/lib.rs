@@ -14,7 +14,7 @@ pub mod pricing;
 pub mod usage;
 
 pub use budget::{
-    input_token_upper_bound, parse_tz, reservation_bound, window, BudgetPeriod, BudgetRuleError, BudgetWindow, Tz,
+    input_token_upper_bound, parse_tz, reservation_bound, window, BudgetPeriod, BudgetWindow, Tz,
 };
 pub use catalog::{Catalog, CatalogModel, CatalogPrice};
 pub use cost::{price_usage, Cost, CostLine};

@@ -151,7 +151,9 @@ impl From<DomainError> for ApiError {
             | DomainError::FractionalTokens { .. }
             | DomainError::NegativePrice(_)
             | DomainError::InvalidKind(_)
-            | DomainError::InvalidModel(_) => ApiError::BadRequest { code, message },
+            | DomainError::InvalidModel(_)
+            | DomainError::InvalidBudgetPeriod(_)
+            | DomainError::InvalidTimeZone(_) => ApiError::BadRequest { code, message },
             DomainError::NoPrice { .. } => ApiError::Unprocessable { code, message },
             DomainError::RewritesHistory { .. } | DomainError::NotContiguous { .. } => {
                 ApiError::Conflict { code, message }

@@ -3,31 +3,31 @@
 //! streams cut by the client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{dec, HAIKU};
 use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use tally_actors::{ActorSystem, ActorSystemConfig};
-use tally_domain::Catalog;
-use tally_llm::gateway::UpstreamRouter;
-use tally_llm::{ProviderRouter, SimulatorConfig, SimulatorProvider};
-use tally_store::Store;
-use tally_web::gateway::{Gateway, DEFAULT_HOLD_LEASE};
-use tally_web::{AppState, HttpConfig};
 
-const CATALOG: &str = include_str!("../../catalog/prices.json");
-const HAIKU: &str = "claude-3-5-haiku-20241022";
+const CATALOG: &str = common::CATALOG;
 const MINI: &str = "gpt-4o-mini";
 
+/// The shared test node with the gateway mounted, and the gateway's helpers.
 struct Node {
-    base: String,
-    actors: ActorSystem,
-    handle: actix_web::dev::ServerHandle,
-    client: reqwest::Client,
+    node: common::Node,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Node {
+    type Target = common::Node;
+    fn deref(&self) -> &common::Node {
+        &self.node
+    }
 }
 
 impl Node {
@@ -37,72 +37,12 @@ impl Node {
 
     async fn start_with(token_delay: Duration, alerts: Option<tally_web::gateway::alerts::AlertWebhook>) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
-        let store = Store::open(&db_url).unwrap();
-        let catalog = Catalog::parse(CATALOG).unwrap();
-        store.seed(&catalog).unwrap();
-        let sim = SimulatorProvider::new(SimulatorConfig { token_delay: Duration::from_millis(1) });
-        let router = Arc::new(ProviderRouter::new(None, None, sim));
-        let cache = tally_store::cache::Cache::memory(Default::default()).unwrap();
-        let actors = ActorSystem::start(store.clone(), cache, router, ActorSystemConfig::default()).unwrap();
-        let state = AppState::new(actors.clone(), catalog.default_model.clone());
-        let gw = Gateway {
-            store: store.clone(),
-            keys: Default::default(),
-            budgets: Default::default(),
-            ledger: tally_actors::budget::local(tally_web::gateway::budgets::spend_loader(store.clone())),
-            upstreams: Arc::new(UpstreamRouter::new(None, None, token_delay)),
-            billing: actors.billing.clone(),
-            prices: actors.prices.clone(),
-            persister: actors.persister.clone(),
-            models: Arc::new(Gateway::models_of(&catalog)),
-            lease: DEFAULT_HOLD_LEASE,
-            rpm: Default::default(),
-            alerts,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .configure(tally_web::gateway::configure(gw.clone()))
-                .configure(tally_web::configure(state.clone(), HttpConfig::default()))
-        })
-        .listen(listener)
-        .unwrap()
-        .workers(2)
-        .disable_signals()
-        .run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-        Node { base: format!("http://{addr}"), actors, handle, client, _dir: dir }
+        let node = common::Node::start_gateway(&dir, token_delay, alerts).await;
+        Node { node, _dir: dir }
     }
 
     async fn stop(self) {
-        self.handle.stop(false).await;
-        self.actors.drain().await.unwrap();
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self.client.request(method, self.url(path));
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
+        self.node.stop().await;
     }
 
     /// A user and a key with the given budgets; returns (key id, secret).
@@ -136,10 +76,6 @@ impl Node {
         }
         panic!("spend of {key_id} never reached {requests} requests");
     }
-}
-
-fn dec(v: &Value) -> Decimal {
-    v.as_str().unwrap_or_else(|| panic!("money must be a JSON string, got {v}")).parse().unwrap()
 }
 
 fn chat(model: &str, max_tokens: u64) -> Value {

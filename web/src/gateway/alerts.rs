@@ -105,12 +105,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::from("sha256=");
-    for b in digest.iter() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256={}", super::keys::hex(&mac.finalize().into_bytes()))
 }
 
 impl AlertWebhook {

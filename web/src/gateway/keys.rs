@@ -50,7 +50,8 @@ fn random_hex(bytes: usize) -> Result<String, ApiError> {
     Ok(hex(&buf))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         // Writing to a String cannot fail.

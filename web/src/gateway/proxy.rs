@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tally_actors::budget::{BudgetError, BudgetLimit};
 use tally_actors::{usage_from_tokens, BillUsage, Persist, TraceContext, UsageEvent};
 use tally_domain::budget::{input_token_upper_bound, reservation_bound};
-use tally_llm::gateway::{SseFrame, Upstream, UpstreamResponse, UsageTracker, WireFormat};
+use tally_llm::gateway::{FrameStream, SseFrame, Upstream, UpstreamResponse, UsageTracker, WireFormat, WithheldUsage};
 use tally_llm::TokenUsage;
 use tally_store::{BudgetRecord, GatewayCallRecord, KeyRecord, WriteOp};
 use tokio::sync::{mpsc, oneshot};
@@ -155,7 +155,6 @@ fn positive_int(body: &Value, field: &str) -> Result<Option<u64>, GatewayError> 
 /// What the handler learned from the body.
 struct Plan {
     model: String,
-    stream: bool,
     /// Output tokens one choice may generate (asked for, or the model's maximum).
     max_output: u64,
     /// Choices asked for (`n`).
@@ -205,11 +204,10 @@ fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Pla
             ))
         }
     };
-    let stream = match obj.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(GatewayError::invalid("invalid_parameter", "`stream` must be a boolean", Some("stream"))),
-    };
+    // Whether the answer streams is the upstream's to act on; a non-boolean is refused here.
+    if !matches!(obj.get("stream"), None | Some(Value::Null | Value::Bool(_))) {
+        return Err(GatewayError::invalid("invalid_parameter", "`stream` must be a boolean", Some("stream")));
+    }
     let (asked, field) = match route {
         Route::Messages => {
             let asked = positive_int(body, "max_tokens")?;
@@ -248,10 +246,9 @@ fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Pla
     if choices > MAX_CHOICES {
         return Err(GatewayError::invalid("invalid_parameter", format!("`n` may be at most {MAX_CHOICES}"), Some("n")));
     }
-    let client_wants_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    let client_wants_usage = translate::stream_include_usage(body);
     Ok(Plan {
         model,
-        stream,
         max_output,
         choices,
         messages,
@@ -396,25 +393,13 @@ async fn admit_and_call(
     Ok(resp)
 }
 
-/// The body sent upstream: the client's, or its Anthropic translation.
-fn upstream_body(mut body: Value, plan: &Plan) -> Result<Value, GatewayError> {
+/// The body sent upstream: the client's, or its Anthropic translation. (OpenAI streams
+/// report usage only when asked: the OpenAI upstream asks for it itself and withholds the
+/// usage chunk from clients that did not, see `tally_llm::gateway::WithheldUsage`.)
+fn upstream_body(body: Value, plan: &Plan) -> Result<Value, GatewayError> {
     if plan.translate {
         return translate::openai_request_to_anthropic(&body, plan.max_output)
             .map_err(|e| GatewayError::Invalid { code: e.code(), message: e.to_string(), param: e.param() });
-    }
-    // OpenAI streams report usage only when asked: always ask, and drop the usage chunk
-    // again for clients that did not (see `encode`).
-    if plan.stream && !plan.translate {
-        if let Some(obj) = body.as_object_mut() {
-            if obj.get("model").and_then(Value::as_str).is_some() && obj.contains_key("messages") {
-                let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
-                if let Some(o) = opts.as_object_mut() {
-                    o.insert("include_usage".into(), Value::Bool(true));
-                } else {
-                    *opts = json!({"include_usage": true});
-                }
-            }
-        }
     }
     Ok(body)
 }
@@ -537,7 +522,8 @@ async fn run_call(
             let client = tx
                 .send(Ok(Answer { kind: AnswerKind::Sse(brx), upstream_request_id: request_id.clone() }))
                 .is_ok();
-            let (usage, status) = pump(&gw, &call, &plan, upstream.format(), s.frames, btx, client, created).await;
+            let (usage, status) =
+                pump(&gw, &call, &plan, upstream.format(), (s.frames, s.withheld_usage), btx, client, created).await;
             Outcome { usage, status, http_status: 200, upstream_request_id: request_id, provider, simulated }
         }
     };
@@ -552,7 +538,7 @@ async fn pump(
     call: &Call,
     plan: &Plan,
     format: WireFormat,
-    mut frames: futures::stream::BoxStream<'static, Result<SseFrame, tally_llm::LlmError>>,
+    (mut frames, withheld): (FrameStream, WithheldUsage),
     out: mpsc::Sender<Bytes>,
     client_connected: bool,
     created: i64,
@@ -581,7 +567,7 @@ async fn pump(
             Ok(frame) => {
                 tracker.observe(&frame);
                 if !client_gone {
-                    for bytes in encode(&frame, plan, translator.as_mut()) {
+                    for bytes in encode(&frame, translator.as_mut()) {
                         if out.send(bytes).await.is_err() {
                             client_gone = true;
                             drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
@@ -607,6 +593,8 @@ async fn pump(
             }
         }
     }
+    // Usage the upstream withheld from a client that did not ask for it is billed all the same.
+    tracker.observe_withheld(&withheld);
     if translator.is_some() && !client_gone && !failed {
         let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     }
@@ -621,7 +609,7 @@ async fn pump(
 }
 
 /// The bytes the client gets for one upstream frame.
-fn encode(frame: &SseFrame, plan: &Plan, translator: Option<&mut translate::StreamTranslator>) -> Vec<Bytes> {
+fn encode(frame: &SseFrame, translator: Option<&mut translate::StreamTranslator>) -> Vec<Bytes> {
     if let Some(t) = translator {
         let Ok(data) = serde_json::from_str::<Value>(&frame.data) else { return Vec::new() };
         let event = frame.event.clone().or_else(|| data.get("type").and_then(Value::as_str).map(str::to_string));
@@ -631,22 +619,7 @@ fn encode(frame: &SseFrame, plan: &Plan, translator: Option<&mut translate::Stre
         }
         return t.on_event(&event, &data).iter().map(sse_data).collect();
     }
-    match &frame.event {
-        Some(e) => vec![Bytes::from(format!("event: {e}\ndata: {}\n\n", frame.data))],
-        None => {
-            // OpenAI: the usage-only chunk reaches only clients that asked for it.
-            if !plan.client_wants_usage && frame.data != "[DONE]" {
-                if let Ok(v) = serde_json::from_str::<Value>(&frame.data) {
-                    let usage_only = v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
-                        && v.get("usage").is_some_and(|u| !u.is_null());
-                    if usage_only {
-                        return Vec::new();
-                    }
-                }
-            }
-            vec![Bytes::from(format!("data: {}\n\n", frame.data))]
-        }
-    }
+    vec![Bytes::from(frame.to_sse())]
 }
 
 fn sse_data(v: &Value) -> Bytes {

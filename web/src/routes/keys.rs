@@ -8,13 +8,13 @@ use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tally_domain::budget::{parse_tz, BudgetPeriod};
+use tally_domain::budget::{parse_tz, window, BudgetPeriod, Tz};
 use tally_store::{BudgetRecord, BudgetScope, KeyPatch, KeyRecord};
 use uuid::Uuid;
 
 use super::{blocking, validate_user_id};
 use crate::error::ApiError;
-use crate::gateway::budgets::{view, window_of, BudgetView};
+use crate::gateway::budgets::{view, BudgetView};
 use crate::gateway::keys;
 use crate::gateway::Gateway;
 
@@ -24,8 +24,9 @@ pub const MAX_KEY_NAME_LEN: usize = 200;
 pub const MAX_ALLOWED_MODELS: usize = 200;
 /// Most budgets given with a new key (one per period).
 const MAX_BUDGETS_PER_SCOPE: usize = 3;
-/// Largest budget, USD (the Redis ledger's exact range is about 900,000 USD per window).
-pub const MAX_BUDGET_USD: i64 = 100_000_000;
+/// Largest budget, USD: within the Redis ledger's exact range (2^53 units of 1e-10 USD, about
+/// 900,719 USD per window), so a budget accepted here is enforceable in either mode.
+pub const MAX_BUDGET_USD: i64 = 900_000;
 /// Default and largest `days` of `GET /api/keys/{id}/usage`.
 const DEFAULT_USAGE_DAYS: i64 = 30;
 const MAX_USAGE_DAYS: i64 = 366;
@@ -527,18 +528,7 @@ pub async fn key_spend(
     let period = q.into_inner().period.unwrap_or_else(|| "monthly".to_string());
     let p = BudgetPeriod::from_str(&period)
         .map_err(|_| ApiError::bad_request("invalid_period", "period must be daily, weekly or monthly"))?;
-    let probe = BudgetRecord {
-        budget_id: Uuid::nil(),
-        scope: BudgetScope::Key(key.key_id),
-        period: p.as_str().to_string(),
-        max_budget: Decimal::ONE,
-        alert_threshold: None,
-        timezone: "UTC".to_string(),
-        enabled: true,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-    };
-    let w = window_of(&probe, Utc::now()).map_err(|m| ApiError::Internal { code: "invalid_period", message: m })?;
+    let w = window(p, Tz::UTC, Utc::now());
     let scope = BudgetScope::Key(key.key_id);
     let (from, to) = (w.start, w.end);
     let calls = blocking(&gw.store, move |s| s.gateway_costs(&scope, from, to)).await?;

@@ -38,6 +38,26 @@ impl Node {
         anthropic: Option<Arc<dyn Provider>>,
         cache: tally_store::cache::Cache,
     ) -> Node {
+        Self::start_inner(dir, anthropic, cache, None).await
+    }
+
+    /// A node serving the gateway too: simulated upstreams pausing `token_delay` between
+    /// streamed tokens, the in-process budget ledger, and alerts to `alerts` when given.
+    pub async fn start_gateway(
+        dir: &tempfile::TempDir,
+        token_delay: Duration,
+        alerts: Option<tally_web::gateway::alerts::AlertWebhook>,
+    ) -> Node {
+        let cache = tally_store::cache::Cache::memory(Default::default()).unwrap();
+        Self::start_inner(dir, None, cache, Some((token_delay, alerts))).await
+    }
+
+    async fn start_inner(
+        dir: &tempfile::TempDir,
+        anthropic: Option<Arc<dyn Provider>>,
+        cache: tally_store::cache::Cache,
+        gateway: Option<(Duration, Option<tally_web::gateway::alerts::AlertWebhook>)>,
+    ) -> Node {
         let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let store = Store::open(&db_url).unwrap();
         let catalog = Catalog::parse(CATALOG).unwrap();
@@ -46,12 +66,30 @@ impl Node {
         let router = Arc::new(ProviderRouter::new(anthropic, None, sim));
         let actors = ActorSystem::start(store, cache, router, ActorSystemConfig::default()).unwrap();
         let state = AppState::new(actors.clone(), catalog.default_model.clone());
+        let gw = gateway.map(|(token_delay, alerts)| tally_web::gateway::Gateway {
+            store: actors.store.clone(),
+            keys: Default::default(),
+            budgets: Default::default(),
+            ledger: tally_actors::budget::local(tally_web::gateway::budgets::spend_loader(actors.store.clone())),
+            upstreams: Arc::new(tally_llm::gateway::UpstreamRouter::new(None, None, token_delay)),
+            billing: actors.billing.clone(),
+            prices: actors.prices.clone(),
+            persister: actors.persister.clone(),
+            models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
+            lease: tally_web::gateway::DEFAULT_HOLD_LEASE,
+            rpm: Default::default(),
+            alerts,
+        });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let server = actix_web::HttpServer::new(move || {
-            actix_web::App::new()
-                .wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request))
-                .configure(tally_web::configure(state.clone(), HttpConfig::default()))
+            let mut app =
+                actix_web::App::new().wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request));
+            if let Some(gw) = &gw {
+                // Before the web routes: they end in a catch-all.
+                app = app.configure(tally_web::gateway::configure(gw.clone()));
+            }
+            app.configure(tally_web::configure(state.clone(), HttpConfig::default()))
         })
         .listen(listener)
         .unwrap()
