@@ -43,6 +43,10 @@ pub struct UsageEvent {
     pub idempotency_key: Option<String>,
     /// The gateway's virtual key the usage was made with, if any.
     pub key_id: Option<Uuid>,
+    /// Task label for analytics (`chat` for chat turns), if any.
+    pub task: Option<String>,
+    /// Whether the call succeeded (seed 003's `was_successful`).
+    pub successful: bool,
 }
 
 /// Command: price a usage event and persist it (with any writes that must commit with it).
@@ -362,6 +366,9 @@ fn usage_record(event: &UsageEvent, cost: Cost) -> UsageRecord {
         idempotency_key: event.idempotency_key.clone(),
         occurred_at: event.occurred_at,
         cost,
+        key_id: event.key_id,
+        task: event.task.clone(),
+        successful: event.successful,
     }
 }
 

@@ -375,6 +375,9 @@ mod tests {
             idempotency_key: None,
             occurred_at: Utc::now(),
             cost: Cost { lines: Vec::new(), total: Decimal::ZERO },
+            key_id: None,
+            task: None,
+            successful: true,
         })
     }
 

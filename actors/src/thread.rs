@@ -416,6 +416,8 @@ impl Turn {
             source: "chat".into(),
             idempotency_key: None,
             key_id: None,
+            task: Some("chat".into()),
+            successful: true,
         };
         let usage_event_id = event.event_id;
         let billed = self

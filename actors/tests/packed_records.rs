@@ -38,6 +38,8 @@ fn event(user: &str, model: &str, input: u64) -> Envelope<InferenceEvent> {
         message_id: None,
         source: "test".into(),
         idempotency_key: None,
+        task: None,
+        was_successful: None,
     };
     Envelope::new(new_id(), Utc::now(), "test-producer", payload)
 }

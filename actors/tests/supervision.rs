@@ -104,6 +104,8 @@ async fn billing_the_same_event_twice_counts_it_once() {
         source: "test".into(),
         idempotency_key: None,
         key_id: None,
+        task: None,
+        successful: true,
     };
     let first = billing.send(BillUsage { event: event.clone(), with: vec![], trace: Default::default() }).await.unwrap().unwrap();
     let second = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap().unwrap();
@@ -144,6 +146,8 @@ async fn unpriced_usage_is_refused_and_nothing_is_stored() {
         source: "test".into(),
         idempotency_key: None,
         key_id: None,
+        task: None,
+        successful: true,
     };
     let r = billing.send(BillUsage { event, with: vec![], trace: Default::default() }).await.unwrap();
     assert_eq!(r.map(|_| ()).map_err(|e| e.code()), Err("no_price"), "Haiku has no image price");
@@ -164,6 +168,8 @@ fn tokens_event(thread: &ThreadRecord, input: u64) -> UsageEvent {
         source: "test".into(),
         idempotency_key: None,
         key_id: None,
+        task: None,
+        successful: true,
     }
 }
 

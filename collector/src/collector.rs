@@ -371,6 +371,8 @@ mod tests {
                 message_id: None,
                 source: "ingest".into(),
                 idempotency_key: None,
+                task: None,
+                was_successful: None,
             },
         }
     }

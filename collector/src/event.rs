@@ -36,6 +36,8 @@ struct WireEvent {
     thread_id: Option<Uuid>,
     message_id: Option<Uuid>,
     source: Option<String>,
+    task: Option<String>,
+    was_successful: Option<bool>,
 }
 
 /// An event that passed validation, ready to publish or bill.
@@ -126,7 +128,7 @@ pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Res
     if !label_ok(&w.event_type) {
         return Err(Rejection::new("invalid_event_type", format!("event_type {:?} is not a valid name", w.event_type)));
     }
-    for (field, v) in [("provider", &w.provider), ("source", &w.source)] {
+    for (field, v) in [("provider", &w.provider), ("source", &w.source), ("task", &w.task)] {
         if v.as_deref().is_some_and(|s| !label_ok(s)) {
             return Err(Rejection::new(
                 "invalid_event",
@@ -182,6 +184,8 @@ pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Res
             message_id: w.message_id,
             source: w.source.unwrap_or_else(|| DEFAULT_SOURCE.to_string()),
             idempotency_key: w.idempotency_key,
+            task: w.task,
+            was_successful: w.was_successful,
         },
     })
 }

@@ -241,6 +241,8 @@ async fn bill_locally(
             source: ev.payload.source,
             idempotency_key: ev.payload.idempotency_key,
             key_id: None,
+            task: ev.payload.task,
+            successful: ev.payload.was_successful.unwrap_or(true),
         })
         .collect();
     let unavailable = |e: tally_actors::ActorError| CollectorError::Unavailable {

@@ -42,6 +42,9 @@ fn events(store: &Store, threads: &[ThreadRecord], n: usize) -> Result<Vec<Write
             idempotency_key: None,
             occurred_at,
             cost: price_usage(&book, MODEL, occurred_at, &usage)?,
+            key_id: None,
+            task: Some("bench".into()),
+            successful: true,
         }));
     }
     Ok(ops)

@@ -5,9 +5,13 @@
 //! PostgreSQL), instants are `DateTime<Utc>` stored to the microsecond, ids are UUIDv7.
 //! See `store/SCHEMA.md` for the schema and how it departs from the requirements.
 
+pub mod alerts;
+pub mod analytics;
 pub mod cache;
 pub mod error;
+pub mod forecasts;
 pub mod gateway;
+pub mod ops;
 mod pool;
 pub mod records;
 mod repo;

@@ -191,6 +191,21 @@ pub struct UsageRecord {
     pub occurred_at: DateTime<Utc>,
     /// The priced lines and their exact total.
     pub cost: tally_domain::Cost,
+    /// The gateway's virtual key the usage was made with, if any.
+    #[serde(default)]
+    pub key_id: Option<Uuid>,
+    /// Task label for analytics (`chat` for chat turns; from the ingest body or the
+    /// gateway's `x-tally-task` header), if any.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Whether the call succeeded (seed 003's `was_successful`).
+    #[serde(default = "succeeded")]
+    pub successful: bool,
+}
+
+/// Usage is successful unless said otherwise.
+fn succeeded() -> bool {
+    true
 }
 
 /// One write of a persister batch.

@@ -119,6 +119,9 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     pub occurred_at: DbTime,
     pub created_at: DbTime,
+    pub key_id: Option<DbUuid>,
+    pub task: Option<String>,
+    pub successful: bool,
 }
 
 /// A `user_invoice_line_item` row (not yet invoiced).
@@ -205,6 +208,9 @@ pub struct EventRow {
     pub source: String,
     pub idempotency_key: Option<String>,
     pub occurred_at: DbTime,
+    pub key_id: Option<DbUuid>,
+    pub task: Option<String>,
+    pub successful: bool,
 }
 
 /// A thread as read back (model resolved to its name).
@@ -292,4 +298,20 @@ pub struct BudgetAlertRow {
     pub window_start: DbTime,
     pub spent: DbDecimal,
     pub sent_at: DbTime,
+}
+
+/// A `usage_rollups` row.
+#[derive(Debug, Clone, Insertable, Queryable)]
+#[diesel(table_name = usage_rollups)]
+pub struct RollupRow {
+    pub day: DbTime,
+    pub user_id: String,
+    pub model_id: i64,
+    pub key_id: String,
+    pub task: String,
+    pub kind: String,
+    pub requests: i64,
+    pub failed: i64,
+    pub quantity: DbDecimal,
+    pub amount: DbDecimal,
 }

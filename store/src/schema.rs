@@ -48,6 +48,7 @@ diesel::table! {
         effective_from -> UtcInstant,
         effective_to -> Nullable<UtcInstant>,
         is_current -> Bool,
+        verified_at -> Nullable<UtcInstant>,
     }
 }
 
@@ -64,6 +65,7 @@ diesel::table! {
         effective_from -> UtcInstant,
         effective_to -> Nullable<UtcInstant>,
         is_current -> Bool,
+        verified_at -> Nullable<UtcInstant>,
     }
 }
 
@@ -122,6 +124,9 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         occurred_at -> UtcInstant,
         created_at -> UtcInstant,
+        key_id -> Nullable<UuidKey>,
+        task -> Nullable<Text>,
+        successful -> Bool,
     }
 }
 
@@ -269,6 +274,150 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant};
+
+    /// Daily rollups per UTC day x user x model x key x task x kind, written with the events
+    /// (kind `""` holds requests, failed requests and the events' cost total).
+    usage_rollups (day, user_id, model_id, key_id, task, kind) {
+        day -> UtcInstant,
+        user_id -> Text,
+        model_id -> BigInt,
+        key_id -> Text,
+        task -> Text,
+        kind -> Text,
+        requests -> BigInt,
+        failed -> BigInt,
+        quantity -> ExactDecimal,
+        amount -> ExactDecimal,
+    }
+}
+
+diesel::table! {
+    /// Facts about the store itself (e.g. that rollups were backfilled).
+    store_meta (meta_key) {
+        meta_key -> Text,
+        meta_value -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Prompts and responses of events, kept only when the setting is on.
+    event_payloads (event_id) {
+        event_id -> UuidKey,
+        request -> Nullable<Text>,
+        response -> Nullable<Text>,
+        created_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Budget alerts: a spend limit over a scope, with thresholds and channels.
+    alert_budgets (budget_id) {
+        budget_id -> UuidKey,
+        name -> Text,
+        amount -> ExactDecimal,
+        period -> Text,
+        scope_kind -> Text,
+        scope_value -> Nullable<Text>,
+        thresholds -> Text,
+        emails -> Text,
+        webhook_url -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> UtcInstant,
+        updated_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Durable "fired" marks: one per budget, window and threshold.
+    alert_marks (budget_id, window_start, threshold) {
+        budget_id -> UuidKey,
+        window_start -> UtcInstant,
+        threshold -> Text,
+        spent -> ExactDecimal,
+        fired_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// The alert delivery log: one row per alert and channel target.
+    alert_deliveries (delivery_id) {
+        delivery_id -> UuidKey,
+        source -> Text,
+        subject_id -> Nullable<Text>,
+        alert_kind -> Text,
+        channel -> Text,
+        target -> Text,
+        status -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        payload -> Text,
+        created_at -> UtcInstant,
+        updated_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Fitted forecasts (points as JSON).
+    forecasts (forecast_id) {
+        forecast_id -> UuidKey,
+        scope -> Text,
+        trained_at -> UtcInstant,
+        data_from -> UtcInstant,
+        data_to -> UtcInstant,
+        history_days -> Integer,
+        horizon -> Integer,
+        method -> Text,
+        points -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::UtcInstant;
+
+    /// Scheduler leases: the node that may run a job until `lease_until`.
+    scheduler_leases (job_id) {
+        job_id -> Text,
+        holder -> Text,
+        lease_until -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Scheduler run history.
+    scheduler_runs (run_id) {
+        run_id -> UuidKey,
+        job_id -> Text,
+        node -> Text,
+        trigger -> Text,
+        started_at -> UtcInstant,
+        finished_at -> Nullable<UtcInstant>,
+        status -> Text,
+        message -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(dim_token_pricing -> dim_models (model_id));
 diesel::joinable!(dim_resource_pricing -> dim_models (model_id));
 diesel::joinable!(dim_resource_pricing -> dim_event_types (event_type_id));
@@ -297,4 +446,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     budgets,
     gateway_requests,
     budget_alerts,
+    usage_rollups,
+    store_meta,
+    event_payloads,
+    alert_budgets,
+    alert_marks,
+    alert_deliveries,
+    forecasts,
+    scheduler_leases,
+    scheduler_runs,
 );

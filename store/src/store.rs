@@ -23,7 +23,7 @@ use crate::repo;
 /// Handle to the database. Cheap to clone (the pool is shared); `Send + Sync`.
 #[derive(Clone)]
 pub struct Store {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 impl std::fmt::Debug for Store {
@@ -51,30 +51,33 @@ pub(crate) fn lock_writer(writer: &Mutex<SqliteWriter>) -> MutexGuard<'_, Sqlite
 macro_rules! run {
     ($self:ident, read, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
         match &$self.db {
-            Db::Sqlite { pool, .. } => {
+            $crate::pool::Db::Sqlite { pool, .. } => {
                 let mut conn = pool.get()?;
-                repo::sqlite::$($f)::+(&mut conn, $($arg),*)
+                $crate::repo::sqlite::$($f)::+(&mut conn, $($arg),*)
             }
-            Db::Postgres { pool } => {
+            $crate::pool::Db::Postgres { pool } => {
                 let mut conn = pool.get()?;
-                repo::postgres::$($f)::+(&mut conn, $($arg),*)
+                $crate::repo::postgres::$($f)::+(&mut conn, $($arg),*)
             }
         }
     };
     ($self:ident, write, $($f:ident)::+ ($($arg:expr),* $(,)?)) => {
         match &$self.db {
-            Db::Sqlite { pool, writer } => {
-                let _writer = lock_writer(writer);
+            $crate::pool::Db::Sqlite { pool, writer } => {
+                let _writer = $crate::store::lock_writer(writer);
                 let mut conn = pool.get()?;
-                repo::sqlite::$($f)::+(&mut conn, $($arg),*)
+                $crate::repo::sqlite::$($f)::+(&mut conn, $($arg),*)
             }
-            Db::Postgres { pool } => {
+            $crate::pool::Db::Postgres { pool } => {
                 let mut conn = pool.get()?;
-                repo::postgres::$($f)::+(&mut conn, $($arg),*)
+                $crate::repo::postgres::$($f)::+(&mut conn, $($arg),*)
             }
         }
     };
 }
+
+/// `run!` for the other files that add methods to [`Store`] (`analytics.rs`, `alerts.rs`, ...).
+pub(crate) use run;
 
 impl Store {
     /// Open the database at `url` and apply pending migrations.
@@ -83,7 +86,9 @@ impl Store {
     /// directories created, WAL, busy timeout, foreign keys on, writers serialized);
     /// `postgres://...` -> PostgreSQL.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        Ok(Store { db: pool::open(url)? })
+        let store = Store { db: pool::open(url)? };
+        store.ensure_rollups()?;
+        Ok(store)
     }
 
     /// Which backend this store talks to.

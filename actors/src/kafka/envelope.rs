@@ -252,6 +252,17 @@ pub fn valid_user_id(user_id: &str) -> bool {
         && user_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-'))
 }
 
+/// Longest label (task, source, provider).
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// A label (task, source, provider) as the ingest API accepts it: 1-[`MAX_LABEL_LEN`] bytes of
+/// ASCII letters, digits and `_ - . :`.
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= MAX_LABEL_LEN
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+}
+
 /// Payload of `inference-events`: usage to bill, keyed by user id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,6 +289,12 @@ pub struct InferenceEvent {
     /// Client idempotency key, kept for audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Task label for analytics, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Whether the call succeeded (absent: it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was_successful: Option<bool>,
 }
 
 impl InferenceEvent {
@@ -298,6 +315,9 @@ impl InferenceEvent {
                 format!("model {:?} is not valid", p.model),
             ));
         }
+        if p.task.as_deref().is_some_and(|t| !valid_label(t)) {
+            return Err(invalid("invalid_task", format!("task {:?} is not a valid label", p.task)));
+        }
         p.usage.validate()?;
         if p.usage.is_empty() {
             return Err(invalid("empty_usage", "the event has no quantities".into()));
@@ -313,6 +333,8 @@ impl InferenceEvent {
             source: p.source,
             idempotency_key: p.idempotency_key,
             key_id: None,
+            task: p.task,
+            successful: p.was_successful.unwrap_or(true),
         })
     }
 }
@@ -492,6 +514,8 @@ mod tests {
             message_id: None,
             source: "ingest".into(),
             idempotency_key: Some("k1".into()),
+            task: None,
+            was_successful: None,
         };
         Envelope::new(Uuid::now_v7(), Utc::now(), "collector-1", payload)
     }

@@ -23,6 +23,75 @@ use crate::rows::{LineRow, MessageRow, PriceRow, ThreadRow};
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
+/// One rollup row's key: UTC day x user x model x key x task x kind (`""` for none; kind
+/// `""` is the event-level row). Ordered, so concurrent writers touch rows in one order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RollupKey {
+    pub day: crate::sql_types::DbTime,
+    pub user_id: String,
+    pub model_id: i64,
+    pub key_id: String,
+    pub task: String,
+    pub kind: String,
+}
+
+/// What a set of events adds to one rollup row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RollupDelta {
+    pub requests: i64,
+    pub failed: i64,
+    pub quantity: Decimal,
+    pub amount: Decimal,
+}
+
+/// Rollup deltas of a set of events, by row.
+pub(crate) type RollupDeltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
+
+/// The UTC day (midnight) an instant falls in: the rollups' bucket.
+pub(crate) fn utc_day(at: chrono::DateTime<chrono::Utc>) -> crate::sql_types::DbTime {
+    crate::sql_types::DbTime::new(at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// Add one event to `deltas`: its event-level row (kind `""`: one request, failed or not,
+/// its exact total) and one row per kind of its lines (events with that kind, quantity, amount).
+pub(crate) fn add_event_to_rollups(
+    deltas: &mut RollupDeltas,
+    day: crate::sql_types::DbTime,
+    user_id: &str,
+    model_id: i64,
+    key_id: Option<Uuid>,
+    task: Option<&str>,
+    successful: bool,
+    lines: impl Iterator<Item = (String, Decimal, Decimal)>,
+    total: Decimal,
+) {
+    let key = |kind: String| RollupKey {
+        day,
+        user_id: user_id.to_string(),
+        model_id,
+        key_id: key_id.map(|k| k.to_string()).unwrap_or_default(),
+        task: task.unwrap_or_default().to_string(),
+        kind,
+    };
+    let failed = i64::from(!successful);
+    let row = deltas.entry(key(String::new())).or_default();
+    row.requests += 1;
+    row.failed += failed;
+    row.amount += total;
+    let mut seen: Vec<String> = Vec::new();
+    for (kind, quantity, amount) in lines {
+        let first = !seen.contains(&kind);
+        let row = deltas.entry(key(kind.clone())).or_default();
+        if first {
+            row.requests += 1;
+            row.failed += failed;
+            seen.push(kind);
+        }
+        row.quantity += quantity;
+        row.amount += amount;
+    }
+}
+
 /// The event type of every usage that has at least one token line.
 pub const TOKEN_USAGE_EVENT: &str = "token_usage";
 

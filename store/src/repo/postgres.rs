@@ -32,9 +32,81 @@ pub(crate) fn foreign_keys_enforced(_conn: &mut Conn) -> Result<bool, crate::err
     Ok(true)
 }
 
+/// Rollup rows per upsert statement (10 binds each, well under PostgreSQL's 65,535).
+const ROLLUP_ROWS: usize = 1_000;
+
+/// Add `deltas` to the rollup rows, inside the caller's transaction: one upsert that adds
+/// in SQL (NUMERIC, exact), atomic per row against other nodes' writers. Rows go in key
+/// order, so two writers never wait on each other's rows in opposite orders.
+pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -> Result<(), StoreError> {
+    use crate::rows::RollupRow;
+    use crate::schema::usage_rollups::dsl as r;
+    use diesel::upsert::excluded;
+    let rows: Vec<RollupRow> = deltas
+        .iter()
+        .map(|(k, d)| RollupRow {
+            day: k.day,
+            user_id: k.user_id.clone(),
+            model_id: k.model_id,
+            key_id: k.key_id.clone(),
+            task: k.task.clone(),
+            kind: k.kind.clone(),
+            requests: d.requests,
+            failed: d.failed,
+            quantity: DbDecimal(d.quantity),
+            amount: DbDecimal(d.amount),
+        })
+        .collect();
+    for chunk in rows.chunks(ROLLUP_ROWS) {
+        diesel::insert_into(r::usage_rollups)
+            .values(chunk)
+            .on_conflict((r::day, r::user_id, r::model_id, r::key_id, r::task, r::kind))
+            .do_update()
+            .set((
+                r::requests.eq(r::requests + excluded(r::requests)),
+                r::failed.eq(r::failed + excluded(r::failed)),
+                // NUMERIC + NUMERIC: exact (diesel has no `+` for the custom decimal type).
+                r::quantity.eq(diesel::dsl::sql::<crate::sql_types::ExactDecimal>(
+                    "usage_rollups.quantity + excluded.quantity",
+                )),
+                r::amount
+                    .eq(diesel::dsl::sql::<crate::sql_types::ExactDecimal>("usage_rollups.amount + excluded.amount")),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Hold off other nodes' rollup writes while the rollups are rebuilt: an event committed
+/// before the lock is read by the rebuild, one committed after adds its own rows on top.
+pub(crate) fn lock_rollups(conn: &mut Conn) -> Result<(), StoreError> {
+    diesel::sql_query("LOCK TABLE usage_rollups IN EXCLUSIVE MODE").execute(conn)?;
+    Ok(())
+}
+
 include!("queries.rs");
 
 /// Gateway queries (keys, budgets, calls) for this backend.
 pub(crate) mod gateway {
     include!("gateway_queries.rs");
+}
+
+/// Analytics queries (rollups, usage logs) for this backend.
+pub(crate) mod analytics {
+    include!("analytics_queries.rs");
+}
+
+/// Budget-alert queries (budgets, marks, deliveries) for this backend.
+pub(crate) mod alerts {
+    include!("alerts_queries.rs");
+}
+
+/// Forecast queries for this backend.
+pub(crate) mod forecasts {
+    include!("forecasts_queries.rs");
+}
+
+/// Operations queries (scheduler, price verification) for this backend.
+pub(crate) mod ops {
+    include!("ops_queries.rs");
 }

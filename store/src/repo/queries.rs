@@ -780,6 +780,9 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
             idempotency_key: u.idempotency_key.clone(),
             occurred_at: DbTime::new(u.occurred_at),
             created_at: now,
+            key_id: u.key_id.map(DbUuid),
+            task: u.task.clone(),
+            successful: u.successful,
         });
     }
     // The key each new event's lines point at; events already stored are absent.
@@ -826,6 +829,27 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
     }
     insert_rows!(conn, user_invoice_line_item::table, token_lines);
     insert_rows!(conn, resource_invoice_line_item::table, resource_lines);
+
+    // Daily rollups of the new events only, in the same transaction: a replayed event adds
+    // nothing, and a query over a range reads O(rows of the range), not O(events).
+    let mut deltas = super::RollupDeltas::new();
+    for u in &usages {
+        if !inserted_events.contains_key(&DbUuid(u.event_id)) {
+            continue;
+        }
+        super::add_event_to_rollups(
+            &mut deltas,
+            super::utc_day(u.occurred_at),
+            &u.user_id,
+            model_of(&u.model)?,
+            u.key_id,
+            u.task.as_deref(),
+            u.successful,
+            u.cost.lines.iter().map(|l| (l.kind.as_str().to_string(), l.quantity, l.amount)),
+            u.cost.total,
+        );
+    }
+    add_rollup_deltas(conn, &deltas)?;
 
     // Threads move forward to their latest new message or usage (never backward).
     let mut bumps: BTreeMap<DbUuid, DbTime> = BTreeMap::new();
@@ -1032,6 +1056,9 @@ pub(crate) fn usage_events(conn: &mut Conn, filter: &LineFilter, limit: i64) -> 
                 api_events::source,
                 api_events::idempotency_key,
                 api_events::occurred_at,
+                api_events::key_id,
+                api_events::task,
+                api_events::successful,
             ))
             .into_boxed();
         query = filter_events!(query, filter);
@@ -1069,6 +1096,9 @@ pub(crate) fn usage_events(conn: &mut Conn, filter: &LineFilter, limit: i64) -> 
                 idempotency_key: r.idempotency_key,
                 occurred_at: r.occurred_at.get(),
                 cost: Cost { lines: lines.remove(&r.event_id.0).unwrap_or_default(), total: r.cost_total.0 },
+                key_id: r.key_id.map(|id| id.0),
+                task: r.task,
+                successful: r.successful,
             })
             .collect())
     })

@@ -68,9 +68,66 @@ pub(crate) fn foreign_keys_enforced(conn: &mut Conn) -> Result<bool, crate::erro
     Ok(rows.first().is_some_and(|p| p.foreign_keys == 1))
 }
 
+/// Add `deltas` to the rollup rows, inside the caller's write transaction. Money is TEXT
+/// here, so each row is read, added to in Rust (exactly) and written back; the write
+/// transaction holds SQLite's one write lock, so no other writer interleaves.
+pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -> Result<(), StoreError> {
+    use crate::rows::RollupRow;
+    use crate::schema::usage_rollups::dsl as r;
+    for (k, d) in deltas {
+        let existing: Option<(i64, i64, DbDecimal, DbDecimal)> = r::usage_rollups
+            .find((k.day, &k.user_id, k.model_id, &k.key_id, &k.task, &k.kind))
+            .select((r::requests, r::failed, r::quantity, r::amount))
+            .first(conn)
+            .optional()?;
+        let (requests, failed, quantity, amount) = existing
+            .map(|(a, b, c, d)| (a, b, c.0, d.0))
+            .unwrap_or((0, 0, Decimal::ZERO, Decimal::ZERO));
+        let row = RollupRow {
+            day: k.day,
+            user_id: k.user_id.clone(),
+            model_id: k.model_id,
+            key_id: k.key_id.clone(),
+            task: k.task.clone(),
+            kind: k.kind.clone(),
+            requests: requests + d.requests,
+            failed: failed + d.failed,
+            quantity: DbDecimal(quantity + d.quantity),
+            amount: DbDecimal(amount + d.amount),
+        };
+        diesel::replace_into(r::usage_rollups).values(&row).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Rebuilding rollups needs no lock beyond the write transaction: SQLite has one writer.
+pub(crate) fn lock_rollups(_conn: &mut Conn) -> Result<(), StoreError> {
+    Ok(())
+}
+
 include!("queries.rs");
 
 /// Gateway queries (keys, budgets, calls) for this backend.
 pub(crate) mod gateway {
     include!("gateway_queries.rs");
+}
+
+/// Analytics queries (rollups, usage logs) for this backend.
+pub(crate) mod analytics {
+    include!("analytics_queries.rs");
+}
+
+/// Budget-alert queries (budgets, marks, deliveries) for this backend.
+pub(crate) mod alerts {
+    include!("alerts_queries.rs");
+}
+
+/// Forecast queries for this backend.
+pub(crate) mod forecasts {
+    include!("forecasts_queries.rs");
+}
+
+/// Operations queries (scheduler, price verification) for this backend.
+pub(crate) mod ops {
+    include!("ops_queries.rs");
 }

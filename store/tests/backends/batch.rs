@@ -161,6 +161,9 @@ fn money_survives_exactly(db: &TestDb) {
         idempotency_key: Some("k-1".into()),
         occurred_at: at("2025-03-03T00:00:00Z"),
         cost: Cost::from_lines(lines),
+        key_id: None,
+        task: None,
+        successful: true,
     };
     store.write_batch(&ops(&[], &[&usage])).expect("write");
     let back = store.usage_events(&LineFilter::default(), 1).expect("events");

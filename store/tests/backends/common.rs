@@ -181,6 +181,9 @@ pub fn usage_for(
         idempotency_key: None,
         occurred_at: when,
         cost: price(store, &thread.model, when, usage),
+        key_id: None,
+        task: Some("chat".into()),
+        successful: true,
     }
 }
 

@@ -304,6 +304,19 @@ fn unbounded_input(body: &Value) -> Result<u64, GatewayError> {
     Ok(images.saturating_mul(IMAGE_BY_REFERENCE_TOKENS) + if tools { TOOL_PROMPT_TOKENS } else { 0 })
 }
 
+/// The `x-tally-task` header: an optional analytics label (same rule as ingest's `task`).
+fn task_label(headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
+    let Some(value) = headers.get("x-tally-task") else { return Ok(None) };
+    match value.to_str() {
+        Ok(t) if tally_actors::kafka::envelope::valid_label(t) => Ok(Some(t.to_string())),
+        _ => Err(GatewayError::invalid(
+            "invalid_task",
+            "x-tally-task must be 1-64 characters of letters, digits, '_', '-', '.', ':'".to_string(),
+            None,
+        )),
+    }
+}
+
 /// One admitted call: who, what, and the hold to settle.
 struct Call {
     key: Arc<KeyRecord>,
@@ -312,6 +325,8 @@ struct Call {
     event_id: Uuid,
     started: Instant,
     occurred_at: DateTime<Utc>,
+    /// The `x-tally-task` label, if given.
+    task: Option<String>,
     /// The budgets the call was held against, with their windows (empty: no hold).
     limits: Vec<(BudgetRecord, BudgetLimit)>,
     /// The held upper bound.
@@ -332,6 +347,7 @@ async fn admit_and_call(
     route: Route,
 ) -> Result<HttpResponse, GatewayError> {
     let key = authenticate(req, &gw).await?;
+    let task = task_label(req.headers())?;
     let raw = read_body(payload).await?;
     let body: Value = serde_json::from_slice(&raw)
         .map_err(|e| GatewayError::invalid("invalid_json", format!("the body is not valid JSON: {e}"), None))?;
@@ -351,6 +367,7 @@ async fn admit_and_call(
         event_id,
         started: Instant::now(),
         occurred_at: now,
+        task,
         limits: Vec::new(),
         reserved: Decimal::ZERO,
     };
@@ -675,6 +692,8 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
         source: "gateway".to_string(),
         idempotency_key: None,
         key_id: Some(call.key.key_id),
+        task: call.task.clone(),
+        successful: (200..400).contains(&record.http_status),
     };
     let billed = gw.billing.send(BillUsage { event, with: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await;
     let actual = match billed {

@@ -1,0 +1,14 @@
+DROP TABLE scheduler_runs;
+DROP TABLE scheduler_leases;
+ALTER TABLE dim_resource_pricing DROP COLUMN verified_at;
+ALTER TABLE dim_token_pricing DROP COLUMN verified_at;
+DROP TABLE forecasts;
+DROP TABLE alert_deliveries;
+DROP TABLE alert_marks;
+DROP TABLE alert_budgets;
+DROP TABLE event_payloads;
+DROP TABLE store_meta;
+DROP TABLE usage_rollups;
+ALTER TABLE api_events DROP COLUMN successful;
+ALTER TABLE api_events DROP COLUMN task;
+ALTER TABLE api_events DROP COLUMN key_id;

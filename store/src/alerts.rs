@@ -1,0 +1,1 @@
+//! Budget-alert records: alert budgets, fired marks and the delivery log.

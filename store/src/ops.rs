@@ -1,0 +1,1 @@
+//! Operations records: the scheduler's leases and run history, price verification.
