@@ -3,11 +3,15 @@
 
 mod common;
 
+mod alerts;
+mod analytics;
 mod batch;
 mod concurrency;
+mod forecasts;
 mod gateway;
 mod indexes;
 mod invoices;
+mod ops;
 mod prices;
 mod restart;
 mod upgrade;

@@ -1,0 +1,1 @@
+//! analytics on both backends.

@@ -1,0 +1,1 @@
+//! forecasts on both backends.

@@ -1,0 +1,1 @@
+//! ops on both backends.
