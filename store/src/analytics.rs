@@ -111,6 +111,8 @@ pub struct EventCursor {
 pub struct EventQuery {
     /// Only this user's events.
     pub user_id: Option<String>,
+    /// Only this thread's events.
+    pub thread_id: Option<Uuid>,
     /// Only models of this provider.
     pub provider: Option<String>,
     /// Only this model.

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::routes::{billing, dashboard, health, messages, metrics, prices, threads, ui, users};
+use crate::routes::{analytics, billing, dashboard, health, messages, metrics, prices, threads, ui, users};
 use crate::state::AppState;
 
 /// Largest accepted JSON body.
@@ -60,7 +60,15 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             .service(billing::user_invoices)
             .service(billing::get_invoice)
             .service(billing::set_invoice_status)
-            .service(billing::usage_events)
+            .service(analytics::usage_events)
+            .service(analytics::usage_event)
+            .service(analytics::summary)
+            .service(analytics::by_user)
+            .service(analytics::by_model)
+            .service(analytics::by_provider)
+            .service(analytics::by_key)
+            .service(analytics::top_tasks)
+            .service(analytics::trends)
             .service(prices::list_models)
             .service(prices::list_prices)
             .service(prices::add_price)

@@ -208,6 +208,9 @@ pub(crate) fn event_page(conn: &mut Conn, query: &EventQuery) -> Result<EventPag
         if let Some(user) = &query.user_id {
             q = q.filter(api_events::user_id.eq(user.clone()));
         }
+        if let Some(thread) = query.thread_id {
+            q = q.filter(api_events::thread_id.eq(DbUuid(thread)));
+        }
         if let Some(ids) = model_ids {
             q = q.filter(api_events::model_id.eq_any(ids));
         }

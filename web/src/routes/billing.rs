@@ -259,27 +259,3 @@ pub async fn set_invoice_status(
     Ok(HttpResponse::Ok().json(invoice))
 }
 
-/// Query of the usage events listing.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// Only this user's events.
-    pub user_id: Option<String>,
-    /// Only this thread's events.
-    pub thread_id: Option<Uuid>,
-    /// Most events to return (default 100, at most 1000).
-    pub limit: Option<i64>,
-}
-
-/// Raw usage events, newest first, with their cost lines.
-#[get("/api/usage/events")]
-pub async fn usage_events(state: web::Data<AppState>, q: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
-    let q = q.into_inner();
-    if let Some(u) = &q.user_id {
-        validate_user_id(u)?;
-    }
-    let (limit, _) = super::page(q.limit, None)?;
-    let filter = LineFilter { user_id: q.user_id, thread_id: q.thread_id, ..LineFilter::default() };
-    let events = blocking(&state.store, move |s| s.usage_events(&filter, limit)).await?;
-    Ok(HttpResponse::Ok().json(events))
-}
