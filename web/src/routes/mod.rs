@@ -1,5 +1,6 @@
 //! Route handlers, one file per resource.
 
+pub mod analytics;
 pub mod billing;
 pub mod dashboard;
 pub mod health;
