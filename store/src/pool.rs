@@ -121,7 +121,8 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(&sqlite_pragmas(true)).map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&sqlite_pragmas(true)).map_err(diesel::r2d2::Error::QueryError)?;
+        crate::repo::sqlite::register_functions(conn).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -153,6 +154,7 @@ impl SqliteWriter {
             None => {
                 let mut conn = SqliteConnection::establish(path)?;
                 conn.batch_execute(&sqlite_pragmas(false))?;
+                crate::repo::sqlite::register_functions(&mut conn)?;
                 self.batch_conn.insert(conn)
             }
         };

@@ -304,6 +304,7 @@ pub struct BudgetAlertRow {
 #[derive(Debug, Clone, Insertable, Queryable)]
 #[diesel(table_name = usage_rollups)]
 pub struct RollupRow {
+    pub grain: String,
     pub day: DbTime,
     pub user_id: String,
     pub model_id: i64,

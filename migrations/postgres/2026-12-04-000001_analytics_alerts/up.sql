@@ -7,12 +7,15 @@ ALTER TABLE api_events ADD COLUMN task TEXT;
 ALTER TABLE api_events ADD COLUMN successful BOOLEAN NOT NULL DEFAULT TRUE;
 
 -- Daily rollups, written in the same transaction as the events they count (only for
--- events newly stored, so a replay counts nothing). One row per UTC day x user x model x
--- key ('' for none) x task ('' for none) x kind. kind '' holds the event-level figures:
+-- events newly stored, so a replay counts nothing). One row per grain x UTC day x user x
+-- model x key ('' for none) x task ('' for none) x kind. The grain says which dimensions
+-- the row keeps: 'full' keeps all, 'model', 'user', 'key' and 'task' keep one and mask the
+-- others ('*', model -1), so a query reads the smallest grain that has its dimensions. kind '' holds the event-level figures:
 -- requests, failed requests and the events' exact cost total (amount); other kinds hold
 -- the quantity and amount of that kind's lines. Money is NUMERIC: the upsert adds exactly
 -- in SQL (SQLite, with money as TEXT, adds in Rust inside its write transaction).
 CREATE TABLE usage_rollups (
+    grain    TEXT NOT NULL,
     day      TIMESTAMPTZ NOT NULL,
     user_id  TEXT NOT NULL,
     model_id BIGINT NOT NULL,
@@ -23,9 +26,8 @@ CREATE TABLE usage_rollups (
     failed   BIGINT NOT NULL,
     quantity NUMERIC NOT NULL,
     amount   NUMERIC NOT NULL,
-    PRIMARY KEY (day, user_id, model_id, key_id, task, kind)
+    PRIMARY KEY (grain, day, user_id, model_id, key_id, task, kind)
 );
-CREATE INDEX usage_rollups_by_user ON usage_rollups (user_id, day);
 
 -- Small key/value facts about the store itself (e.g. whether rollups were backfilled).
 CREATE TABLE store_meta (

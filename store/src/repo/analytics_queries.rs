@@ -51,6 +51,18 @@ fn model_names(conn: &mut Conn) -> Result<HashMap<i64, (String, String)>, StoreE
     Ok(rows.into_iter().map(|(id, name, provider)| (id, (name, provider))).collect())
 }
 
+/// The smallest grain that keeps every dimension `dims` group by and `filter` filters on.
+fn grain_for(filter: &AnalyticsFilter, dims: &[Dim]) -> &'static str {
+    let user = filter.user_id.is_some() || dims.contains(&Dim::User);
+    let model = filter.provider.is_some() || filter.model.is_some() || dims.iter().any(|d| matches!(d, Dim::Model | Dim::Provider));
+    let key = filter.key_id.is_some() || dims.contains(&Dim::Key);
+    let task = filter.task.is_some() || dims.contains(&Dim::Task);
+    crate::repo::GRAINS
+        .iter()
+        .find(|g| (g.user || !user) && (g.model || !model) && (g.key || !key) && (g.task || !task))
+        .map_or("full", |g| g.name)
+}
+
 type RollupTuple = (DbTime, String, i64, String, String, String, i64, i64, DbDecimal, DbDecimal);
 
 /// Rollup figures over `filter`, grouped by `dims`.
@@ -76,6 +88,7 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
                 usage_rollups::quantity,
                 usage_rollups::amount,
             ))
+            .filter(usage_rollups::grain.eq(grain_for(filter, dims)))
             .filter(usage_rollups::day.ge(from))
             .filter(usage_rollups::day.le(to))
             .into_boxed();
@@ -94,9 +107,14 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         let rows: Vec<RollupTuple> = q.load(conn)?;
         let mut groups: BTreeMap<Vec<String>, Figures> = BTreeMap::new();
         for (day, user, model_id, key, task, kind, requests, failed, quantity, amount) in rows {
-            let (model, provider) = models
-                .get(&model_id)
-                .ok_or_else(|| StoreError::Database(format!("rollup row names unknown model id {model_id}")))?;
+            let masked = (String::new(), String::new());
+            let (model, provider) = if model_id == crate::repo::MASKED_MODEL {
+                &masked
+            } else {
+                models
+                    .get(&model_id)
+                    .ok_or_else(|| StoreError::Database(format!("rollup row names unknown model id {model_id}")))?
+            };
             let group_key: Vec<String> = dims
                 .iter()
                 .map(|d| match d {
@@ -371,7 +389,7 @@ pub(crate) fn rebuild_rollups(conn: &mut Conn) -> Result<u64, StoreError> {
                     key.map(|k| k.0),
                     task.as_deref(),
                     *ok,
-                    of_event.iter().map(|l| (l.kind.as_str().to_string(), l.quantity, l.amount)),
+                    &of_event.iter().map(|l| (l.kind.as_str().to_string(), l.quantity, l.amount)).collect::<Vec<_>>(),
                     total.0,
                 );
                 events += 1;

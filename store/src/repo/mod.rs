@@ -27,6 +27,7 @@ pub(crate) mod sqlite;
 /// `""` is the event-level row). Ordered, so concurrent writers touch rows in one order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct RollupKey {
+    pub grain: &'static str,
     pub day: crate::sql_types::DbTime,
     pub user_id: String,
     pub model_id: i64,
@@ -52,8 +53,35 @@ pub(crate) fn utc_day(at: chrono::DateTime<chrono::Utc>) -> crate::sql_types::Db
     crate::sql_types::DbTime::new(at.date_naive().and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
-/// Add one event to `deltas`: its event-level row (kind `""`: one request, failed or not,
-/// its exact total) and one row per kind of its lines (events with that kind, quantity, amount).
+/// A rollup grain: which of user, model, key and task its rows keep (the others masked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Grain {
+    pub name: &'static str,
+    pub user: bool,
+    pub model: bool,
+    pub key: bool,
+    pub task: bool,
+}
+
+/// The grains every event is rolled up at, smallest first: a query reads the first that keeps
+/// every dimension it groups or filters by (provider comes with the model).
+pub(crate) const GRAINS: [Grain; 5] = [
+    Grain { name: "model", user: false, model: true, key: false, task: false },
+    Grain { name: "user", user: true, model: false, key: false, task: false },
+    Grain { name: "key", user: false, model: false, key: true, task: false },
+    Grain { name: "task", user: false, model: false, key: false, task: true },
+    Grain { name: "full", user: true, model: true, key: true, task: true },
+];
+
+/// A masked text dimension.
+pub(crate) const MASKED: &str = "*";
+/// A masked model id (ids start at 1).
+pub(crate) const MASKED_MODEL: i64 = -1;
+
+/// Add one event to `deltas` at every grain: its event-level row (kind `""`: one request,
+/// failed or not, its exact total) and one row per kind of its lines (events with that kind,
+/// quantity, amount).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn add_event_to_rollups(
     deltas: &mut RollupDeltas,
     day: crate::sql_types::DbTime,
@@ -62,33 +90,35 @@ pub(crate) fn add_event_to_rollups(
     key_id: Option<Uuid>,
     task: Option<&str>,
     successful: bool,
-    lines: impl Iterator<Item = (String, Decimal, Decimal)>,
+    lines: &[(String, Decimal, Decimal)],
     total: Decimal,
 ) {
-    let key = |kind: String| RollupKey {
-        day,
-        user_id: user_id.to_string(),
-        model_id,
-        key_id: key_id.map(|k| k.to_string()).unwrap_or_default(),
-        task: task.unwrap_or_default().to_string(),
-        kind,
-    };
+    let key_text = key_id.map(|k| k.to_string()).unwrap_or_default();
     let failed = i64::from(!successful);
-    let row = deltas.entry(key(String::new())).or_default();
-    row.requests += 1;
-    row.failed += failed;
-    row.amount += total;
-    let mut seen: Vec<String> = Vec::new();
-    for (kind, quantity, amount) in lines {
-        let first = !seen.contains(&kind);
-        let row = deltas.entry(key(kind.clone())).or_default();
-        if first {
-            row.requests += 1;
-            row.failed += failed;
-            seen.push(kind);
+    for g in GRAINS {
+        let key = |kind: &str| RollupKey {
+            grain: g.name,
+            day,
+            user_id: if g.user { user_id.to_string() } else { MASKED.to_string() },
+            model_id: if g.model { model_id } else { MASKED_MODEL },
+            key_id: if g.key { key_text.clone() } else { MASKED.to_string() },
+            task: if g.task { task.unwrap_or_default().to_string() } else { MASKED.to_string() },
+            kind: kind.to_string(),
+        };
+        let row = deltas.entry(key("")).or_default();
+        row.requests += 1;
+        row.failed += failed;
+        row.amount += total;
+        for (i, (kind, quantity, amount)) in lines.iter().enumerate() {
+            let row = deltas.entry(key(kind)).or_default();
+            // An event counts once per kind even when it has several lines of that kind.
+            if !lines[..i].iter().any(|(k, _, _)| k == kind) {
+                row.requests += 1;
+                row.failed += failed;
+            }
+            row.quantity += *quantity;
+            row.amount += *amount;
         }
-        row.quantity += quantity;
-        row.amount += amount;
     }
 }
 

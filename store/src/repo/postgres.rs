@@ -32,7 +32,7 @@ pub(crate) fn foreign_keys_enforced(_conn: &mut Conn) -> Result<bool, crate::err
     Ok(true)
 }
 
-/// Rollup rows per upsert statement (10 binds each, well under PostgreSQL's 65,535).
+/// Rollup rows per upsert statement (11 binds each, well under PostgreSQL's 65,535).
 const ROLLUP_ROWS: usize = 1_000;
 
 /// Add `deltas` to the rollup rows, inside the caller's transaction: one upsert that adds
@@ -45,6 +45,7 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
     let rows: Vec<RollupRow> = deltas
         .iter()
         .map(|(k, d)| RollupRow {
+            grain: k.grain.to_string(),
             day: k.day,
             user_id: k.user_id.clone(),
             model_id: k.model_id,
@@ -60,7 +61,7 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
     for chunk in rows.chunks(ROLLUP_ROWS) {
         diesel::insert_into(r::usage_rollups)
             .values(chunk)
-            .on_conflict((r::day, r::user_id, r::model_id, r::key_id, r::task, r::kind))
+            .on_conflict((r::grain, r::day, r::user_id, r::model_id, r::key_id, r::task, r::kind))
             .do_update()
             .set((
                 r::requests.eq(r::requests + excluded(r::requests)),

@@ -845,7 +845,7 @@ fn write_batch_tx(conn: &mut Conn, ops: &[WriteOp]) -> Result<BatchOutcome, Stor
             u.key_id,
             u.task.as_deref(),
             u.successful,
-            u.cost.lines.iter().map(|l| (l.kind.as_str().to_string(), l.quantity, l.amount)),
+            &u.cost.lines.iter().map(|l| (l.kind.as_str().to_string(), l.quantity, l.amount)).collect::<Vec<_>>(),
             u.cost.total,
         );
     }

@@ -68,34 +68,81 @@ pub(crate) fn foreign_keys_enforced(conn: &mut Conn) -> Result<bool, crate::erro
     Ok(rows.first().is_some_and(|p| p.foreign_keys == 1))
 }
 
-/// Add `deltas` to the rollup rows, inside the caller's write transaction. Money is TEXT
-/// here, so each row is read, added to in Rust (exactly) and written back; the write
+/// Rollup rows per upsert statement (11 binds each, under SQLite's 32,766).
+const ROLLUP_ROWS: usize = 256;
+
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// `a + b` of two exact decimals stored as TEXT (registered on every connection by
+    /// [`register_functions`]): SQLite's own `+` would add them as floats.
+    fn tally_dec_add(a: diesel::sql_types::Text, b: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// Register Tally's SQL functions on a new connection.
+pub(crate) fn register_functions(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    tally_dec_add_utils::register_impl(conn, |a: String, b: String| -> String {
+        match (a.parse::<Decimal>(), b.parse::<Decimal>()) {
+            (Ok(a), Ok(b)) => (a + b).to_string(),
+            // Never stored by Tally; the result then fails to parse on read, loudly.
+            _ => format!("invalid decimal sum of {a:?} and {b:?}"),
+        }
+    })
+}
+
+/// Add `deltas` to the rollup rows, inside the caller's write transaction: multi-row upserts
+/// whose money adds exactly through `tally_dec_add` (money is TEXT here). The write
 /// transaction holds SQLite's one write lock, so no other writer interleaves.
 pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -> Result<(), StoreError> {
     use crate::rows::RollupRow;
-    use crate::schema::usage_rollups::dsl as r;
-    for (k, d) in deltas {
-        let existing: Option<(i64, i64, DbDecimal, DbDecimal)> = r::usage_rollups
-            .find((k.day, &k.user_id, k.model_id, &k.key_id, &k.task, &k.kind))
-            .select((r::requests, r::failed, r::quantity, r::amount))
-            .first(conn)
-            .optional()?;
-        let (requests, failed, quantity, amount) = existing
-            .map(|(a, b, c, d)| (a, b, c.0, d.0))
-            .unwrap_or((0, 0, Decimal::ZERO, Decimal::ZERO));
-        let row = RollupRow {
+    let rows: Vec<RollupRow> = deltas
+        .iter()
+        .map(|(k, d)| RollupRow {
+            grain: k.grain.to_string(),
             day: k.day,
             user_id: k.user_id.clone(),
             model_id: k.model_id,
             key_id: k.key_id.clone(),
             task: k.task.clone(),
             kind: k.kind.clone(),
-            requests: requests + d.requests,
-            failed: failed + d.failed,
-            quantity: DbDecimal(quantity + d.quantity),
-            amount: DbDecimal(amount + d.amount),
-        };
-        diesel::replace_into(r::usage_rollups).values(&row).execute(conn)?;
+            requests: d.requests,
+            failed: d.failed,
+            quantity: DbDecimal(d.quantity),
+            amount: DbDecimal(d.amount),
+        })
+        .collect();
+    // SQLite's multi-row upsert: one statement per chunk, binds in order (diesel's DSL has
+    // no batch upsert for SQLite). The statement text repeats, so SQLite parses it quickly.
+    use diesel::sql_types::{BigInt, Text};
+    for chunk in rows.chunks(ROLLUP_ROWS) {
+        let mut sql = String::from(
+            "INSERT INTO usage_rollups (grain, day, user_id, model_id, key_id, task, kind, requests, failed, quantity, amount) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?)" });
+        }
+        sql.push_str(
+            " ON CONFLICT (grain, day, user_id, model_id, key_id, task, kind) DO UPDATE SET \
+             requests = usage_rollups.requests + excluded.requests, \
+             failed = usage_rollups.failed + excluded.failed, \
+             quantity = tally_dec_add(usage_rollups.quantity, excluded.quantity), \
+             amount = tally_dec_add(usage_rollups.amount, excluded.amount)",
+        );
+        let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for row in chunk {
+            q = q
+                .bind::<Text, _>(row.grain.clone())
+                .bind::<crate::sql_types::UtcInstant, _>(row.day)
+                .bind::<Text, _>(row.user_id.clone())
+                .bind::<BigInt, _>(row.model_id)
+                .bind::<Text, _>(row.key_id.clone())
+                .bind::<Text, _>(row.task.clone())
+                .bind::<Text, _>(row.kind.clone())
+                .bind::<BigInt, _>(row.requests)
+                .bind::<BigInt, _>(row.failed)
+                .bind::<crate::sql_types::ExactDecimal, _>(row.quantity)
+                .bind::<crate::sql_types::ExactDecimal, _>(row.amount);
+        }
+        q.execute(conn)?;
     }
     Ok(())
 }
