@@ -44,6 +44,9 @@ struct GatewayArgs {
     /// Lease of a budget hold, in seconds: a node that dies mid-call frees its holds after this.
     #[arg(long, env = "TALLY_BUDGET_LEASE_SECS", default_value_t = tally_web::gateway::DEFAULT_HOLD_LEASE.as_secs())]
     budget_lease_secs: u64,
+    /// Keep each gateway call's request and response with its usage event (GET /api/usage/events/{id}).
+    #[arg(long, env = "TALLY_STORE_PAYLOADS")]
+    store_payloads: bool,
     /// Budget alerts are POSTed here as signed JSON (see TALLY_ALERT_WEBHOOK_SECRET); logged only when unset.
     #[arg(long, env = "TALLY_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
@@ -55,6 +58,8 @@ struct GatewaySetup {
     upstreams: Arc<tally_llm::gateway::UpstreamRouter>,
     /// Lease of each budget hold.
     lease: Duration,
+    /// Keep prompts and responses.
+    store_payloads: bool,
     /// Cluster mode: budgets shared in this Redis.
     redis_url: Option<String>,
     /// Budget alert webhook.
@@ -396,6 +401,7 @@ fn main() -> anyhow::Result<()> {
                         .context("gateway upstreams (ANTHROPIC_*/OPENAI_* variables)")?,
                 ),
                 lease: Duration::from_secs(gateway.budget_lease_secs),
+                store_payloads: gateway.store_payloads,
                 redis_url,
                 alerts: match &gateway.alert_webhook_url {
                     // The secret comes from the environment only, never a flag (flags show in `ps`).
@@ -481,6 +487,7 @@ async fn serve(
         prices: actors.prices.clone(),
         persister: actors.persister.clone(),
         models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
+        store_payloads: gateway.store_payloads,
         lease: gateway.lease,
         rpm: Default::default(),
         alerts: gateway.alerts,

@@ -128,7 +128,13 @@ pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Res
     if !label_ok(&w.event_type) {
         return Err(Rejection::new("invalid_event_type", format!("event_type {:?} is not a valid name", w.event_type)));
     }
-    for (field, v) in [("provider", &w.provider), ("source", &w.source), ("task", &w.task)] {
+    if w.task.as_deref().is_some_and(|t| !label_ok(t)) {
+        return Err(Rejection::new(
+            "invalid_task",
+            format!("task must be 1-{MAX_LABEL_LEN} characters of letters, digits, '_', '-', '.', ':'"),
+        ));
+    }
+    for (field, v) in [("provider", &w.provider), ("source", &w.source)] {
         if v.as_deref().is_some_and(|s| !label_ok(s)) {
             return Err(Rejection::new(
                 "invalid_event",
@@ -215,6 +221,19 @@ mod tests {
 
     fn code(patch: serde_json::Value) -> Option<&'static str> {
         validate(&event(patch), Utc::now(), SKEW).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn task_and_success_are_carried_and_validated() {
+        let ok = validate(&event(serde_json::json!({"task": "summarize", "was_successful": false})), Utc::now(), SKEW).ok();
+        assert_eq!(
+            ok.map(|e| (e.payload.task, e.payload.was_successful)),
+            Some((Some("summarize".to_string()), Some(false))),
+            "task label and failure reach the billed event"
+        );
+        assert_eq!(code(serde_json::json!({"task": "has space"})), Some("invalid_task"), "bad task label");
+        assert_eq!(code(serde_json::json!({"task": ""})), Some("invalid_task"), "empty task label");
+        assert_eq!(code(serde_json::json!({"was_successful": "yes"})), Some("invalid_event"), "success is a boolean");
     }
 
     #[test]

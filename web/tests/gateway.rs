@@ -281,3 +281,47 @@ async fn a_budget_alert_is_posted_once_per_window_signed() {
     receiver_handle.stop(false).await;
     node.stop().await;
 }
+
+#[actix_rt::test]
+async fn task_labels_and_payloads_reach_the_usage_log() {
+    let node = Node::start(Duration::ZERO).await;
+    let (key_id, secret) = node.key("dora", json!({})).await;
+    let r = node
+        .client
+        .post(node.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .header("x-tally-task", "summarize")
+        .json(&chat(HAIKU, 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "call answered");
+    let event_id = r.headers()["x-tally-request-id"].to_str().unwrap().to_string();
+    let answer: Value = r.json().await.unwrap();
+    node.settled_spend(&key_id, 1).await;
+    let (s, e) = node.get(&format!("/api/usage/events/{event_id}")).await;
+    assert_eq!(s, 200, "the call's usage event is listed: {e}");
+    assert_eq!(e["task"], json!("summarize"), "the x-tally-task label is kept");
+    assert_eq!(e["key_id"], json!(key_id), "and the key");
+    assert_eq!(e["gateway"]["route"], json!("chat_completions"), "with its gateway call");
+    let request = e["payload"]["request"].as_str().unwrap_or_default();
+    assert!(request.contains("\"messages\""), "the request body is kept when payloads are on: {e}");
+    let response = e["payload"]["response"].as_str().unwrap_or_default();
+    assert!(response.contains(answer["id"].as_str().unwrap()), "the response as the client got it: {response}");
+
+    let r = node
+        .client
+        .post(node.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .header("x-tally-task", "not a label")
+        .json(&chat(HAIKU, 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a bad task label is refused");
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("invalid_task"), "with its code: {body}");
+    let (_, tasks) = node.get("/api/analytics/top-tasks").await;
+    assert_eq!(tasks["groups"][0]["task"], json!("summarize"), "analytics see the task: {tasks}");
+    node.stop().await;
+}

@@ -521,6 +521,26 @@ mod tests {
     }
 
     #[test]
+    fn task_and_success_reach_the_usage_event_and_bad_tasks_are_refused() {
+        let mut env = sample();
+        env.payload.task = Some("summarize".into());
+        env.payload.was_successful = Some(false);
+        let ev = InferenceEvent::into_usage_event(env.clone()).ok();
+        assert_eq!(
+            ev.map(|e| (e.task, e.successful)),
+            Some((Some("summarize".to_string()), false)),
+            "task and failure carried"
+        );
+        env.payload.task = Some("no spaces allowed".into());
+        let code = InferenceEvent::into_usage_event(env).err().map(|e| match e {
+            ActorError::Invalid { code, .. } => code,
+            _ => "other",
+        });
+        assert_eq!(code, Some("invalid_task"), "a bad task is dead-lettered with its code");
+        assert!(InferenceEvent::into_usage_event(sample()).is_ok_and(|e| e.successful), "absent: successful");
+    }
+
+    #[test]
     fn round_trips() {
         let env = sample();
         let body = env.encode().unwrap_or_default();

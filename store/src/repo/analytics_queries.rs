@@ -63,10 +63,37 @@ fn grain_for(filter: &AnalyticsFilter, dims: &[Dim]) -> &'static str {
         .map_or("full", |g| g.name)
 }
 
-type RollupTuple = (DbTime, String, i64, String, String, String, i64, i64, DbDecimal, DbDecimal);
+/// One grouped rollup row as the database sums it (ungrouped dimensions come back as any
+/// one of their values and are ignored).
+#[derive(diesel::QueryableByName)]
+struct SummedRow {
+    #[diesel(sql_type = crate::sql_types::UtcInstant)]
+    day: DbTime,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    user_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    model_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    key_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    task: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    requests: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    failed: i64,
+    #[diesel(sql_type = crate::sql_types::ExactDecimal)]
+    quantity: DbDecimal,
+    #[diesel(sql_type = crate::sql_types::ExactDecimal)]
+    amount: DbDecimal,
+}
 
-/// Rollup figures over `filter`, grouped by `dims`.
+/// Rollup figures over `filter`, grouped by `dims`: the database groups and sums (exactly:
+/// NUMERIC on PostgreSQL, `tally_dec_sum` over TEXT on SQLite), so only one row per group and
+/// kind comes back, however many days and rollup rows the range holds.
 pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -> Result<Vec<Group>, StoreError> {
+    use diesel::sql_types::{BigInt, Text};
     conn.transaction(|conn| {
         let models = model_names(conn)?;
         let model_ids = model_ids_for(conn, filter.provider.as_deref(), filter.model.as_deref())?;
@@ -75,67 +102,106 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         }
         let from = DbTime::new(filter.from_day.and_time(NaiveTime::MIN).and_utc());
         let to = DbTime::new(filter.to_day.and_time(NaiveTime::MIN).and_utc());
-        let mut q = usage_rollups::table
-            .select((
-                usage_rollups::day,
-                usage_rollups::user_id,
-                usage_rollups::model_id,
-                usage_rollups::key_id,
-                usage_rollups::task,
-                usage_rollups::kind,
-                usage_rollups::requests,
-                usage_rollups::failed,
-                usage_rollups::quantity,
-                usage_rollups::amount,
-            ))
-            .filter(usage_rollups::grain.eq(grain_for(filter, dims)))
-            .filter(usage_rollups::day.ge(from))
-            .filter(usage_rollups::day.le(to))
-            .into_boxed();
-        if let Some(user) = &filter.user_id {
-            q = q.filter(usage_rollups::user_id.eq(user.clone()));
+        let grouped_by = |d: Dim| dims.contains(&d);
+        let column = |name: &str, grouped: bool| {
+            if grouped {
+                name.to_string()
+            } else {
+                format!("MIN({name}) AS {name}")
+            }
+        };
+        let mut group_cols: Vec<&str> = Vec::new();
+        for (d, col) in [(Dim::Day, "day"), (Dim::User, "user_id"), (Dim::Key, "key_id"), (Dim::Task, "task")] {
+            if grouped_by(d) {
+                group_cols.push(col);
+            }
         }
-        if let Some(ids) = model_ids {
-            q = q.filter(usage_rollups::model_id.eq_any(ids));
+        if grouped_by(Dim::Model) || grouped_by(Dim::Provider) {
+            group_cols.push("model_id");
+        }
+        group_cols.push("kind");
+        let mut n = 0usize;
+        let mut next = || {
+            n += 1;
+            super::placeholder(n)
+        };
+        let mut sql = format!(
+            "SELECT {}, {}, {}, {}, {}, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
+             CAST(SUM(failed) AS BIGINT) AS failed, {sum}(quantity) AS quantity, {sum}(amount) AS amount \
+             FROM usage_rollups WHERE grain = {} AND day >= {} AND day <= {}",
+            column("day", grouped_by(Dim::Day)),
+            column("user_id", grouped_by(Dim::User)),
+            column("model_id", grouped_by(Dim::Model) || grouped_by(Dim::Provider)),
+            column("key_id", grouped_by(Dim::Key)),
+            column("task", grouped_by(Dim::Task)),
+            next(),
+            next(),
+            next(),
+            sum = super::SUM_DECIMAL,
+        );
+        if filter.user_id.is_some() {
+            sql.push_str(&format!(" AND user_id = {}", next()));
+        }
+        if let Some(ids) = &model_ids {
+            let marks: Vec<String> = ids.iter().map(|_| next()).collect();
+            sql.push_str(&format!(" AND model_id IN ({})", marks.join(", ")));
+        }
+        if filter.key_id.is_some() {
+            sql.push_str(&format!(" AND key_id = {}", next()));
+        }
+        if filter.task.is_some() {
+            sql.push_str(&format!(" AND task = {}", next()));
+        }
+        sql.push_str(&format!(" GROUP BY {}", group_cols.join(", ")));
+        let mut q = diesel::sql_query(sql)
+            .into_boxed::<<Conn as diesel::Connection>::Backend>()
+            .bind::<Text, _>(grain_for(filter, dims))
+            .bind::<crate::sql_types::UtcInstant, _>(from)
+            .bind::<crate::sql_types::UtcInstant, _>(to);
+        if let Some(user) = &filter.user_id {
+            q = q.bind::<Text, _>(user.clone());
+        }
+        for id in model_ids.unwrap_or_default() {
+            q = q.bind::<BigInt, _>(id);
         }
         if let Some(key) = filter.key_id {
-            q = q.filter(usage_rollups::key_id.eq(key.to_string()));
+            q = q.bind::<Text, _>(key.to_string());
         }
         if let Some(task) = &filter.task {
-            q = q.filter(usage_rollups::task.eq(task.clone()));
+            q = q.bind::<Text, _>(task.clone());
         }
-        let rows: Vec<RollupTuple> = q.load(conn)?;
+        let rows: Vec<SummedRow> = q.load(conn)?;
         let mut groups: BTreeMap<Vec<String>, Figures> = BTreeMap::new();
-        for (day, user, model_id, key, task, kind, requests, failed, quantity, amount) in rows {
+        for r in rows {
             let masked = (String::new(), String::new());
-            let (model, provider) = if model_id == crate::repo::MASKED_MODEL {
+            let (model, provider) = if !(grouped_by(Dim::Model) || grouped_by(Dim::Provider)) {
                 &masked
             } else {
                 models
-                    .get(&model_id)
-                    .ok_or_else(|| StoreError::Database(format!("rollup row names unknown model id {model_id}")))?
+                    .get(&r.model_id)
+                    .ok_or_else(|| StoreError::Database(format!("rollup row names unknown model id {}", r.model_id)))?
             };
             let group_key: Vec<String> = dims
                 .iter()
                 .map(|d| match d {
-                    Dim::Day => day.get().date_naive().to_string(),
-                    Dim::User => user.clone(),
+                    Dim::Day => r.day.get().date_naive().to_string(),
+                    Dim::User => r.user_id.clone(),
                     Dim::Model => model.clone(),
                     Dim::Provider => provider.clone(),
-                    Dim::Key => key.clone(),
-                    Dim::Task => task.clone(),
+                    Dim::Key => r.key_id.clone(),
+                    Dim::Task => r.task.clone(),
                 })
                 .collect();
             let figures = groups.entry(group_key).or_default();
-            if kind.is_empty() {
-                figures.requests += requests;
-                figures.failed += failed;
-                figures.cost += amount.0;
+            if r.kind.is_empty() {
+                figures.requests += r.requests;
+                figures.failed += r.failed;
+                figures.cost += r.amount.0;
             } else {
-                let k = figures.kinds.entry(kind).or_default();
-                k.requests += requests;
-                k.quantity += quantity.0;
-                k.amount += amount.0;
+                let k = figures.kinds.entry(r.kind).or_default();
+                k.requests += r.requests;
+                k.quantity += r.quantity.0;
+                k.amount += r.amount.0;
             }
         }
         Ok(groups.into_iter().map(|(key, figures)| Group { key, figures }).collect())

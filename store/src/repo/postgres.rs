@@ -32,6 +32,14 @@ pub(crate) fn foreign_keys_enforced(_conn: &mut Conn) -> Result<bool, crate::err
     Ok(true)
 }
 
+/// Exact sum of a NUMERIC column.
+const SUM_DECIMAL: &str = "SUM";
+
+/// The `n`th bind placeholder of a raw query (1-based).
+fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
 /// Rollup rows per upsert statement (11 binds each, well under PostgreSQL's 65,535).
 const ROLLUP_ROWS: usize = 1_000;
 

@@ -68,6 +68,14 @@ pub(crate) fn foreign_keys_enforced(conn: &mut Conn) -> Result<bool, crate::erro
     Ok(rows.first().is_some_and(|p| p.foreign_keys == 1))
 }
 
+/// Exact sum of a TEXT decimal column ([`register_functions`]).
+const SUM_DECIMAL: &str = "tally_dec_sum";
+
+/// The `n`th bind placeholder of a raw query.
+fn placeholder(_n: usize) -> String {
+    "?".to_string()
+}
+
 /// Rollup rows per upsert statement (11 binds each, under SQLite's 32,766).
 const ROLLUP_ROWS: usize = 256;
 
@@ -78,8 +86,43 @@ extern "SQL" {
     fn tally_dec_add(a: diesel::sql_types::Text, b: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
+#[diesel::declare_sql_function]
+extern "SQL" {
+    /// The exact sum of TEXT decimals (an aggregate, registered by [`register_functions`]).
+    #[aggregate]
+    fn tally_dec_sum(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// State of `tally_dec_sum`: the running sum, or the first value that was not a decimal.
+#[derive(Debug, Default)]
+struct DecSum {
+    sum: Decimal,
+    bad: Option<String>,
+}
+
+impl diesel::sqlite::SqliteAggregateFunction<String> for DecSum {
+    type Output = String;
+
+    fn step(&mut self, x: String) {
+        match x.parse::<Decimal>() {
+            Ok(v) if self.bad.is_none() => self.sum += v,
+            Ok(_) => {}
+            Err(_) => self.bad = Some(x),
+        }
+    }
+
+    fn finalize(agg: Option<Self>) -> String {
+        match agg {
+            None => Decimal::ZERO.to_string(),
+            Some(DecSum { bad: Some(x), .. }) => format!("invalid decimal {x:?} in a sum"),
+            Some(DecSum { sum, .. }) => sum.to_string(),
+        }
+    }
+}
+
 /// Register Tally's SQL functions on a new connection.
 pub(crate) fn register_functions(conn: &mut Conn) -> Result<(), diesel::result::Error> {
+    tally_dec_sum_utils::register_impl::<DecSum, _>(conn)?;
     tally_dec_add_utils::register_impl(conn, |a: String, b: String| -> String {
         match (a.parse::<Decimal>(), b.parse::<Decimal>()) {
             (Ok(a), Ok(b)) => (a + b).to_string(),

@@ -58,6 +58,8 @@ pub struct Gateway {
     pub persister: Addr<PersisterActor>,
     /// Catalogue facts: provider and maximum output per model.
     pub models: Arc<HashMap<String, ModelInfo>>,
+    /// Keep each call's request and response with its usage event (`--store-payloads`; off by default).
+    pub store_payloads: bool,
     /// Lease of each hold.
     pub lease: Duration,
     /// Per-key requests-per-minute limits.

@@ -20,6 +20,7 @@ use tally_actors::{usage_from_tokens, BillUsage, Persist, TraceContext, UsageEve
 use tally_domain::budget::{input_token_upper_bound, reservation_bound};
 use tally_llm::gateway::{FrameStream, SseFrame, Upstream, UpstreamResponse, UsageTracker, WireFormat, WithheldUsage};
 use tally_llm::TokenUsage;
+use tally_store::analytics::EventPayload;
 use tally_store::{BudgetRecord, GatewayCallRecord, KeyRecord, WriteOp};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -327,6 +328,8 @@ struct Call {
     occurred_at: DateTime<Utc>,
     /// The `x-tally-task` label, if given.
     task: Option<String>,
+    /// The request body, kept when payload storage is on.
+    request: Option<String>,
     /// The budgets the call was held against, with their windows (empty: no hold).
     limits: Vec<(BudgetRecord, BudgetLimit)>,
     /// The held upper bound.
@@ -368,6 +371,7 @@ async fn admit_and_call(
         started: Instant::now(),
         occurred_at: now,
         task,
+        request: gw.store_payloads.then(|| capped(String::from_utf8_lossy(&raw).into_owned())),
         limits: Vec::new(),
         reserved: Decimal::ZERO,
     };
@@ -486,8 +490,26 @@ enum AnswerKind {
     Sse(mpsc::Receiver<Bytes>),
 }
 
+/// Most bytes of a request or response kept as a payload (the rest is cut, marked).
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// `text` cut to [`MAX_PAYLOAD_BYTES`] at a character boundary.
+fn capped(mut text: String) -> String {
+    if text.len() > MAX_PAYLOAD_BYTES {
+        let mut end = MAX_PAYLOAD_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[cut by tally: payload longer than 256 KiB]");
+    }
+    text
+}
+
 /// How a call ended, for the gateway call's record.
 struct Outcome {
+    /// The response as the client got it (JSON, or the SSE frames), when payloads are kept.
+    response: Option<String>,
     usage: TokenUsage,
     status: &'static str,
     http_status: u16,
@@ -511,7 +533,7 @@ async fn run_call(
         Err(e) => {
             tracing::warn!(provider, model = %call.model, error = %e, "Gateway upstream call failed.");
             let _ = tx.send(Err(GatewayError::Upstream(format!("the {provider} upstream failed: {e}"))));
-            Outcome { usage: TokenUsage::default(), status: "upstream_error", http_status: 502, upstream_request_id: None, provider, simulated }
+            Outcome { response: None, usage: TokenUsage::default(), status: "upstream_error", http_status: 502, upstream_request_id: None, provider, simulated }
         }
         Ok(UpstreamResponse::Reply(r)) => {
             let ok = (200..300).contains(&r.status);
@@ -520,11 +542,13 @@ async fn run_call(
                 (true, false) => translate::anthropic_error_to_openai(&r.body),
                 (false, _) => r.body,
             };
+            let response = gw.store_payloads.then(|| capped(body.to_string()));
             let _ = tx.send(Ok(Answer {
                 kind: AnswerKind::Json { status: r.status, body },
                 upstream_request_id: r.request_id.clone(),
             }));
             Outcome {
+                response,
                 usage: r.usage,
                 status: if ok { "ok" } else { "upstream_error" },
                 http_status: r.status,
@@ -539,16 +563,17 @@ async fn run_call(
             let client = tx
                 .send(Ok(Answer { kind: AnswerKind::Sse(brx), upstream_request_id: request_id.clone() }))
                 .is_ok();
-            let (usage, status) =
+            let (usage, status, response) =
                 pump(&gw, &call, &plan, upstream.format(), (s.frames, s.withheld_usage), btx, client, created).await;
-            Outcome { usage, status, http_status: 200, upstream_request_id: request_id, provider, simulated }
+            Outcome { response, usage, status, http_status: 200, upstream_request_id: request_id, provider, simulated }
         }
     };
     finish(&gw, &call, outcome).await;
 }
 
 /// Forward a stream's frames to the client while reading its usage; keep reading after
-/// the client goes (up to [`DRAIN_TIMEOUT`]). Returns the usage and the call's status.
+/// the client goes (up to [`DRAIN_TIMEOUT`]). Returns the usage, the call's status and, when
+/// payloads are kept, the frames as the client got them.
 #[allow(clippy::too_many_arguments)] // one stream's whole context
 async fn pump(
     gw: &Gateway,
@@ -559,8 +584,9 @@ async fn pump(
     out: mpsc::Sender<Bytes>,
     client_connected: bool,
     created: i64,
-) -> (TokenUsage, &'static str) {
+) -> (TokenUsage, &'static str, Option<String>) {
     let mut tracker = UsageTracker::new(format);
+    let mut kept: Option<String> = gw.store_payloads.then(String::new);
     let mut translator = plan.translate.then(|| translate::StreamTranslator::new(&plan.model, created, plan.client_wants_usage));
     let mut client_gone = !client_connected;
     let mut drain_deadline = client_gone.then(|| tokio::time::Instant::now() + DRAIN_TIMEOUT);
@@ -585,6 +611,9 @@ async fn pump(
                 tracker.observe(&frame);
                 if !client_gone {
                     for bytes in encode(&frame, translator.as_mut()) {
+                        if let Some(k) = kept.as_mut().filter(|k| k.len() <= MAX_PAYLOAD_BYTES) {
+                            k.push_str(&String::from_utf8_lossy(&bytes));
+                        }
                         if out.send(bytes).await.is_err() {
                             client_gone = true;
                             drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
@@ -622,7 +651,7 @@ async fn pump(
     } else {
         "ok"
     };
-    (tracker.usage(), status)
+    (tracker.usage(), status, kept.map(capped))
 }
 
 /// The bytes the client gets for one upstream frame.
@@ -699,6 +728,7 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
     let actual = match billed {
         Ok(Ok(b)) => {
             tracing::debug!(event.id = %call.event_id, key.id = %call.key.key_id, cost_usd = %b.cost.total, "Gateway call billed.");
+            keep_payload(gw, call, &o).await;
             b.cost.total
         }
         Ok(Err(e)) => {
@@ -715,6 +745,21 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
             tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
         }
         check_alerts(gw, &call.key, &call.limits).await;
+    }
+}
+
+/// Keep the call's request and response with its (now stored) usage event, when asked to.
+async fn keep_payload(gw: &Gateway, call: &Call, o: &Outcome) {
+    if call.request.is_none() && o.response.is_none() {
+        return;
+    }
+    let payload =
+        EventPayload { event_id: call.event_id, request: call.request.clone(), response: o.response.clone() };
+    let store = gw.store.clone();
+    match actix_web::web::block(move || store.store_payload(&payload)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(event.id = %call.event_id, error = %e, "Could not keep a gateway call's payload."),
+        Err(e) => tracing::warn!(event.id = %call.event_id, error = %e, "Could not keep a gateway call's payload."),
     }
 }
 

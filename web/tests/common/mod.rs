@@ -76,6 +76,7 @@ impl Node {
             prices: actors.prices.clone(),
             persister: actors.persister.clone(),
             models: Arc::new(tally_web::gateway::Gateway::models_of(&catalog)),
+            store_payloads: true,
             lease: tally_web::gateway::DEFAULT_HOLD_LEASE,
             rpm: Default::default(),
             alerts,
