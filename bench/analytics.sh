@@ -80,7 +80,7 @@ for path in \
   "/api/analytics/trends?$R&period=weekly&split=model" \
   "/api/analytics/summary?$R&user_id=user-0042" \
   "/api/analytics/summary?$R&user_id=user-0042&task=summarize" \
-  "/api/usage/events?limit=100&$R" \
+  "/api/usage/events?limit=100&from=${FROM}T00:00:00Z" \
   "/api/usage/events?limit=100&user_id=user-0042&status=failed"; do
   curl -sf -o /dev/null "$URL$path" || { echo "   $path answered an error" >&2; curl -s "$URL$path" >&2; exit 1; }
   "$OHA" -n "$REQS" -c 1 --no-tui --output-format json "$URL$path" >"$WORK/oha.json" 2>/dev/null
@@ -90,7 +90,7 @@ d = json.load(open(sys.argv[1]))
 p = d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution", {})
 bad = sum(v for k, v in codes.items() if not k.startswith("2"))
-label = sys.argv[2].replace("date_from=", "").split("?")[0] + ("?" + "&".join(a for a in sys.argv[2].split("?")[1].split("&") if not a.startswith("date_")) if "?" in sys.argv[2] else "")
+label = sys.argv[2].split("?")[0] + ("?" + "&".join(a for a in sys.argv[2].split("?")[1].split("&") if not a.startswith(("date_", "from="))) if "?" in sys.argv[2] else "")
 label = label.rstrip("?")
 print(f"   {label:<58} {p['p50']*1000:9.2f} {p['p99']*1000:9.2f} {d['summary']['slowest']*1000:9.2f}{'  ERRORS: ' + str(bad) if bad else ''}|{p['p99']*1000:.2f}")
 PY
