@@ -280,7 +280,7 @@ diesel::table! {
 
     /// Daily rollups per UTC day x user x model x key x task x kind, written with the events
     /// (kind `""` holds requests, failed requests and the events' cost total).
-    usage_rollups (grain, day, user_id, model_id, key_id, task, kind) {
+    usage_rollups (grain, user_id, model_id, key_id, task, kind, day) {
         grain -> Text,
         day -> UtcInstant,
         user_id -> Text,

@@ -10,7 +10,9 @@ ALTER TABLE api_events ADD COLUMN successful BOOLEAN NOT NULL DEFAULT TRUE;
 -- events newly stored, so a replay counts nothing). One row per grain x UTC day x user x
 -- model x key ('' for none) x task ('' for none) x kind. The grain says which dimensions
 -- the row keeps: 'full' keeps all, 'model', 'user', 'key' and 'task' keep one and mask the
--- others ('*', model -1), so a query reads the smallest grain that has its dimensions. kind '' holds the event-level figures:
+-- others ('*', model -1), so a query reads the smallest grain that has its dimensions.
+-- Dimensions lead the key and the day ends it: a grouped query reads its rows in group
+-- order (no sort), and a filter on a user, model, key or task seeks straight to them. kind '' holds the event-level figures:
 -- requests, failed requests and the events' exact cost total (amount); other kinds hold
 -- the quantity and amount of that kind's lines. Money is NUMERIC: the upsert adds exactly
 -- in SQL (SQLite, with money as TEXT, adds in Rust inside its write transaction).
@@ -26,7 +28,7 @@ CREATE TABLE usage_rollups (
     failed   BIGINT NOT NULL,
     quantity NUMERIC NOT NULL,
     amount   NUMERIC NOT NULL,
-    PRIMARY KEY (grain, day, user_id, model_id, key_id, task, kind)
+    PRIMARY KEY (grain, user_id, model_id, key_id, task, kind, day)
 );
 
 -- Small key/value facts about the store itself (e.g. whether rollups were backfilled).

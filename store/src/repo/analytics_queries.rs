@@ -103,40 +103,23 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         let from = DbTime::new(filter.from_day.and_time(NaiveTime::MIN).and_utc());
         let to = DbTime::new(filter.to_day.and_time(NaiveTime::MIN).and_utc());
         let grouped_by = |d: Dim| dims.contains(&d);
-        let column = |name: &str, grouped: bool| {
-            if grouped {
-                name.to_string()
-            } else {
-                format!("MIN({name}) AS {name}")
-            }
-        };
-        let mut group_cols: Vec<&str> = Vec::new();
-        for (d, col) in [(Dim::Day, "day"), (Dim::User, "user_id"), (Dim::Key, "key_id"), (Dim::Task, "task")] {
-            if grouped_by(d) {
-                group_cols.push(col);
-            }
-        }
-        if grouped_by(Dim::Model) || grouped_by(Dim::Provider) {
-            group_cols.push("model_id");
-        }
-        group_cols.push("kind");
+        // Group by every key column in key order (masked ones are constant in the grain), so
+        // SQLite walks the primary key in group order instead of sorting; rows of one wanted
+        // group that differ in other columns are merged below.
+        let by_day = grouped_by(Dim::Day);
         let mut n = 0usize;
         let mut next = || {
             n += 1;
             super::placeholder(n)
         };
         let mut sql = format!(
-            "SELECT {}, {}, {}, {}, {}, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
+            "SELECT {day}, user_id, model_id, key_id, task, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
              CAST(SUM(failed) AS BIGINT) AS failed, {sum}(quantity) AS quantity, {sum}(amount) AS amount \
              FROM usage_rollups WHERE grain = {} AND day >= {} AND day <= {}",
-            column("day", grouped_by(Dim::Day)),
-            column("user_id", grouped_by(Dim::User)),
-            column("model_id", grouped_by(Dim::Model) || grouped_by(Dim::Provider)),
-            column("key_id", grouped_by(Dim::Key)),
-            column("task", grouped_by(Dim::Task)),
             next(),
             next(),
             next(),
+            day = if by_day { "day" } else { "MIN(day) AS day" },
             sum = super::SUM_DECIMAL,
         );
         if filter.user_id.is_some() {
@@ -152,7 +135,10 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         if filter.task.is_some() {
             sql.push_str(&format!(" AND task = {}", next()));
         }
-        sql.push_str(&format!(" GROUP BY {}", group_cols.join(", ")));
+        sql.push_str(" GROUP BY user_id, model_id, key_id, task, kind");
+        if by_day {
+            sql.push_str(", day");
+        }
         let mut q = diesel::sql_query(sql)
             .into_boxed::<<Conn as diesel::Connection>::Backend>()
             .bind::<Text, _>(grain_for(filter, dims))

@@ -69,7 +69,7 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
     for chunk in rows.chunks(ROLLUP_ROWS) {
         diesel::insert_into(r::usage_rollups)
             .values(chunk)
-            .on_conflict((r::grain, r::day, r::user_id, r::model_id, r::key_id, r::task, r::kind))
+            .on_conflict((r::grain, r::user_id, r::model_id, r::key_id, r::task, r::kind, r::day))
             .do_update()
             .set((
                 r::requests.eq(r::requests + excluded(r::requests)),

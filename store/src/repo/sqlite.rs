@@ -164,7 +164,7 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
             sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?)" });
         }
         sql.push_str(
-            " ON CONFLICT (grain, day, user_id, model_id, key_id, task, kind) DO UPDATE SET \
+            " ON CONFLICT (grain, user_id, model_id, key_id, task, kind, day) DO UPDATE SET \
              requests = usage_rollups.requests + excluded.requests, \
              failed = usage_rollups.failed + excluded.failed, \
              quantity = tally_dec_add(usage_rollups.quantity, excluded.quantity), \
