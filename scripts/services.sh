@@ -15,6 +15,8 @@ install_pkgs() {
   [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # The alert tests' SMTP sink (tests/smtp/sink.py) runs on Debian's python3.
+  /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing+=(python3-aiosmtpd)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]} from Debian" >&2
     need_root apt-get update -qq >&2

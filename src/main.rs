@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tally_actors::scheduler::{Job, Scheduler, SchedulerConfig};
 use tally_actors::kafka::{KafkaConfig, Topic};
 use tally_actors::{ActorSystem, ActorSystemConfig, PersisterConfig};
 use tally_collector::CollectorConfig;
@@ -15,6 +16,10 @@ use tally_store::Store;
 use tally_web::{AppState, HttpConfig};
 
 /// Default listen address (loopback only).
+/// When the stale-price reminder runs (cron, UTC): daily at 08:00.
+const PRICE_STALENESS_SCHEDULE: &str = "0 8 * * *";
+/// When forecasts are retrained (cron, UTC): daily at 00:30, once yesterday is complete.
+const FORECAST_RETRAIN_SCHEDULE: &str = "30 0 * * *";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default listen address of the collector role.
 const DEFAULT_COLLECTOR_BIND: &str = "127.0.0.1:8090";
@@ -283,6 +288,52 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Cost forecasts.
+    Forecast {
+        #[command(subcommand)]
+        command: ForecastCommand,
+    },
+    /// Price management.
+    Prices {
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ForecastCommand {
+    /// Fit on all but the last 14 days of a history; print MAPE against a seasonal-naive baseline and interval coverage.
+    Backtest {
+        /// CSV of `date,cost` lines (contiguous days).
+        #[arg(long, conflicts_with = "generate")]
+        file: Option<std::path::PathBuf>,
+        /// Use a generated 120-day series (trend and weekly pattern) instead of a file.
+        #[arg(long)]
+        generate: bool,
+        /// Seed of the generated series.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PricesCommand {
+    /// Sync prices from LiteLLM's model_prices_and_context_window.json through a running node
+    /// (new SCD2 versions only where a price changed).
+    Sync {
+        /// The price list file.
+        #[arg(long, conflicts_with = "url")]
+        file: Option<std::path::PathBuf>,
+        /// Fetch the price list from this URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the changes without applying them.
+        #[arg(long)]
+        dry_run: bool,
+        /// The node to apply them on.
+        #[arg(long, env = "TALLY_NODE_URL", default_value = tally_web::price_sync_cli::DEFAULT_NODE_URL)]
+        node: String,
+    },
 }
 
 /// Cluster-mode settings of `serve`.
@@ -345,6 +396,28 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!(%addr, node = %kafka.node_id, "Collector serving.");
                 tally_collector::service::run(listener, kafka, ingest, workers).await
             })?;
+            Ok(())
+        }
+        Command::Forecast { command: ForecastCommand::Backtest { file, generate, seed } } => {
+            let series = match (file, generate) {
+                (Some(p), _) => tally_forecast::read_series_csv(
+                    &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
+                )?,
+                (None, true) => tally_forecast::demo_series(seed),
+                (None, false) => anyhow::bail!("give --file F or --generate"),
+            };
+            println!("{}", tally_forecast::backtest(&series, tally_forecast::BACKTEST_HOLDOUT_DAYS)?);
+            Ok(())
+        }
+        Command::Prices { command: PricesCommand::Sync { file, url, dry_run, node } } => {
+            use tally_web::price_sync_cli::{sync_cli, PriceSource};
+            let source = match (file, url) {
+                (Some(f), None) => PriceSource::File(f),
+                (None, Some(u)) => PriceSource::Url(u),
+                _ => anyhow::bail!("give exactly one of --file or --url"),
+            };
+            let report = tokio::runtime::Runtime::new()?.block_on(sync_cli(source, &node, dry_run))?;
+            println!("{report}");
             Ok(())
         }
         Command::Dlq { command } => {
@@ -492,6 +565,26 @@ async fn serve(
         rpm: Default::default(),
         alerts: gateway.alerts,
     };
+    // The shared scheduler: periodic jobs, one node running each (a lease in the database).
+    let node_id = cluster
+        .kafka
+        .as_ref()
+        .map(|k| k.node_id.clone())
+        .unwrap_or_else(|| format!("node-{}", std::process::id()));
+    let scheduler = Scheduler::new(actors.store.clone(), SchedulerConfig::new(node_id));
+    let price_settings = tally_web::routes::prices::PriceSettings::from_env();
+    {
+        let (s, a, d) = (actors.store.clone(), price_settings.alerts.clone(), price_settings.stale_days);
+        scheduler.register(Job::new("price-staleness", "Stale price reminder", PRICE_STALENESS_SCHEDULE, move || {
+            tally_web::routes::prices::stale_price_job(s.clone(), a.clone(), d)
+        }))?;
+        let s = actors.store.clone();
+        scheduler.register(Job::new("forecast-retrain", "Retrain cost forecasts", FORECAST_RETRAIN_SCHEDULE, move || {
+            tally_web::routes::forecasts::retrain_all(s.clone())
+        }))?;
+    }
+    scheduler.start().await.context("starting the scheduler")?;
+    let served_scheduler = scheduler.clone();
     let addr = listener.local_addr()?;
     // Cluster mode: bill what the collectors publish. Embedded mode: `POST /v1/events` bills directly.
     let consumer = match cluster.kafka {
@@ -512,7 +605,11 @@ async fn serve(
             // Before the web routes: they end in a catch-all.
             app = app.configure(tally_collector::embedded_routes(billing.clone(), ingest.clone()));
         }
-        app.configure(tally_web::gateway::configure(gw.clone()))
+        // Before the web routes: they end in a catch-all.
+        app.app_data(actix_web::web::Data::new(price_settings.clone()))
+            .configure(tally_web::routes::forecasts::configure(state.store.clone()))
+            .configure(tally_web::routes::scheduler::configure(served_scheduler.clone()))
+            .configure(tally_web::gateway::configure(gw.clone()))
             .configure(tally_web::configure(state.clone(), HttpConfig::default()))
     })
     .listen(listener)?
@@ -528,7 +625,8 @@ async fn serve(
     // Shutdown, in order (one signal handler, `stop_on_signal`, on SIGINT/SIGTERM):
     // 1. stop accepting connections and let in-flight requests finish (HttpServer, up to shutdown_timeout);
     // 2. drain SSE streams: turns run detached and finish, each ending its own stream;
-    // 3. stop the Kafka consumer: it stops polling and waits for the records in flight to be billed;
+    // 3. stop the scheduler (no new job runs; idle jobs' leases released), then the Kafka
+    //    consumer: it stops polling and waits for the records in flight to be billed;
     // 4. flush batches: the persister commits everything accepted (`drain`);
     // 5. commit offsets: the consumer commits what was billed and leaves its group (in `shutdown`);
     //    the feed bridge publishes the last processed events and flushes;
@@ -536,6 +634,7 @@ async fn serve(
     let server = server.disable_signals().run();
     actix_web::rt::spawn(stop_on_signal(server.handle()));
     server.await?;
+    scheduler.stop().await;
     let consumer_stopped = match consumer {
         Some(c) => c.shutdown().await.context("stopping the Kafka consumer"),
         None => Ok(()),

@@ -4,13 +4,16 @@
 //! intent). Blocking storage work runs on the blocking pool, never on an
 //! actor's event loop.
 
+pub mod alerts;
 pub mod billing;
 pub mod budget;
 pub mod error;
 pub mod feed;
 pub mod kafka;
+pub mod notify;
 pub mod persister;
 pub mod registry;
+pub mod scheduler;
 pub mod supervise;
 pub mod system;
 pub mod thread;

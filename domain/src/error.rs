@@ -38,6 +38,9 @@ pub enum DomainError {
     /// A time zone that is not an IANA name known to the embedded tz database.
     #[error("unknown time zone {0:?}: use an IANA name such as UTC or Europe/Berlin")]
     InvalidTimeZone(String),
+    /// A published price list (LiteLLM's JSON) is malformed.
+    #[error("price list is invalid: {0}")]
+    InvalidPriceList(String),
 }
 
 impl DomainError {
@@ -55,6 +58,7 @@ impl DomainError {
             DomainError::InvalidModel(_) => "invalid_model",
             DomainError::InvalidBudgetPeriod(_) => "invalid_budget_period",
             DomainError::InvalidTimeZone(_) => "invalid_time_zone",
+            DomainError::InvalidPriceList(_) => "invalid_price_list",
         }
     }
 }

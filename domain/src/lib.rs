@@ -11,6 +11,7 @@ pub mod ids;
 pub mod invoice;
 pub mod money;
 pub mod pricing;
+pub mod price_sync;
 pub mod usage;
 
 pub use budget::{

@@ -153,7 +153,8 @@ impl From<DomainError> for ApiError {
             | DomainError::InvalidKind(_)
             | DomainError::InvalidModel(_)
             | DomainError::InvalidBudgetPeriod(_)
-            | DomainError::InvalidTimeZone(_) => ApiError::BadRequest { code, message },
+            | DomainError::InvalidTimeZone(_)
+            | DomainError::InvalidPriceList(_) => ApiError::BadRequest { code, message },
             DomainError::NoPrice { .. } => ApiError::Unprocessable { code, message },
             DomainError::RewritesHistory { .. } | DomainError::NotContiguous { .. } => {
                 ApiError::Conflict { code, message }

@@ -4,6 +4,7 @@ pub mod dashboard;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
+pub mod price_sync_cli;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -72,6 +72,8 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             .service(prices::list_models)
             .service(prices::list_prices)
             .service(prices::add_price)
+            .service(prices::verify_price)
+            .service(prices::sync_resource())
             .service(dashboard::snapshot)
             .service(dashboard::stream)
             .service(web::resource("/{tail:.*}").route(web::get().to(ui::serve)).default_service(web::to(not_found)))

@@ -174,7 +174,7 @@ pub async fn check_alerts(gw: &Gateway, key: &KeyRecord, limits: &[(BudgetRecord
         match crate::routes::blocking(&gw.store, move |s| s.mark_alert_sent(id, start, spent, Utc::now())).await {
             Ok(true) => {
                 if let Some(hook) = &gw.alerts {
-                    hook.deliver(super::alerts::BudgetAlert {
+                    hook.deliver(&gw.store, super::alerts::BudgetAlert {
                         event: "budget.threshold_reached",
                         budget_id: b.budget_id,
                         scope: b.scope.kind(),

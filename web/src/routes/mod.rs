@@ -2,12 +2,15 @@
 
 pub mod analytics;
 pub mod billing;
+pub mod budgets;
 pub mod dashboard;
+pub mod forecasts;
 pub mod health;
 pub mod keys;
 pub mod messages;
 pub mod metrics;
 pub mod prices;
+pub mod scheduler;
 pub mod threads;
 pub mod ui;
 pub mod users;

@@ -29,7 +29,9 @@ const DIST = resolve(arg('dist', join(here, '..', 'dist')));
 const TOKEN_DELAY_MS = Number(arg('delay', 15));
 // --fault history-cost: history answers a cost one digit off what the stream sent (to see e2e/run.mjs catch it).
 // --fault no-keys: no virtual keys API, like a server built without the gateway (404 on /api/keys).
+// --forecast demo: GET /api/forecasts answers a made-up 30-day forecast instead of 422 insufficient_history.
 const FAULT = arg('fault', '');
+const FORECAST = arg('forecast', '');
 
 // ---------------------------------------------------------------- decimals (exact, BigInt)
 
@@ -628,7 +630,7 @@ async function gatewayChat(req, res) {
   const at = now();
   const cost = priceUsage(model.name, usage, at);
   const event_id = randomUUID();
-  events.push({ event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, event_type: 'llm_call', source: 'gateway', idempotency_key: null, occurred_at: at, cost });
+  events.push({ event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, event_type: 'llm_call', source: 'gateway', idempotency_key: null, occurred_at: at, cost, key_id: k.key_id });
   for (const l of cost.lines) lines.push({ ...l, id: randomUUID(), event_id, message_id: null, thread_id: null, user_id: k.user_id, model: model.name, occurred_at: at, invoice_id: null, key_id: k.key_id });
   gatewayCalls.push({ key_id: k.key_id, model: model.name, provider: model.provider, cost: cost.total, tokens: Number(usage.input_tokens) + Number(usage.output_tokens), occurred_at: at });
   const live = { event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, occurred_at: at, committed_at: now(), cost };
@@ -642,6 +644,320 @@ async function gatewayChat(req, res) {
     choices: [{ index: 0, message: { role: 'assistant', content: 'Simulated gateway reply.' }, finish_reason: 'stop' }],
     usage: { prompt_tokens: Number(usage.input_tokens), completion_tokens: Number(usage.output_tokens), total_tokens: Number(usage.input_tokens) + Number(usage.output_tokens) },
   });
+}
+
+// ---------------------------------------------------------------- issue 13: analytics, budgets with alerts, forecasts, price freshness
+
+const STALE_DAYS = 30;
+const DAY = 86_400_000;
+
+/** A price version with its freshness (never verified counts from effective_from). */
+function priceView(v) {
+  const since = Date.parse(v.verified_at ?? v.effective_from);
+  return { ...v, verified_at: v.verified_at ?? null, stale: Date.now() - since > STALE_DAYS * DAY };
+}
+
+function providerOf(model) {
+  return MODELS.find((x) => x.name === model)?.provider ?? 'unknown';
+}
+
+/** A stored event as the usage log serves it. */
+function eventView(ev) {
+  return {
+    event_id: ev.event_id,
+    event_seq: events.indexOf(ev) + 1,
+    user_id: ev.user_id,
+    thread_id: ev.thread_id,
+    message_id: ev.message_id,
+    model: ev.model,
+    provider: providerOf(ev.model),
+    event_type: ev.event_type,
+    source: ev.source,
+    task: ev.task ?? null,
+    key_id: ev.key_id ?? null,
+    was_successful: ev.was_successful ?? true,
+    idempotency_key: ev.idempotency_key,
+    occurred_at: ev.occurred_at,
+    cost: ev.cost.total,
+    lines: ev.cost.lines.map((l) => ({ kind: l.kind, quantity: l.quantity, unit_price: l.unit_price, amount: l.amount, price_version_id: l.price_version_id })),
+  };
+}
+
+const DAY_RE = /^\d{4}-\d\d-\d\d$/;
+function dayOf(iso) {
+  return iso.slice(0, 10);
+}
+function addDay(day, n) {
+  return new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY).toISOString().slice(0, 10);
+}
+
+/** The filters of the query string as a predicate over event views; with `days`, the date range too. */
+function eventFilter(url, days = true) {
+  const q = (k) => url.searchParams.get(k) || null;
+  const user = q('user_id');
+  const provider = q('provider');
+  const model = q('model');
+  const key = q('key_id');
+  const task = q('task');
+  if (user && !USER_ID.test(user)) throw bad('invalid_user_id', 'bad user id');
+  if (key && !/^[0-9a-f-]{36}$/i.test(key)) throw bad('invalid_key_id', 'key_id must be a UUID');
+  let from = null;
+  let to = null;
+  if (days) ({ from, to } = range(url));
+  return (e) =>
+    (!user || e.user_id === user) &&
+    (!provider || e.provider === provider) &&
+    (!model || e.model === model) &&
+    (!key || e.key_id === key) &&
+    (!task || e.task === task) &&
+    (!from || (dayOf(e.occurred_at) >= from && dayOf(e.occurred_at) <= to));
+}
+
+function range(url) {
+  const to = url.searchParams.get('date_to') ?? new Date().toISOString().slice(0, 10);
+  const from = url.searchParams.get('date_from') ?? addDay(to, -29);
+  if (!DAY_RE.test(from) || !DAY_RE.test(to)) throw bad('invalid_date', 'days are YYYY-MM-DD');
+  if (from > to) throw bad('invalid_range', 'date_from is after date_to');
+  return { from, to };
+}
+
+function ratio(a, n, dp = 10) {
+  if (n === 0) return null;
+  const scaled = { v: a.v * 10n ** BigInt(dp + 1), s: a.s };
+  const q = { v: scaled.v / BigInt(n), s: a.s + dp + 1 };
+  return dStr(dRound(q, dp));
+}
+
+function figures(evs) {
+  const failed = evs.filter((e) => !e.was_successful).length;
+  const cost = sum(evs.map((e) => dec(e.cost)));
+  const tokens = Object.fromEntries(TOKEN_KINDS.map((k) => [k, '0']));
+  const resources = {};
+  const cost_by_kind = {};
+  for (const e of evs) {
+    for (const l of e.lines) {
+      const bucket = isTokenKind(l.kind) ? tokens : resources;
+      bucket[l.kind] = dStr(dAdd(dec(bucket[l.kind] ?? '0'), dec(l.quantity)));
+      cost_by_kind[l.kind] = dStr(dAdd(dec(cost_by_kind[l.kind] ?? '0'), dec(l.amount)));
+    }
+  }
+  return {
+    requests: evs.length,
+    failed,
+    success_rate: ratio({ v: BigInt(evs.length - failed), s: 0 }, evs.length),
+    cost: dStr(cost),
+    avg_cost_per_request: ratio(cost, evs.length),
+    tokens,
+    resources,
+    cost_by_kind,
+  };
+}
+
+function groupBy(evs, keyOf) {
+  const groups = new Map();
+  for (const e of evs) {
+    const k = JSON.stringify(keyOf(e));
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(e);
+  }
+  return [...groups.entries()]
+    .map(([k, list]) => ({ key: JSON.parse(k), figures: figures(list) }))
+    .sort((a, b) => dCmp(dec(b.figures.cost), dec(a.figures.cost)));
+}
+
+function bucketStartOf(day, period) {
+  if (period === 'daily') return day;
+  if (period === 'monthly') return `${day.slice(0, 7)}-01`;
+  const dow = new Date(`${day}T00:00:00Z`).getUTCDay();
+  return addDay(day, -((dow + 6) % 7));
+}
+
+const alertBudgets = new Map(); // budget_id -> budget
+const deliveries = []; // newest last
+
+function validateBudget(b, partial) {
+  const has = (k) => b[k] !== undefined;
+  if ((!partial || has('name')) && !(typeof b.name === 'string' && b.name.trim())) throw bad('invalid_name', 'name must not be empty');
+  if (!partial || has('amount')) {
+    let a;
+    try {
+      a = dec(b.amount);
+    } catch {
+      throw bad('invalid_amount', 'amount must be a decimal string');
+    }
+    if (a.v <= 0n) throw bad('invalid_amount', 'amount must be positive');
+  }
+  if ((!partial || has('period')) && !['daily', 'weekly', 'monthly'].includes(b.period)) throw bad('invalid_period', 'period is daily, weekly or monthly');
+  if (!partial || has('scope')) {
+    const s = b.scope ?? {};
+    if (!['all', 'provider', 'model', 'user', 'key'].includes(s.kind)) throw bad('invalid_scope', 'scope.kind is all, provider, model, user or key');
+    if ((s.kind === 'all') !== (s.value === null || s.value === undefined)) throw bad('invalid_scope', 'scope.value is null for all and set otherwise');
+  }
+  if (has('thresholds') && !(Array.isArray(b.thresholds) && b.thresholds.every((t) => typeof t === 'number' && t > 0 && t <= 1000))) throw bad('invalid_thresholds', 'thresholds are percentages 1-1000');
+  if (has('emails') && !(Array.isArray(b.emails) && b.emails.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)))) throw bad('invalid_email', 'emails must be addresses');
+  if (has('webhook_url') && b.webhook_url !== null && !/^https?:\/\/\S+$/.test(b.webhook_url)) throw bad('invalid_webhook_url', 'webhook_url must be an http(s) URL');
+}
+
+function budgetCheck(b) {
+  const w = windowOf(b.period);
+  const inScope = (e) =>
+    b.scope.kind === 'all' ||
+    (b.scope.kind === 'provider' && e.provider === b.scope.value) ||
+    (b.scope.kind === 'model' && e.model === b.scope.value) ||
+    (b.scope.kind === 'user' && e.user_id === b.scope.value) ||
+    (b.scope.kind === 'key' && e.key_id === b.scope.value);
+  const evs = events.map(eventView).filter((e) => inScope(e) && Date.parse(e.occurred_at) >= w.start.getTime() && Date.parse(e.occurred_at) < w.end.getTime());
+  const spent = sum(evs.map((e) => dec(e.cost)));
+  const amount = dec(b.amount);
+  // spent / amount * 100, two places, half up: (spent.v / 10^spent.s) / (amount.v / 10^amount.s) * 100 * 100 units
+  const num = spent.v * 10n ** BigInt(amount.s) * 10000n;
+  const den = amount.v * 10n ** BigInt(spent.s);
+  const percent_used = dStr({ v: (num + den / 2n) / den, s: 2 });
+  const elapsed = Math.max(Date.now() - w.start.getTime(), 60_000);
+  const total = w.end.getTime() - w.start.getTime();
+  const factor = BigInt(Math.round((total / elapsed) * 1000));
+  const projected = dRound({ v: spent.v * factor, s: spent.s + 3 }, 6);
+  const remaining = dCmp(spent, amount) >= 0 ? ZERO : dAdd(amount, { v: -spent.v, s: spent.s });
+  let breach = null;
+  if (dCmp(projected, amount) > 0 && spent.v > 0n) {
+    const rate = Number(dStr(spent)) / elapsed; // a date only; no money is shown from this
+    const at = w.start.getTime() + Number(dStr(amount)) / rate;
+    breach = new Date(Math.min(at, w.end.getTime() - 1)).toISOString().slice(0, 10);
+  }
+  const fired = b.thresholds.filter((t) => dCmp(dec(percent_used), dec(String(t))) >= 0).map(String);
+  return {
+    budget: b,
+    window_start: w.start.toISOString(),
+    window_end: w.end.toISOString(),
+    spent: dStr(spent),
+    percent_used,
+    remaining: dStr(remaining),
+    projected_spend: dStr(projected),
+    projected_breach_date: breach,
+    thresholds_fired: fired,
+    status: dCmp(spent, amount) >= 0 ? 'exceeded' : fired.length ? 'warning' : 'ok',
+  };
+}
+
+async function issue13Api(req, res, url, path, method) {
+  let m;
+  const GROUPS = {
+    'by-user': (e) => ({ user_id: e.user_id }),
+    'by-model': (e) => ({ model: e.model, provider: e.provider }),
+    'by-provider': (e) => ({ provider: e.provider }),
+    'by-key': (e) => ({ key_id: e.key_id, key_name: e.key_id ? keys.get(e.key_id)?.name ?? null : null }),
+    'top-tasks': (e) => ({ task: e.task }),
+  };
+  if ((m = /^\/api\/analytics\/([a-z-]+)$/.exec(path)) && method === 'GET') {
+    const { from, to } = range(url);
+    const evs = events.map(eventView).filter(eventFilter(url));
+    if (m[1] === 'summary') return send(res, 200, { date_from: from, date_to: to, filters: {}, figures: figures(evs) });
+    if (GROUPS[m[1]]) {
+      let groups = groupBy(evs, GROUPS[m[1]]).map((g) => ({ ...g.key, figures: g.figures }));
+      if (m[1] === 'top-tasks') groups = groups.slice(0, Number(url.searchParams.get('limit') ?? 10));
+      return send(res, 200, { date_from: from, date_to: to, groups });
+    }
+    if (m[1] === 'trends') {
+      const period = url.searchParams.get('period') ?? 'daily';
+      if (!['daily', 'weekly', 'monthly'].includes(period)) throw bad('invalid_period', 'period is daily, weekly or monthly');
+      const buckets = [];
+      for (let d = from; d <= to; ) {
+        const start = d;
+        let next = period === 'daily' ? addDay(d, 1) : period === 'weekly' ? addDay(bucketStartOf(d, 'weekly'), 7) : addDay(`${d.slice(0, 7)}-01`, 40).slice(0, 8) + '01';
+        const end = next > to ? to : addDay(next, -1);
+        buckets.push({ start, end, figures: figures(evs.filter((e) => dayOf(e.occurred_at) >= start && dayOf(e.occurred_at) <= end)) });
+        d = next;
+      }
+      return send(res, 200, { period, date_from: from, date_to: to, buckets });
+    }
+    return false;
+  }
+  if (path === '/api/forecasts' && method === 'GET' && FORECAST === 'demo') {
+    const horizon = Number(url.searchParams.get('horizon') ?? 30);
+    const today = new Date().toISOString().slice(0, 10);
+    const base = sum(events.map((e) => dec(e.cost.total)));
+    const points = Array.from({ length: horizon }, (_, i) => {
+      const grow = { v: BigInt(100 + i * 3), s: 2 }; // made up: a slowly growing daily spend
+      const mean = dRound(dMul(base, grow), 6);
+      const part = (pct) => dStr(dRound(dMul(mean, { v: BigInt(pct), s: 2 }), 6));
+      return { date: addDay(today, i + 1), mean: dStr(mean), lower_80: part(70), upper_80: part(130), lower_95: part(50), upper_95: part(150) };
+    });
+    const tot = (k) => dStr(sum(points.map((p) => dec(p[k]))));
+    return send(res, 200, {
+      scope: url.searchParams.get('scope') ?? 'total', horizon, method: 'demo', trained_at: now(), data_from: addDay(today, -29), data_to: today,
+      history_days: 30, history: [], points, total_mean: tot('mean'), total_lower_95: tot('lower_95'), total_upper_95: tot('upper_95'),
+    });
+  }
+  if (path === '/api/forecasts' && method === 'GET') {
+    const days = new Set(events.map((e) => dayOf(e.occurred_at))).size;
+    throw new HttpError(422, 'insufficient_history', `a forecast needs 14 days of history, there are ${days}`);
+  }
+  if (path === '/api/budgets' && method === 'GET') return send(res, 200, { budgets: [...alertBudgets.values()] });
+  if (path === '/api/budgets' && method === 'POST') {
+    const b = await readJson(req, ['name', 'amount', 'period', 'scope', 'thresholds', 'emails', 'webhook_url', 'enabled']);
+    validateBudget(b, false);
+    const at = now();
+    const budget = {
+      budget_id: randomUUID(),
+      name: b.name.trim(),
+      amount: String(b.amount).trim(),
+      period: b.period,
+      scope: { kind: b.scope.kind, value: b.scope.value ?? null },
+      thresholds: b.thresholds ?? [],
+      emails: b.emails ?? [],
+      webhook_url: b.webhook_url ?? null,
+      enabled: b.enabled ?? true,
+      created_at: at,
+      updated_at: at,
+    };
+    alertBudgets.set(budget.budget_id, budget);
+    return send(res, 201, budget);
+  }
+  if (path === '/api/budgets/check' && method === 'GET') {
+    return send(res, 200, { checked_at: now(), budgets: [...alertBudgets.values()].filter((b) => b.enabled).map(budgetCheck) });
+  }
+  if ((m = /^\/api\/budgets\/([^/]+)(\/test_alert)?$/.exec(path))) {
+    const b = alertBudgets.get(m[1]);
+    if (!b) throw new HttpError(404, 'budget_not_found', `no budget ${m[1]}`);
+    if (m[2] && method === 'POST') {
+      const targets = [...b.emails.map((e) => ['email', e]), ...(b.webhook_url ? [['webhook', b.webhook_url]] : [])];
+      const made = (targets.length ? targets : [['log', null]]).map(([channel, target]) => ({
+        delivery_id: randomUUID(),
+        source: 'test',
+        subject_id: b.budget_id,
+        alert_kind: 'test',
+        channel,
+        target,
+        status: channel === 'webhook' ? 'pending' : 'delivered',
+        attempts: channel === 'webhook' ? 0 : 1,
+        last_error: null,
+        created_at: now(),
+        updated_at: now(),
+      }));
+      deliveries.push(...made);
+      return send(res, 200, { deliveries: made });
+    }
+    if (m[2]) return false;
+    if (method === 'GET') return send(res, 200, b);
+    if (method === 'DELETE') {
+      alertBudgets.delete(b.budget_id);
+      res.writeHead(204);
+      return res.end();
+    }
+    if (method === 'PATCH') {
+      const p = await readJson(req, ['name', 'amount', 'period', 'scope', 'thresholds', 'emails', 'webhook_url', 'enabled']);
+      validateBudget(p, true);
+      Object.assign(b, p, { updated_at: now() });
+      return send(res, 200, b);
+    }
+    return false;
+  }
+  if (path === '/api/alerts/deliveries' && method === 'GET') {
+    const id = url.searchParams.get('budget_id');
+    const limit = Number(url.searchParams.get('limit') ?? 100);
+    return send(res, 200, { deliveries: deliveries.filter((d) => !id || d.subject_id === id).slice().reverse().slice(0, limit) });
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------- routes
@@ -753,12 +1069,29 @@ async function api(req, res, url) {
     return send(res, 200, inv);
   }
   if (path === '/api/usage/events' && method === 'GET') {
-    const userId = url.searchParams.get('user_id');
-    const threadId = url.searchParams.get('thread_id');
     const limit = Number(url.searchParams.get('limit') ?? 100);
     if (!(limit >= 1 && limit <= 1000)) throw bad('invalid_page', 'limit must be 1-1000');
-    const list = events.filter((e) => (!userId || e.user_id === userId) && (!threadId || e.thread_id === threadId)).slice().reverse().slice(0, limit);
-    return send(res, 200, list);
+    const threadId = url.searchParams.get('thread_id');
+    const status = url.searchParams.get('status');
+    if (status && status !== 'success' && status !== 'failed') throw bad('invalid_status', 'status must be success or failed');
+    const cursor = url.searchParams.get('cursor');
+    if (cursor !== null && !/^\d+$/.test(cursor)) throw bad('invalid_cursor', 'cursor is not one this API returned');
+    const f = eventFilter(url, false);
+    const list = events
+      .map(eventView)
+      .filter((e) => f(e) && (!threadId || e.thread_id === threadId) && (!status || e.was_successful === (status === 'success')) && (cursor === null || e.event_seq < Number(cursor)))
+      .reverse();
+    const page = list.slice(0, limit);
+    return send(res, 200, { events: page, next_cursor: list.length > limit ? String(page[page.length - 1].event_seq) : null });
+  }
+  if (path.startsWith('/api/analytics/') || path.startsWith('/api/budgets') || path.startsWith('/api/alerts/') || path === '/api/forecasts') {
+    if ((await issue13Api(req, res, url, path, method)) !== false) return;
+  }
+  if ((m = /^\/api\/prices\/([^/]+)\/verify$/.exec(path)) && method === 'POST') {
+    const v = priceVersions.find((p) => p.id === m[1]);
+    if (!v) throw new HttpError(404, 'price_not_found', `no price version ${m[1]}`);
+    v.verified_at = now();
+    return send(res, 200, priceView(v));
   }
 
   // models and prices
@@ -767,7 +1100,7 @@ async function api(req, res, url) {
     const model = url.searchParams.get('model');
     const kind = url.searchParams.get('kind');
     const history = url.searchParams.get('history') === 'true';
-    return send(res, 200, priceVersions.filter((p) => (!model || p.model === model) && (!kind || p.kind === kind) && (history || p.is_current)));
+    return send(res, 200, priceVersions.filter((p) => (!model || p.model === model) && (!kind || p.kind === kind) && (history || p.is_current)).map(priceView));
   }
   if (path === '/api/prices' && method === 'POST') {
     const b = await readJson(req, ['model', 'kind', 'price', 'effective_from']);
@@ -791,9 +1124,9 @@ async function api(req, res, url) {
       current.is_current = false;
       closed = current;
     }
-    const created = { id: randomUUID(), model: b.model, kind: b.kind, price: String(b.price).trim(), effective_from: fromIso, effective_to: null, is_current: true };
+    const created = { id: randomUUID(), model: b.model, kind: b.kind, price: String(b.price).trim(), effective_from: fromIso, effective_to: null, is_current: true, verified_at: null };
     priceVersions.push(created);
-    return send(res, 201, { closed, created });
+    return send(res, 201, { closed: closed && priceView(closed), created: priceView(created) });
   }
 
   if (path === '/api/dashboard/stream' && method === 'GET') return dashboardStream(req, res);

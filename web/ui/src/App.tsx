@@ -1,5 +1,7 @@
 // Top level: header, user identification and the routes.
 
+import { AnalyticsPage } from './components/AnalyticsPage';
+import { BudgetsPage } from './components/BudgetsPage';
 import { Dashboard } from './components/Dashboard';
 import { Header } from './components/Header';
 import { UserForm } from './components/UserForm';
@@ -15,6 +17,10 @@ export function App() {
   let body;
   if (route.name === 'dashboard') {
     body = <Dashboard />;
+  } else if (route.name === 'analytics') {
+    body = <AnalyticsPage />;
+  } else if (route.name === 'budgets') {
+    body = <BudgetsPage />;
   } else if (route.name === 'notFound') {
     body = (
       <main className="page narrow">

@@ -2,7 +2,18 @@
 
 import { readSseStream } from './sse';
 import type {
+  AlertBudget,
+  AlertBudgetInput,
+  AnalyticsFilters,
+  AnalyticsGroups,
+  AnalyticsQuery,
+  AnalyticsSummary,
   ApiErrorBody,
+  BudgetCheckReport,
+  Delivery,
+  Forecast,
+  TrendPeriod,
+  Trends,
   BudgetInput,
   BudgetPeriod,
   BudgetView,
@@ -22,7 +33,7 @@ import type {
   StreamUsage,
   Thread,
   ThreadDetail,
-  UsageEvent,
+  UsageEventPage,
   User,
 } from './types';
 
@@ -203,8 +214,92 @@ export function setInvoiceStatus(invoiceId: string, status: 'paid' | 'pending'):
   return request('POST', `/api/billing/invoices/${enc(invoiceId)}/status`, { status });
 }
 
-export function usageEvents(userId: string, limit = 100): Promise<UsageEvent[]> {
-  return request('GET', `/api/usage/events?user_id=${enc(userId)}&limit=${limit}`);
+/** Query of the usage log: filters, page size and the cursor of the previous page. */
+export interface UsageEventsQuery extends AnalyticsFilters {
+  limit?: number;
+  cursor?: string | null;
+  status?: 'success' | 'failed';
+}
+
+/** One page of the usage log, newest first; pass `next_cursor` back as `cursor` for the next. */
+export function usageEvents(q: UsageEventsQuery): Promise<UsageEventPage> {
+  const params = new URLSearchParams();
+  for (const k of ['user_id', 'provider', 'model', 'key_id', 'task', 'status', 'cursor'] as const) {
+    const v = q[k];
+    if (v) params.set(k, v);
+  }
+  params.set('limit', String(q.limit ?? 100));
+  return request('GET', `/api/usage/events?${params.toString()}`);
+}
+
+// --- analytics ---
+
+/** The query string of an analytics call: the range and the non-empty filters, plus extras. */
+export function analyticsParams(q: AnalyticsQuery, extra: Record<string, string> = {}): string {
+  const params = new URLSearchParams();
+  params.set('date_from', q.date_from);
+  params.set('date_to', q.date_to);
+  for (const k of ['user_id', 'provider', 'model', 'key_id', 'task'] as const) {
+    const v = q[k]?.trim();
+    if (v) params.set(k, v);
+  }
+  for (const [k, v] of Object.entries(extra)) params.set(k, v);
+  return params.toString();
+}
+
+export function analyticsSummary(q: AnalyticsQuery, signal?: AbortSignal): Promise<AnalyticsSummary> {
+  return request('GET', `/api/analytics/summary?${analyticsParams(q)}`, undefined, signal);
+}
+
+/** The breakdowns of the analytics API. */
+export type Breakdown = 'by-user' | 'by-model' | 'by-provider' | 'by-key' | 'top-tasks';
+
+export function analyticsGroups(kind: Breakdown, q: AnalyticsQuery, limit?: number): Promise<AnalyticsGroups> {
+  return request('GET', `/api/analytics/${kind}?${analyticsParams(q, limit ? { limit: String(limit) } : {})}`);
+}
+
+export function analyticsTrends(q: AnalyticsQuery, period: TrendPeriod): Promise<Trends> {
+  return request('GET', `/api/analytics/trends?${analyticsParams(q, { period })}`);
+}
+
+// --- forecasts ---
+
+/** The stored forecast of a scope (`total`, `provider:NAME`, ...); 422 insufficient_history without enough data. */
+export function getForecast(scope: string, horizon = 30): Promise<Forecast> {
+  return request('GET', `/api/forecasts?scope=${enc(scope)}&horizon=${horizon}`);
+}
+
+// --- budgets with alerts ---
+
+export function listAlertBudgets(): Promise<{ budgets: AlertBudget[] }> {
+  return request('GET', '/api/budgets');
+}
+
+export function checkAlertBudgets(): Promise<BudgetCheckReport> {
+  return request('GET', '/api/budgets/check');
+}
+
+export function createAlertBudget(body: AlertBudgetInput): Promise<AlertBudget> {
+  return request('POST', '/api/budgets', body);
+}
+
+export function patchAlertBudget(id: string, patch: Partial<AlertBudgetInput>): Promise<AlertBudget> {
+  return request('PATCH', `/api/budgets/${enc(id)}`, patch);
+}
+
+export function deleteAlertBudget(id: string): Promise<void> {
+  return request('DELETE', `/api/budgets/${enc(id)}`);
+}
+
+export function sendTestAlert(id: string): Promise<{ deliveries: Delivery[] }> {
+  return request('POST', `/api/budgets/${enc(id)}/test_alert`);
+}
+
+export function listDeliveries(q: { budget_id?: string; limit?: number } = {}): Promise<{ deliveries: Delivery[] }> {
+  const params = new URLSearchParams();
+  if (q.budget_id) params.set('budget_id', q.budget_id);
+  params.set('limit', String(q.limit ?? 50));
+  return request('GET', `/api/alerts/deliveries?${params.toString()}`);
 }
 
 // --- models and prices ---
@@ -226,6 +321,11 @@ export function addPrice(p: { model: string; kind: string; price: string; effect
   const body: Record<string, string> = { model: p.model, kind: p.kind, price: p.price };
   if (p.effective_from) body.effective_from = p.effective_from;
   return request('POST', '/api/prices', body);
+}
+
+/** Confirm a price version against the provider's list; answers the version with its new `verified_at`. */
+export function verifyPrice(id: string): Promise<PriceVersion> {
+  return request('POST', `/api/prices/${enc(id)}/verify`);
 }
 
 

@@ -27,13 +27,21 @@ export function usePath(): string {
   return path;
 }
 
-export type Route = { name: 'home' } | { name: 'thread'; threadId: string } | { name: 'dashboard' } | { name: 'notFound' };
+export type Route =
+  | { name: 'home' }
+  | { name: 'thread'; threadId: string }
+  | { name: 'dashboard' }
+  | { name: 'analytics' }
+  | { name: 'budgets' }
+  | { name: 'notFound' };
 
 /** Match a path against the app's routes. */
 export function matchRoute(path: string): Route {
   const clean = path.replace(/\/+$/, '') || '/';
   if (clean === '/') return { name: 'home' };
   if (clean === '/dashboard') return { name: 'dashboard' };
+  if (clean === '/analytics') return { name: 'analytics' };
+  if (clean === '/budgets') return { name: 'budgets' };
   if (clean === '/threads') return { name: 'home' };
   const m = /^\/threads\/([^/]+)$/.exec(clean);
   if (m) return { name: 'thread', threadId: decodeURIComponent(m[1]) };

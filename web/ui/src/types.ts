@@ -122,17 +122,40 @@ export interface Invoice {
   created_at: string;
 }
 
+/** One priced line of a usage event as the usage log serves it. */
+export interface UsageEventLine {
+  kind: string;
+  quantity: Quantity;
+  unit_price: Money;
+  amount: Money;
+  price_version_id: string;
+}
+
+/** One event of the usage log (`GET /api/usage/events`). */
 export interface UsageEvent {
   event_id: string;
+  event_seq: number;
   user_id: string;
   thread_id: string | null;
   message_id: string | null;
   model: string;
+  provider: string | null;
   event_type: string;
   source: string;
+  task: string | null;
+  key_id: string | null;
+  was_successful: boolean;
   idempotency_key: string | null;
   occurred_at: string;
-  cost: Cost | null;
+  /** Total of the lines. */
+  cost: Money;
+  lines: UsageEventLine[];
+}
+
+/** A page of the usage log; follow `next_cursor` (null: no more). */
+export interface UsageEventPage {
+  events: UsageEvent[];
+  next_cursor: string | null;
 }
 
 export interface PriceVersion {
@@ -143,6 +166,10 @@ export interface PriceVersion {
   effective_from: string;
   effective_to: string | null;
   is_current: boolean;
+  /** When someone last confirmed the price against the provider's list (null: never; absent on older servers). */
+  verified_at?: string | null;
+  /** Not verified for the server's stale window (absent on older servers). */
+  stale?: boolean;
 }
 
 export interface Model {
@@ -314,4 +341,167 @@ export interface KeySpend {
   total_tokens: number;
   by_model: Record<string, Money>;
   by_provider: Record<string, Money>;
+}
+
+// --- analytics (docs/analytics-api.md) ---
+
+/** Totals of a set of usage events. Rates and averages are null when there were no requests. */
+export interface Figures {
+  requests: number;
+  failed: number;
+  success_rate: string | null;
+  cost: Money;
+  avg_cost_per_request: Money | null;
+  /** Every token kind, "0" when none. */
+  tokens: Record<string, Quantity>;
+  /** Resource kinds, only when present. */
+  resources?: Record<string, Quantity>;
+  cost_by_kind: Record<string, Money>;
+}
+
+/** Filters of the analytics endpoints (absent or empty: all). */
+export interface AnalyticsFilters {
+  user_id?: string;
+  provider?: string;
+  model?: string;
+  key_id?: string;
+  task?: string;
+}
+
+/** A day range (inclusive, UTC) with filters. */
+export interface AnalyticsQuery extends AnalyticsFilters {
+  date_from: string;
+  date_to: string;
+}
+
+export interface AnalyticsSummary {
+  date_from: string;
+  date_to: string;
+  filters: Record<string, string | null>;
+  figures: Figures;
+}
+
+/** One row of a breakdown; which label fields are present depends on the endpoint. */
+export interface AnalyticsGroup {
+  user_id?: string;
+  model?: string;
+  provider?: string;
+  key_id?: string | null;
+  key_name?: string | null;
+  task?: string | null;
+  figures: Figures;
+}
+
+export interface AnalyticsGroups {
+  date_from: string;
+  date_to: string;
+  groups: AnalyticsGroup[];
+}
+
+export type TrendPeriod = 'daily' | 'weekly' | 'monthly';
+
+export interface TrendBucket {
+  /** First day of the bucket (clipped to the range). */
+  start: string;
+  /** Last day, inclusive. */
+  end: string;
+  figures: Figures;
+  split?: Record<string, Figures>;
+}
+
+export interface Trends {
+  period: TrendPeriod;
+  date_from: string;
+  date_to: string;
+  buckets: TrendBucket[];
+}
+
+// --- forecasts ---
+
+export interface ForecastPoint {
+  date: string;
+  mean: Money;
+  lower_80: Money;
+  upper_80: Money;
+  lower_95: Money;
+  upper_95: Money;
+}
+
+export interface Forecast {
+  scope: string;
+  horizon: number;
+  method: string;
+  trained_at: string;
+  data_from: string;
+  data_to: string;
+  history_days: number;
+  history: { date: string; cost: Money }[];
+  points: ForecastPoint[];
+  total_mean: Money;
+  total_lower_95: Money;
+  total_upper_95: Money;
+}
+
+// --- budgets with alerts ---
+
+export type AlertScopeKind = 'all' | 'provider' | 'model' | 'user' | 'key';
+
+/** Body of `POST /api/budgets`. */
+export interface AlertBudgetInput {
+  name: string;
+  amount: Money;
+  period: BudgetPeriod;
+  scope: { kind: AlertScopeKind; value: string | null };
+  /** Percentages of the amount at which to alert. */
+  thresholds: number[];
+  emails: string[];
+  webhook_url: string | null;
+  enabled: boolean;
+}
+
+export interface AlertBudget extends Omit<AlertBudgetInput, 'thresholds' | 'period' | 'scope'> {
+  budget_id: string;
+  period: BudgetPeriod | string;
+  scope: { kind: AlertScopeKind | string; value: string | null };
+  /** Numbers or decimal strings, as the server sends them. */
+  thresholds: (number | string)[];
+  created_at: string;
+  updated_at: string;
+}
+
+export type BudgetStatus = 'ok' | 'warning' | 'exceeded';
+
+/** A budget's current window (`GET /api/budgets/check`). */
+export interface BudgetCheck {
+  budget: AlertBudget;
+  window_start: string;
+  window_end: string;
+  spent: Money;
+  percent_used: string | null;
+  remaining: Money;
+  projected_spend: Money | null;
+  projected_breach_date: string | null;
+  thresholds_fired: string[];
+  status: BudgetStatus | string;
+}
+
+export interface BudgetCheckReport {
+  checked_at: string;
+  budgets: BudgetCheck[];
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+export interface Delivery {
+  delivery_id: string;
+  source: 'budget' | 'key_budget' | 'price' | 'test' | string;
+  subject_id: string | null;
+  alert_kind: string;
+  channel: 'email' | 'webhook' | 'log' | string;
+  target: string | null;
+  status: DeliveryStatus | string;
+  attempts: number;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
 }

@@ -1,8 +1,13 @@
+import { useEffect, useState } from 'react';
 import { getUser, listInvoices, usageEvents } from '../api';
 import { errorText, formatTime, shortId } from '../format';
 import { useAsync } from '../hooks';
 import { kindLabel } from '../kinds';
 import { formatQuantity, formatUsd } from '../money';
+import type { UsageEvent } from '../types';
+
+/** Events per page of the usage log. */
+const PAGE = 100;
 
 interface Props {
   userId: string;
@@ -13,7 +18,29 @@ interface Props {
 export function DataTab({ userId, version }: Props) {
   const user = useAsync(() => getUser(userId), [userId]);
   const invoices = useAsync(() => listInvoices(userId), [userId, version]);
-  const events = useAsync(() => usageEvents(userId, 100), [userId, version]);
+  const first = useAsync(() => usageEvents({ user_id: userId, limit: PAGE }), [userId, version]);
+  // Pages loaded with "Load more", after the first one; reset when the first page reloads.
+  const [more, setMore] = useState<{ events: UsageEvent[]; cursor: string | null }>({ events: [], cursor: null });
+  const [moreError, setMoreError] = useState<unknown>(null);
+  const [loadingMore, setLoadingMore] = useState(false);
+  useEffect(() => {
+    setMore({ events: [], cursor: first.data?.next_cursor ?? null });
+    setMoreError(null);
+  }, [first.data]);
+  const events = first.data ? [...first.data.events, ...more.events] : null;
+  const loadMore = async () => {
+    if (!more.cursor) return;
+    setLoadingMore(true);
+    setMoreError(null);
+    try {
+      const page = await usageEvents({ user_id: userId, limit: PAGE, cursor: more.cursor });
+      setMore((m) => ({ events: [...m.events, ...page.events], cursor: page.next_cursor }));
+    } catch (e) {
+      setMoreError(e);
+    } finally {
+      setLoadingMore(false);
+    }
+  };
 
   return (
     <div className="data-tab">
@@ -72,23 +99,81 @@ export function DataTab({ userId, version }: Props) {
         )}
       </section>
       <section className="card" data-testid="usage-events">
-        <h4>Raw usage events (latest 100)</h4>
-        {events.error ? <p className="error">{errorText(events.error)}</p> : null}
-        {events.data && events.data.length === 0 && <p className="muted">No usage yet.</p>}
-        {events.data?.map((ev) => (
-          <details key={ev.event_id} className="event" data-testid="usage-event-row">
-            <summary>
-              <span className="small">{formatTime(ev.occurred_at)}</span> <strong>{ev.event_type}</strong>{' '}
-              <span className="muted small">{ev.model}</span>{' '}
-              <span className="money">{ev.cost ? formatUsd(ev.cost.total) : '—'}</span>
-              <div className="muted small">
-                {(ev.cost?.lines ?? []).map((l) => `${kindLabel(l.kind)} ${formatQuantity(l.quantity)}`).join(' · ')}
-              </div>
-            </summary>
-            <pre>{JSON.stringify(ev, null, 2)}</pre>
-          </details>
-        ))}
+        <h4>Raw usage events</h4>
+        {first.error ? <p className="error">{errorText(first.error)}</p> : null}
+        {events && events.length === 0 && <p className="muted">No usage yet.</p>}
+        {events && events.length > 0 && (
+          <table className="cost-table events">
+            <thead>
+              <tr>
+                <th>When</th>
+                <th>Model · task</th>
+                <th>Key</th>
+                <th>Status</th>
+                <th className="num">Cost</th>
+              </tr>
+            </thead>
+            <tbody>
+              {events.map((ev) => (
+                <EventRow key={ev.event_id} ev={ev} />
+              ))}
+            </tbody>
+          </table>
+        )}
+        {events && (
+          <div className="row between small">
+            <span className="muted" data-testid="usage-events-count">
+              {events.length} event{events.length === 1 ? '' : 's'} shown{more.cursor ? '' : ' (all)'}
+            </span>
+            {more.cursor && (
+              <button type="button" className="secondary small-button" data-testid="usage-events-more" onClick={loadMore} disabled={loadingMore}>
+                {loadingMore ? 'Loading…' : 'Load more'}
+              </button>
+            )}
+          </div>
+        )}
+        {moreError ? <p className="error">{errorText(moreError)}</p> : null}
       </section>
     </div>
+  );
+}
+
+/** One usage event: a summary row that opens to its lines and the raw JSON. */
+function EventRow({ ev }: { ev: UsageEvent }) {
+  const [open, setOpen] = useState(false);
+  return (
+    <>
+      <tr
+        className="clickable"
+        data-testid="usage-event-row"
+        data-event-id={ev.event_id}
+        data-status={ev.was_successful ? 'success' : 'failed'}
+        onClick={() => setOpen((o) => !o)}
+      >
+        <td className="small">
+          {formatTime(ev.occurred_at)}
+          <div className="muted">{ev.event_type}</div>
+        </td>
+        <td className="small">
+          {ev.model}
+          <div className="muted">{ev.task ?? '—'}</div>
+        </td>
+        <td>{ev.key_id ? <code title={ev.key_id}>{shortId(ev.key_id)}</code> : <span className="muted small">—</span>}</td>
+        <td>
+          <span className={`badge status-${ev.was_successful ? 'success' : 'failed'}`}>{ev.was_successful ? 'ok' : 'failed'}</span>
+        </td>
+        <td className="num money" data-amount={ev.cost}>
+          {formatUsd(ev.cost)}
+        </td>
+      </tr>
+      {open && (
+        <tr className="event-detail">
+          <td colSpan={5}>
+            <div className="muted small">{ev.lines.map((l) => `${kindLabel(l.kind)} ${formatQuantity(l.quantity)}`).join(' · ') || 'no priced lines'}</div>
+            <pre>{JSON.stringify(ev, null, 2)}</pre>
+          </td>
+        </tr>
+      )}
+    </>
   );
 }

@@ -14,11 +14,17 @@ export function Header({ route, userId, onSwitchUser }: Props) {
         Tally
       </Link>
       <nav>
-        <Link href="/" className={route === 'dashboard' ? '' : 'active'} data-testid="nav-chat">
+        <Link href="/" className={route === 'home' || route === 'thread' ? 'active' : ''} data-testid="nav-chat">
           Chat
         </Link>
         <Link href="/dashboard" className={route === 'dashboard' ? 'active' : ''} data-testid="nav-dashboard">
           Dashboard
+        </Link>
+        <Link href="/analytics" className={route === 'analytics' ? 'active' : ''} data-testid="nav-analytics">
+          Analytics
+        </Link>
+        <Link href="/budgets" className={route === 'budgets' ? 'active' : ''} data-testid="nav-budgets">
+          Budgets
         </Link>
       </nav>
       <div className="spacer" />

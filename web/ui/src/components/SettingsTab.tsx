@@ -1,10 +1,12 @@
 import { useEffect, useMemo, useState } from 'react';
-import { listPrices } from '../api';
+import { listPrices, verifyPrice } from '../api';
 import { errorText } from '../format';
+import { isTokenKind, kindLabel } from '../kinds';
+import { formatUnitPrice } from '../money';
 import { useAsync } from '../hooks';
-import type { Model } from '../types';
+import type { Model, PriceVersion } from '../types';
 import { PriceForm } from './PriceForm';
-import { PriceTable } from './PriceTable';
+import { PriceTable, VerifiedCell } from './PriceTable';
 
 interface Props {
   models: Model[];
@@ -27,6 +29,24 @@ export function SettingsTab({ models, newThreadModel, onNewThreadModel, threadMo
   const tokenVersions = useMemo(() => versions.filter((v) => v.kind.endsWith('_tokens')), [versions]);
   const resourceVersions = useMemo(() => versions.filter((v) => !v.kind.endsWith('_tokens')), [versions]);
   const knownKinds = useMemo(() => [...new Set(versions.map((v) => v.kind))], [versions]);
+  // Current prices of every model, for the freshness check.
+  const current = useAsync(() => listPrices({}), [saved]);
+  const stale = (current.data ?? []).filter((v) => v.stale);
+  const tracked = (current.data ?? []).some((v) => v.stale !== undefined);
+  const [verifying, setVerifying] = useState<string | null>(null);
+  const [verifyError, setVerifyError] = useState<string | null>(null);
+  const onVerify = async (v: PriceVersion) => {
+    setVerifying(v.id);
+    setVerifyError(null);
+    try {
+      await verifyPrice(v.id);
+      setSaved((s) => s + 1);
+    } catch (e) {
+      setVerifyError(errorText(e));
+    } finally {
+      setVerifying(null);
+    }
+  };
 
   return (
     <div className="settings-tab">
@@ -46,6 +66,41 @@ export function SettingsTab({ models, newThreadModel, onNewThreadModel, threadMo
           {models.find((m) => m.name === newThreadModel)?.description ?? ''}
           {models.find((m) => m.name === newThreadModel)?.simulated ? ' Replies are simulated.' : ''}
         </p>
+      </section>
+
+      <section className="card" data-testid="price-freshness" data-stale-count={tracked ? stale.length : ''}>
+        <h4>Price freshness</h4>
+        {current.error ? <p className="error">{errorText(current.error)}</p> : null}
+        {verifyError && <p className="error">{verifyError}</p>}
+        {current.data && !tracked && <p className="muted small">This server does not track when prices were verified.</p>}
+        {current.data && tracked && stale.length === 0 && (
+          <p className="muted small" data-testid="price-freshness-ok">
+            All {current.data.length} current prices were verified recently.
+          </p>
+        )}
+        {stale.length > 0 && (
+          <>
+            <p className="small">
+              <strong data-testid="price-stale-count">{stale.length}</strong> of {current.data?.length} current prices are stale: check them against the provider&apos;s price list.
+            </p>
+            <table className="cost-table prices stale-list">
+              <tbody>
+                {stale.map((v) => (
+                  <tr key={v.id} data-testid="stale-price-row" data-version-id={v.id} data-model={v.model} data-kind={v.kind}>
+                    <td className="small">
+                      {v.model}
+                      <div className="muted">{kindLabel(v.kind)}</div>
+                    </td>
+                    <td className="num money small">{formatUnitPrice(v.price, isTokenKind(v.kind) ? 'tokens' : 'units')}</td>
+                    <td className="small">
+                      <VerifiedCell v={v} onVerify={onVerify} busy={verifying === v.id} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </>
+        )}
       </section>
 
       <section className="card">
