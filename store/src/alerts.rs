@@ -58,7 +58,12 @@ impl AlertPeriod {
             AlertPeriod::Monthly => {
                 // Day 1 of any month exists; `day` itself is the fallback that cannot happen.
                 let start = day.with_day(1).unwrap_or(day);
-                (start, start.checked_add_months(Months::new(1)).unwrap_or(start + Days::new(31)))
+                (
+                    start,
+                    start
+                        .checked_add_months(Months::new(1))
+                        .unwrap_or(start + Days::new(31)),
+                )
             }
         }
     }
@@ -282,11 +287,19 @@ impl Store {
         threshold: &str,
         spent: Decimal,
     ) -> Result<bool, StoreError> {
-        run!(self, write, alerts::mark_fired(budget_id, window_start, threshold, spent, Utc::now()))
+        run!(
+            self,
+            write,
+            alerts::mark_fired(budget_id, window_start, threshold, spent, Utc::now())
+        )
     }
 
     /// The thresholds of a budget's window that have fired, in the order they fired.
-    pub fn fired(&self, budget_id: Uuid, window_start: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+    pub fn fired(
+        &self,
+        budget_id: Uuid,
+        window_start: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
         run!(self, read, alerts::fired(budget_id, window_start))
     }
 
@@ -303,16 +316,29 @@ impl Store {
         attempts: i32,
         last_error: Option<&str>,
     ) -> Result<DeliveryRecord, StoreError> {
-        run!(self, write, alerts::update_delivery(delivery_id, status, attempts, last_error, Utc::now()))
+        run!(
+            self,
+            write,
+            alerts::update_delivery(delivery_id, status, attempts, last_error, Utc::now())
+        )
     }
 
     /// Logged deliveries, newest first: all, or those about `subject_id`.
-    pub fn list_deliveries(&self, subject_id: Option<&str>, limit: i64) -> Result<Vec<DeliveryRecord>, StoreError> {
+    pub fn list_deliveries(
+        &self,
+        subject_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
         run!(self, read, alerts::list_deliveries(subject_id, limit))
     }
 
     /// Exact spend of `scope` over the UTC days `from..=to` (from the daily rollups).
-    pub fn scope_spend(&self, scope: &AlertScope, from_day: NaiveDate, to_day: NaiveDate) -> Result<Decimal, StoreError> {
+    pub fn scope_spend(
+        &self,
+        scope: &AlertScope,
+        from_day: NaiveDate,
+        to_day: NaiveDate,
+    ) -> Result<Decimal, StoreError> {
         if from_day > to_day {
             return Ok(Decimal::ZERO);
         }
@@ -344,6 +370,7 @@ impl Store {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -354,7 +381,11 @@ mod tests {
     #[test]
     fn windows_are_calendar_aligned() {
         let d = day("2026-12-09"); // a Wednesday
-        assert_eq!(AlertPeriod::Daily.window_days(d), (d, day("2026-12-10")), "a day is one UTC day");
+        assert_eq!(
+            AlertPeriod::Daily.window_days(d),
+            (d, day("2026-12-10")),
+            "a day is one UTC day"
+        );
         assert_eq!(
             AlertPeriod::Weekly.window_days(d),
             (day("2026-12-07"), day("2026-12-14")),
@@ -379,16 +410,48 @@ mod tests {
 
     #[test]
     fn scopes_parse_only_consistent_pairs() {
-        assert_eq!(AlertScope::parse("all", None), Some(AlertScope::All), "all has no value");
-        assert_eq!(AlertScope::parse("all", Some("x")), None, "all with a value is refused");
-        assert_eq!(AlertScope::parse("model", None), None, "model needs a value");
-        assert_eq!(AlertScope::parse("user", Some("")), None, "an empty value is refused");
-        assert_eq!(AlertScope::parse("key", Some("nope")), None, "a key must be a UUID");
-        assert_eq!(AlertScope::parse("team", Some("x")), None, "unknown kinds are refused");
+        assert_eq!(
+            AlertScope::parse("all", None),
+            Some(AlertScope::All),
+            "all has no value"
+        );
+        assert_eq!(
+            AlertScope::parse("all", Some("x")),
+            None,
+            "all with a value is refused"
+        );
+        assert_eq!(
+            AlertScope::parse("model", None),
+            None,
+            "model needs a value"
+        );
+        assert_eq!(
+            AlertScope::parse("user", Some("")),
+            None,
+            "an empty value is refused"
+        );
+        assert_eq!(
+            AlertScope::parse("key", Some("nope")),
+            None,
+            "a key must be a UUID"
+        );
+        assert_eq!(
+            AlertScope::parse("team", Some("x")),
+            None,
+            "unknown kinds are refused"
+        );
         let k = Uuid::now_v7();
         let scope = AlertScope::parse("key", Some(&k.to_string()));
         assert_eq!(scope, Some(AlertScope::Key(k)), "a key scope");
-        assert_eq!(AlertScope::All.forecast_scope(), "total", "forecast scope of all");
-        assert_eq!(AlertScope::Provider("openai".into()).forecast_scope(), "provider:openai", "provider scope");
+        assert_eq!(
+            AlertScope::All.forecast_scope(),
+            "total",
+            "forecast scope of all"
+        );
+        assert_eq!(
+            AlertScope::Provider("openai".into()).forecast_scope(),
+            "provider:openai",
+            "provider scope"
+        );
     }
 }

@@ -305,6 +305,8 @@ pub struct BudgetAlertRow {
 #[diesel(table_name = usage_rollups)]
 pub struct RollupRow {
     pub grain: String,
+    pub span: &'static str,
+    pub month: DbTime,
     pub day: DbTime,
     pub user_id: String,
     pub model_id: i64,

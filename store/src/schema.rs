@@ -280,8 +280,10 @@ diesel::table! {
 
     /// Daily rollups per UTC day x user x model x key x task x kind, written with the events
     /// (kind `""` holds requests, failed requests and the events' cost total).
-    usage_rollups (grain, user_id, model_id, key_id, task, kind, day) {
+    usage_rollups (grain, span, month, user_id, model_id, key_id, task, kind, day) {
         grain -> Text,
+        span -> Text,
+        month -> UtcInstant,
         day -> UtcInstant,
         user_id -> Text,
         model_id -> BigInt,

@@ -11,13 +11,19 @@ ALTER TABLE api_events ADD COLUMN successful BOOLEAN NOT NULL DEFAULT 1;
 -- model x key ('' for none) x task ('' for none) x kind. The grain says which dimensions
 -- the row keeps: 'full' keeps all, 'model', 'user', 'key' and 'task' keep one and mask the
 -- others ('*', model -1), so a query reads the smallest grain that has its dimensions.
--- Dimensions lead the key and the day ends it: a grouped query reads its rows in group
--- order (no sort), and a filter on a user, model, key or task seeks straight to them. kind '' holds the event-level figures:
+-- Each event is counted twice per grain: in its day's row (span 'd') and in its month's row
+-- (span 'm', day = the month's first day), so a range reads month rows for the whole months
+-- it covers and day rows only for the days at its ends. In the key the month leads, then the
+-- dimensions, and the day ends it: a grouped query reads its rows in group order within each
+-- month (no sort), a filter on a user, model, key or task seeks straight to them, and only
+-- the months of the range are read. kind '' holds the event-level figures:
 -- requests, failed requests and the events' exact cost total (amount); other kinds hold
 -- the quantity and amount of that kind's lines. Money is TEXT (exact Decimal), so SQLite
 -- sums it in Rust inside the write transaction, never in SQL.
 CREATE TABLE usage_rollups (
     grain    TEXT NOT NULL,
+    span     TEXT NOT NULL CHECK (span IN ('d', 'm')),
+    month    INTEGER NOT NULL,
     day      INTEGER NOT NULL,
     user_id  TEXT NOT NULL,
     model_id INTEGER NOT NULL,
@@ -28,7 +34,7 @@ CREATE TABLE usage_rollups (
     failed   BIGINT NOT NULL,
     quantity TEXT NOT NULL,
     amount   TEXT NOT NULL,
-    PRIMARY KEY (grain, user_id, model_id, key_id, task, kind, day)
+    PRIMARY KEY (grain, span, month, user_id, model_id, key_id, task, kind, day)
 ) WITHOUT ROWID;
 
 -- Small key/value facts about the store itself (e.g. whether rollups were backfilled).

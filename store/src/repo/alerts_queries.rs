@@ -31,23 +31,48 @@ type BudgetTuple = (
 );
 
 /// An `alert_deliveries` row in column order.
-type DeliveryTuple =
-    (DbUuid, String, Option<String>, String, String, String, String, i32, Option<String>, String, DbTime, DbTime);
+type DeliveryTuple = (
+    DbUuid,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    Option<String>,
+    String,
+    DbTime,
+    DbTime,
+);
 
 fn to_json<T: serde::Serialize>(what: &str, v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("alert budget {what}: {e}")))
 }
 
 fn budget_from_tuple(t: BudgetTuple) -> Result<AlertBudget, StoreError> {
-    let (id, name, amount, period, scope_kind, scope_value, thresholds, emails, webhook_url, enabled, created, updated) =
-        t;
+    let (
+        id,
+        name,
+        amount,
+        period,
+        scope_kind,
+        scope_value,
+        thresholds,
+        emails,
+        webhook_url,
+        enabled,
+        created,
+        updated,
+    ) = t;
     let bad = |what: &str| StoreError::Database(format!("alert budget {} has a bad {what}", id.0));
     Ok(AlertBudget {
         budget_id: id.0,
         name,
         amount: amount.0,
         period: AlertPeriod::parse(&period).ok_or_else(|| bad("period"))?,
-        scope: AlertScope::parse(&scope_kind, scope_value.as_deref()).ok_or_else(|| bad("scope"))?,
+        scope: AlertScope::parse(&scope_kind, scope_value.as_deref())
+            .ok_or_else(|| bad("scope"))?,
         thresholds: serde_json::from_str(&thresholds).map_err(|_| bad("thresholds"))?,
         emails: serde_json::from_str(&emails).map_err(|_| bad("emails"))?,
         webhook_url,
@@ -58,8 +83,20 @@ fn budget_from_tuple(t: BudgetTuple) -> Result<AlertBudget, StoreError> {
 }
 
 fn delivery_from_tuple(t: DeliveryTuple) -> Result<DeliveryRecord, StoreError> {
-    let (id, source, subject_id, alert_kind, channel, target, status, attempts, last_error, payload, created, updated) =
-        t;
+    let (
+        id,
+        source,
+        subject_id,
+        alert_kind,
+        channel,
+        target,
+        status,
+        attempts,
+        last_error,
+        payload,
+        created,
+        updated,
+    ) = t;
     Ok(DeliveryRecord {
         delivery_id: id.0,
         source,
@@ -67,8 +104,9 @@ fn delivery_from_tuple(t: DeliveryTuple) -> Result<DeliveryRecord, StoreError> {
         alert_kind,
         channel,
         target,
-        status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| StoreError::Database(format!("delivery {} has a bad status {status:?}", id.0)))?,
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            StoreError::Database(format!("delivery {} has a bad status {status:?}", id.0))
+        })?,
         attempts,
         last_error,
         payload,
@@ -140,13 +178,20 @@ pub(crate) fn insert_budget(conn: &mut Conn, b: &AlertBudget) -> Result<AlertBud
             .execute(conn)?;
         Ok(())
     })?;
-    get_budget(conn, b.budget_id)?.ok_or_else(|| StoreError::NotFound(format!("alert budget {}", b.budget_id)))
+    get_budget(conn, b.budget_id)?
+        .ok_or_else(|| StoreError::NotFound(format!("alert budget {}", b.budget_id)))
 }
 
 /// One budget by id.
-pub(crate) fn get_budget(conn: &mut Conn, budget_id: Uuid) -> Result<Option<AlertBudget>, StoreError> {
-    let row: Option<BudgetTuple> =
-        alert_budgets::table.find(DbUuid(budget_id)).select(budget_columns!()).first(conn).optional()?;
+pub(crate) fn get_budget(
+    conn: &mut Conn,
+    budget_id: Uuid,
+) -> Result<Option<AlertBudget>, StoreError> {
+    let row: Option<BudgetTuple> = alert_budgets::table
+        .find(DbUuid(budget_id))
+        .select(budget_columns!())
+        .first(conn)
+        .optional()?;
     row.map(budget_from_tuple).transpose()
 }
 
@@ -154,7 +199,10 @@ pub(crate) fn get_budget(conn: &mut Conn, budget_id: Uuid) -> Result<Option<Aler
 pub(crate) fn list_budgets(conn: &mut Conn) -> Result<Vec<AlertBudget>, StoreError> {
     let rows: Vec<BudgetTuple> = alert_budgets::table
         .select(budget_columns!())
-        .order((alert_budgets::created_at.asc(), alert_budgets::budget_id.asc()))
+        .order((
+            alert_budgets::created_at.asc(),
+            alert_budgets::budget_id.asc(),
+        ))
         .load(conn)?;
     rows.into_iter().map(budget_from_tuple).collect()
 }
@@ -179,19 +227,24 @@ pub(crate) fn update_budget(conn: &mut Conn, b: &AlertBudget) -> Result<AlertBud
             ))
             .execute(conn)?;
         if n == 0 {
-            return Err(StoreError::NotFound(format!("alert budget {}", b.budget_id)));
+            return Err(StoreError::NotFound(format!(
+                "alert budget {}",
+                b.budget_id
+            )));
         }
         Ok(())
     })?;
-    get_budget(conn, b.budget_id)?.ok_or_else(|| StoreError::NotFound(format!("alert budget {}", b.budget_id)))
+    get_budget(conn, b.budget_id)?
+        .ok_or_else(|| StoreError::NotFound(format!("alert budget {}", b.budget_id)))
 }
 
 /// Delete a budget and its marks; returns it. `NotFound` for an unknown id.
 pub(crate) fn delete_budget(conn: &mut Conn, budget_id: Uuid) -> Result<AlertBudget, StoreError> {
     write_tx(conn, |conn| {
-        let budget =
-            get_budget(conn, budget_id)?.ok_or_else(|| StoreError::NotFound(format!("alert budget {budget_id}")))?;
-        diesel::delete(alert_marks::table.filter(alert_marks::budget_id.eq(DbUuid(budget_id)))).execute(conn)?;
+        let budget = get_budget(conn, budget_id)?
+            .ok_or_else(|| StoreError::NotFound(format!("alert budget {budget_id}")))?;
+        diesel::delete(alert_marks::table.filter(alert_marks::budget_id.eq(DbUuid(budget_id))))
+            .execute(conn)?;
         diesel::delete(alert_budgets::table.find(DbUuid(budget_id))).execute(conn)?;
         Ok(budget)
     })
@@ -223,7 +276,11 @@ pub(crate) fn mark_fired(
 }
 
 /// Thresholds fired in a budget's window, in firing order.
-pub(crate) fn fired(conn: &mut Conn, budget_id: Uuid, window_start: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+pub(crate) fn fired(
+    conn: &mut Conn,
+    budget_id: Uuid,
+    window_start: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
     Ok(alert_marks::table
         .filter(alert_marks::budget_id.eq(DbUuid(budget_id)))
         .filter(alert_marks::window_start.eq(DbTime::new(window_start)))
@@ -274,10 +331,14 @@ pub(crate) fn update_delivery(
             ))
             .execute(conn)?;
         if n == 0 {
-            return Err(StoreError::NotFound(format!("alert delivery {delivery_id}")));
+            return Err(StoreError::NotFound(format!(
+                "alert delivery {delivery_id}"
+            )));
         }
-        let row: DeliveryTuple =
-            alert_deliveries::table.find(DbUuid(delivery_id)).select(delivery_columns!()).first(conn)?;
+        let row: DeliveryTuple = alert_deliveries::table
+            .find(DbUuid(delivery_id))
+            .select(delivery_columns!())
+            .first(conn)?;
         delivery_from_tuple(row)
     })
 }
@@ -288,12 +349,17 @@ pub(crate) fn list_deliveries(
     subject_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
-    let mut q = alert_deliveries::table.select(delivery_columns!()).into_boxed();
+    let mut q = alert_deliveries::table
+        .select(delivery_columns!())
+        .into_boxed();
     if let Some(s) = subject_id {
         q = q.filter(alert_deliveries::subject_id.eq(s));
     }
     let rows: Vec<DeliveryTuple> = q
-        .order((alert_deliveries::created_at.desc(), alert_deliveries::delivery_id.desc()))
+        .order((
+            alert_deliveries::created_at.desc(),
+            alert_deliveries::delivery_id.desc(),
+        ))
         .limit(limit.max(0))
         .load(conn)?;
     rows.into_iter().map(delivery_from_tuple).collect()

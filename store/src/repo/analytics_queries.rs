@@ -51,6 +51,59 @@ fn model_names(conn: &mut Conn) -> Result<HashMap<i64, (String, String)>, StoreE
     Ok(rows.into_iter().map(|(id, name, provider)| (id, (name, provider))).collect())
 }
 
+/// A part of a range read from one span of rollup rows: month bounds (first days, inclusive)
+/// and day bounds (inclusive; month rows sit on their month's first day).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    span: &'static str,
+    months: (chrono::NaiveDate, chrono::NaiveDate),
+    days: (chrono::NaiveDate, chrono::NaiveDate),
+}
+
+fn first_of_month(d: chrono::NaiveDate) -> chrono::NaiveDate {
+    use chrono::Datelike;
+    d.with_day(1).unwrap_or(d)
+}
+
+fn last_of_month(d: chrono::NaiveDate) -> chrono::NaiveDate {
+    first_of_month(d)
+        .checked_add_months(chrono::Months::new(1))
+        .and_then(|next| next.pred_opt())
+        .unwrap_or(d)
+}
+
+/// How to read `[from, to]`: month rows for the whole months inside it, day rows for the
+/// days at its ends (all day rows when grouping by day).
+fn segments(from: chrono::NaiveDate, to: chrono::NaiveDate, by_day: bool) -> Vec<Segment> {
+    let day_segment = |a: chrono::NaiveDate, b: chrono::NaiveDate| Segment {
+        span: crate::repo::SPAN_DAY,
+        months: (first_of_month(a), first_of_month(b)),
+        days: (a, b),
+    };
+    if by_day {
+        return vec![day_segment(from, to)];
+    }
+    let mut out = Vec::new();
+    let mut whole: Option<(chrono::NaiveDate, chrono::NaiveDate)> = None;
+    let mut m = first_of_month(from);
+    while m <= to {
+        let end = last_of_month(m);
+        if m >= from && end <= to {
+            whole = Some((whole.map_or(m, |w| w.0), m));
+        } else {
+            out.push(day_segment(from.max(m), to.min(end)));
+        }
+        m = end.succ_opt().unwrap_or(end);
+        if m == end {
+            break;
+        }
+    }
+    if let Some((a, b)) = whole {
+        out.push(Segment { span: crate::repo::SPAN_MONTH, months: (a, b), days: (a, b) });
+    }
+    out
+}
+
 /// The smallest grain that keeps every dimension `dims` group by and `filter` filters on.
 fn grain_for(filter: &AnalyticsFilter, dims: &[Dim]) -> &'static str {
     let user = filter.user_id.is_some() || dims.contains(&Dim::User);
@@ -100,12 +153,10 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         if model_ids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(Vec::new());
         }
-        let from = DbTime::new(filter.from_day.and_time(NaiveTime::MIN).and_utc());
-        let to = DbTime::new(filter.to_day.and_time(NaiveTime::MIN).and_utc());
         let grouped_by = |d: Dim| dims.contains(&d);
         // Group by every key column in key order (masked ones are constant in the grain), so
         // SQLite walks the primary key in group order instead of sorting; rows of one wanted
-        // group that differ in other columns are merged below.
+        // group that differ in other columns (or months) are merged below.
         let by_day = grouped_by(Dim::Day);
         let mut n = 0usize;
         let mut next = || {
@@ -115,7 +166,11 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         let mut sql = format!(
             "SELECT {day}, user_id, model_id, key_id, task, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
              CAST(SUM(failed) AS BIGINT) AS failed, {sum}(quantity) AS quantity, {sum}(amount) AS amount \
-             FROM usage_rollups WHERE grain = {} AND day >= {} AND day <= {}",
+             FROM usage_rollups WHERE grain = {} AND span = {} AND month >= {} AND month <= {} \
+             AND day >= {} AND day <= {}",
+            next(),
+            next(),
+            next(),
             next(),
             next(),
             next(),
@@ -135,28 +190,36 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         if filter.task.is_some() {
             sql.push_str(&format!(" AND task = {}", next()));
         }
-        sql.push_str(" GROUP BY user_id, model_id, key_id, task, kind");
+        sql.push_str(" GROUP BY month, user_id, model_id, key_id, task, kind");
         if by_day {
             sql.push_str(", day");
         }
-        let mut q = diesel::sql_query(sql)
-            .into_boxed::<<Conn as diesel::Connection>::Backend>()
-            .bind::<Text, _>(grain_for(filter, dims))
-            .bind::<crate::sql_types::UtcInstant, _>(from)
-            .bind::<crate::sql_types::UtcInstant, _>(to);
-        if let Some(user) = &filter.user_id {
-            q = q.bind::<Text, _>(user.clone());
+        let grain = grain_for(filter, dims);
+        let mut rows: Vec<SummedRow> = Vec::new();
+        for seg in segments(filter.from_day, filter.to_day, by_day) {
+            let at = |d: chrono::NaiveDate| DbTime::new(d.and_time(NaiveTime::MIN).and_utc());
+            let mut q = diesel::sql_query(sql.clone())
+                .into_boxed::<<Conn as diesel::Connection>::Backend>()
+                .bind::<Text, _>(grain)
+                .bind::<Text, _>(seg.span)
+                .bind::<crate::sql_types::UtcInstant, _>(at(seg.months.0))
+                .bind::<crate::sql_types::UtcInstant, _>(at(seg.months.1))
+                .bind::<crate::sql_types::UtcInstant, _>(at(seg.days.0))
+                .bind::<crate::sql_types::UtcInstant, _>(at(seg.days.1));
+            if let Some(user) = &filter.user_id {
+                q = q.bind::<Text, _>(user.clone());
+            }
+            for id in model_ids.iter().flatten() {
+                q = q.bind::<BigInt, _>(*id);
+            }
+            if let Some(key) = filter.key_id {
+                q = q.bind::<Text, _>(key.to_string());
+            }
+            if let Some(task) = &filter.task {
+                q = q.bind::<Text, _>(task.clone());
+            }
+            rows.extend(q.load::<SummedRow>(conn)?);
         }
-        for id in model_ids.unwrap_or_default() {
-            q = q.bind::<BigInt, _>(id);
-        }
-        if let Some(key) = filter.key_id {
-            q = q.bind::<Text, _>(key.to_string());
-        }
-        if let Some(task) = &filter.task {
-            q = q.bind::<Text, _>(task.clone());
-        }
-        let rows: Vec<SummedRow> = q.load(conn)?;
         let mut groups: BTreeMap<Vec<String>, Figures> = BTreeMap::new();
         for r in rows {
             let masked = (String::new(), String::new());

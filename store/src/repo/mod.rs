@@ -8,6 +8,8 @@
 //! Pure conversions between rows and records live here, outside the copies.
 
 use std::collections::hash_map::RandomState;
+
+use chrono::Datelike;
 use std::hash::BuildHasher;
 use std::str::FromStr;
 
@@ -28,6 +30,8 @@ pub(crate) mod sqlite;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct RollupKey {
     pub grain: &'static str,
+    pub span: &'static str,
+    pub month: crate::sql_types::DbTime,
     pub day: crate::sql_types::DbTime,
     pub user_id: String,
     pub model_id: i64,
@@ -47,6 +51,17 @@ pub(crate) struct RollupDelta {
 
 /// Rollup deltas of a set of events, by row.
 pub(crate) type RollupDeltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
+
+/// Day rows of the rollups.
+pub(crate) const SPAN_DAY: &str = "d";
+/// Month rows of the rollups (`day` = the month's first day).
+pub(crate) const SPAN_MONTH: &str = "m";
+
+/// The first day of the UTC month `day` is in.
+pub(crate) fn month_of(day: crate::sql_types::DbTime) -> crate::sql_types::DbTime {
+    let d = day.get().date_naive();
+    crate::sql_types::DbTime::new(d.with_day(1).unwrap_or(d).and_time(chrono::NaiveTime::MIN).and_utc())
+}
 
 /// The UTC day (midnight) an instant falls in: the rollups' bucket.
 pub(crate) fn utc_day(at: chrono::DateTime<chrono::Utc>) -> crate::sql_types::DbTime {
@@ -95,10 +110,13 @@ pub(crate) fn add_event_to_rollups(
 ) {
     let key_text = key_id.map(|k| k.to_string()).unwrap_or_default();
     let failed = i64::from(!successful);
-    for g in GRAINS {
+    let month = month_of(day);
+    for (g, (span, bucket)) in GRAINS.iter().flat_map(|g| [(g, (SPAN_DAY, day)), (g, (SPAN_MONTH, month))]) {
         let key = |kind: &str| RollupKey {
             grain: g.name,
-            day,
+            span,
+            month,
+            day: bucket,
             user_id: if g.user { user_id.to_string() } else { MASKED.to_string() },
             model_id: if g.model { model_id } else { MASKED_MODEL },
             key_id: if g.key { key_text.clone() } else { MASKED.to_string() },

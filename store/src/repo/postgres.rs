@@ -40,7 +40,7 @@ fn placeholder(n: usize) -> String {
     format!("${n}")
 }
 
-/// Rollup rows per upsert statement (11 binds each, well under PostgreSQL's 65,535).
+/// Rollup rows per upsert statement (13 binds each, well under PostgreSQL's 65,535).
 const ROLLUP_ROWS: usize = 1_000;
 
 /// Add `deltas` to the rollup rows, inside the caller's transaction: one upsert that adds
@@ -54,6 +54,8 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
         .iter()
         .map(|(k, d)| RollupRow {
             grain: k.grain.to_string(),
+            span: k.span,
+            month: k.month,
             day: k.day,
             user_id: k.user_id.clone(),
             model_id: k.model_id,
@@ -69,7 +71,7 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
     for chunk in rows.chunks(ROLLUP_ROWS) {
         diesel::insert_into(r::usage_rollups)
             .values(chunk)
-            .on_conflict((r::grain, r::user_id, r::model_id, r::key_id, r::task, r::kind, r::day))
+            .on_conflict((r::grain, r::span, r::month, r::user_id, r::model_id, r::key_id, r::task, r::kind, r::day))
             .do_update()
             .set((
                 r::requests.eq(r::requests + excluded(r::requests)),

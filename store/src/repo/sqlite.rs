@@ -76,7 +76,7 @@ fn placeholder(_n: usize) -> String {
     "?".to_string()
 }
 
-/// Rollup rows per upsert statement (11 binds each, under SQLite's 32,766).
+/// Rollup rows per upsert statement (13 binds each, under SQLite's 32,766).
 const ROLLUP_ROWS: usize = 256;
 
 #[diesel::declare_sql_function]
@@ -141,6 +141,8 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
         .iter()
         .map(|(k, d)| RollupRow {
             grain: k.grain.to_string(),
+            span: k.span,
+            month: k.month,
             day: k.day,
             user_id: k.user_id.clone(),
             model_id: k.model_id,
@@ -158,13 +160,13 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
     use diesel::sql_types::{BigInt, Text};
     for chunk in rows.chunks(ROLLUP_ROWS) {
         let mut sql = String::from(
-            "INSERT INTO usage_rollups (grain, day, user_id, model_id, key_id, task, kind, requests, failed, quantity, amount) VALUES ",
+            "INSERT INTO usage_rollups (grain, span, month, day, user_id, model_id, key_id, task, kind, requests, failed, quantity, amount) VALUES ",
         );
         for i in 0..chunk.len() {
-            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?)" });
+            sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?,?,?,?)" });
         }
         sql.push_str(
-            " ON CONFLICT (grain, user_id, model_id, key_id, task, kind, day) DO UPDATE SET \
+            " ON CONFLICT (grain, span, month, user_id, model_id, key_id, task, kind, day) DO UPDATE SET \
              requests = usage_rollups.requests + excluded.requests, \
              failed = usage_rollups.failed + excluded.failed, \
              quantity = tally_dec_add(usage_rollups.quantity, excluded.quantity), \
@@ -174,6 +176,8 @@ pub(crate) fn add_rollup_deltas(conn: &mut Conn, deltas: &super::RollupDeltas) -
         for row in chunk {
             q = q
                 .bind::<Text, _>(row.grain.clone())
+                .bind::<Text, _>(row.span)
+                .bind::<crate::sql_types::UtcInstant, _>(row.month)
                 .bind::<crate::sql_types::UtcInstant, _>(row.day)
                 .bind::<Text, _>(row.user_id.clone())
                 .bind::<BigInt, _>(row.model_id)
