@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tally_actors::alerts::AlertEvaluator;
+use tally_actors::notify::{Notifier, NotifyConfig, Secret, SmtpConfig};
 use tally_actors::scheduler::{Job, Scheduler, SchedulerConfig};
 use tally_actors::kafka::{KafkaConfig, Topic};
 use tally_actors::{ActorSystem, ActorSystemConfig, PersisterConfig};
@@ -18,6 +20,8 @@ use tally_web::{AppState, HttpConfig};
 /// Default listen address (loopback only).
 /// When the stale-price reminder runs (cron, UTC): daily at 08:00.
 const PRICE_STALENESS_SCHEDULE: &str = "0 8 * * *";
+/// When budget alerts are re-evaluated besides right after usage is priced (cron, UTC).
+const BUDGET_ALERTS_SCHEDULE: &str = "*/5 * * * *";
 /// When forecasts are retrained (cron, UTC): daily at 00:30, once yesterday is complete.
 const FORECAST_RETRAIN_SCHEDULE: &str = "30 0 * * *";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -52,9 +56,19 @@ struct GatewayArgs {
     /// Keep each gateway call's request and response with its usage event (GET /api/usage/events/{id}).
     #[arg(long, env = "TALLY_STORE_PAYLOADS")]
     store_payloads: bool,
-    /// Budget alerts are POSTed here as signed JSON (see TALLY_ALERT_WEBHOOK_SECRET); logged only when unset.
+    /// Alerts that name no webhook of their own (key budgets, prices) are POSTed here as signed
+    /// JSON (see TALLY_ALERT_WEBHOOK_SECRET); every alert is also logged.
     #[arg(long, env = "TALLY_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
+    /// SMTP relay for email alerts: smtp://[user[:password]@]host[:port].
+    #[arg(long, env = "TALLY_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// Sender address of email alerts (required with --smtp-url).
+    #[arg(long, env = "TALLY_ALERT_FROM")]
+    alert_from: Option<String>,
+    /// Recipients of alerts that name none of their own (repeatable or comma-separated).
+    #[arg(long = "alert-email", env = "TALLY_ALERT_EMAILS", value_delimiter = ',')]
+    alert_emails: Vec<String>,
 }
 
 /// What `serve` needs to start the gateway.
@@ -67,8 +81,8 @@ struct GatewaySetup {
     store_payloads: bool,
     /// Cluster mode: budgets shared in this Redis.
     redis_url: Option<String>,
-    /// Budget alert webhook.
-    alerts: Option<tally_web::gateway::alerts::AlertWebhook>,
+    /// How alerts are delivered (email, webhook, log).
+    notify: NotifyConfig,
 }
 
 #[derive(Debug, clap::Args)]
@@ -476,15 +490,22 @@ fn main() -> anyhow::Result<()> {
                 lease: Duration::from_secs(gateway.budget_lease_secs),
                 store_payloads: gateway.store_payloads,
                 redis_url,
-                alerts: match &gateway.alert_webhook_url {
+                notify: NotifyConfig {
+                    smtp: match &gateway.smtp_url {
+                        Some(url) => Some(
+                            SmtpConfig::from_url(url, gateway.alert_from.as_deref().unwrap_or_default())
+                                .context("TALLY_SMTP_URL / TALLY_ALERT_FROM")?,
+                        ),
+                        None => None,
+                    },
                     // The secret comes from the environment only, never a flag (flags show in `ps`).
-                    Some(url) => Some(tally_web::gateway::alerts::AlertWebhook::new(
-                        url,
-                        &std::env::var("TALLY_ALERT_WEBHOOK_SECRET").unwrap_or_default(),
-                    )?),
-                    None => None,
+                    webhook_secret: std::env::var("TALLY_ALERT_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).map(Secret::new),
+                    default_emails: gateway.alert_emails.clone(),
+                    default_webhook: gateway.alert_webhook_url.clone(),
+                    ..NotifyConfig::default()
                 },
             };
+            gateway.notify.validate().context("alert delivery (--smtp-url, --alert-from, --alert-email, --alert-webhook-url)")?;
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
             let config = ActorSystemConfig {
                 persister: PersisterConfig {
@@ -536,6 +557,11 @@ async fn serve(
         _ => None,
     };
     let state = AppState::new(actors.clone(), catalog.default_model.clone());
+    // Alerts: one delivery path (log, email, signed webhook, with a delivery log) for budget
+    // alerts, key budgets and prices; budgets are evaluated within seconds of priced usage.
+    let notifier = Notifier::new(actors.store.clone(), gateway.notify.clone()).context("alert delivery")?;
+    let evaluator = AlertEvaluator::new(actors.store.clone(), notifier.clone());
+    let alert_task = evaluator.start(&actors.feed);
     // Budgets: in-process (one owner per budget) or shared by every node in Redis; the
     // database is the source of truth either way (the loader reads committed spend).
     let loader = tally_web::gateway::budgets::spend_loader(actors.store.clone());
@@ -563,7 +589,7 @@ async fn serve(
         store_payloads: gateway.store_payloads,
         lease: gateway.lease,
         rpm: Default::default(),
-        alerts: gateway.alerts,
+        alerts: Some(tally_web::gateway::alerts::AlertWebhook::from_notifier(notifier.clone())),
     };
     // The shared scheduler: periodic jobs, one node running each (a lease in the database).
     let node_id = cluster
@@ -572,11 +598,19 @@ async fn serve(
         .map(|k| k.node_id.clone())
         .unwrap_or_else(|| format!("node-{}", std::process::id()));
     let scheduler = Scheduler::new(actors.store.clone(), SchedulerConfig::new(node_id));
-    let price_settings = tally_web::routes::prices::PriceSettings::from_env();
+    let price_settings = tally_web::routes::prices::PriceSettings {
+        alerts: Some(Arc::new(notifier.clone()) as Arc<dyn tally_web::routes::prices::PriceAlerts>),
+        ..tally_web::routes::prices::PriceSettings::from_env()
+    };
     {
         let (s, a, d) = (actors.store.clone(), price_settings.alerts.clone(), price_settings.stale_days);
         scheduler.register(Job::new("price-staleness", "Stale price reminder", PRICE_STALENESS_SCHEDULE, move || {
             tally_web::routes::prices::stale_price_job(s.clone(), a.clone(), d)
+        }))?;
+        let e = evaluator.clone();
+        scheduler.register(Job::new("budget-alerts", "Re-evaluate budget alerts", BUDGET_ALERTS_SCHEDULE, move || {
+            let e = e.clone();
+            async move { e.evaluate_now().await }
         }))?;
         let s = actors.store.clone();
         scheduler.register(Job::new("forecast-retrain", "Retrain cost forecasts", FORECAST_RETRAIN_SCHEDULE, move || {
@@ -608,6 +642,7 @@ async fn serve(
         // Before the web routes: they end in a catch-all.
         app.app_data(actix_web::web::Data::new(price_settings.clone()))
             .configure(tally_web::routes::forecasts::configure(state.store.clone()))
+            .configure(tally_web::routes::budgets::configure(evaluator.clone()))
             .configure(tally_web::routes::scheduler::configure(served_scheduler.clone()))
             .configure(tally_web::gateway::configure(gw.clone()))
             .configure(tally_web::configure(state.clone(), HttpConfig::default()))
@@ -635,6 +670,7 @@ async fn serve(
     actix_web::rt::spawn(stop_on_signal(server.handle()));
     server.await?;
     scheduler.stop().await;
+    alert_task.abort();
     let consumer_stopped = match consumer {
         Some(c) => c.shutdown().await.context("stopping the Kafka consumer"),
         None => Ok(()),

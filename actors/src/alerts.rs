@@ -101,7 +101,11 @@ pub struct EvaluationReport {
 impl EvaluationReport {
     /// One line for the scheduler's run history.
     pub fn summary(&self) -> String {
-        let failed = self.deliveries.iter().filter(|d| d.status == tally_store::alerts::DeliveryStatus::Failed).count();
+        let failed = self
+            .deliveries
+            .iter()
+            .filter(|d| d.status == tally_store::alerts::DeliveryStatus::Failed)
+            .count();
         format!(
             "{} budgets evaluated, {} alerts fired, {} deliveries ({} failed), {} budgets failed",
             self.budgets,
@@ -130,7 +134,13 @@ struct Inner {
 impl AlertEvaluator {
     /// An evaluator over `store`, sending through `notifier`.
     pub fn new(store: Store, notifier: Notifier) -> Self {
-        AlertEvaluator { inner: Arc::new(Inner { store, notifier, running: tokio::sync::Mutex::new(()) }) }
+        AlertEvaluator {
+            inner: Arc::new(Inner {
+                store,
+                notifier,
+                running: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
     /// The store budgets are read from.
@@ -159,12 +169,9 @@ impl AlertEvaluator {
                     tokio::time::sleep_until(last + ALERT_EVAL_INTERVAL).await;
                 }
                 // Everything priced until now is covered by this run.
-                loop {
-                    match rx.try_recv() {
-                        Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
-                        Err(_) => break,
-                    }
-                }
+                while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
+                    rx.try_recv()
+                {}
                 last_run = Some(tokio::time::Instant::now());
                 match evaluator.evaluate_at(Utc::now()).await {
                     Ok(report) if !report.fired.is_empty() || !report.errors.is_empty() => {
@@ -179,7 +186,10 @@ impl AlertEvaluator {
 
     /// Evaluate every enabled budget now (the scheduler's job): a summary, or why it failed.
     pub async fn evaluate_now(&self) -> Result<String, String> {
-        self.evaluate_at(Utc::now()).await.map(|r| r.summary()).map_err(|e| e.to_string())
+        self.evaluate_at(Utc::now())
+            .await
+            .map(|r| r.summary())
+            .map_err(|e| e.to_string())
     }
 
     /// Evaluate every enabled budget as of `now`: fire what is due, wait for its deliveries.
@@ -222,15 +232,26 @@ impl AlertEvaluator {
             due.push(PROJECTED.to_string());
         }
         let mut won = Vec::new();
-        for mark in due.into_iter().filter(|m| !check.thresholds_fired.contains(m)) {
-            let (id, start, spent, m) = (b.budget_id, check.window_start, check.spent, mark.clone());
-            if self.blocking(move |s| s.mark_fired(id, start, &m, spent)).await? {
+        for mark in due
+            .into_iter()
+            .filter(|m| !check.thresholds_fired.contains(m))
+        {
+            let (id, start, spent, m) =
+                (b.budget_id, check.window_start, check.spent, mark.clone());
+            if self
+                .blocking(move |s| s.mark_fired(id, start, &m, spent))
+                .await?
+            {
                 won.push(mark);
             }
         }
         let alerts: Vec<Alert> = won.iter().map(|m| budget_alert(&check, m)).collect();
         let sends = alerts.into_iter().map(|a| self.inner.notifier.send(a));
-        let deliveries = futures::future::join_all(sends).await.into_iter().flatten().collect();
+        let deliveries = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         Ok((won.iter().map(|m| alert_kind(m)).collect(), deliveries))
     }
 
@@ -245,7 +266,11 @@ impl AlertEvaluator {
     }
 
     /// One budget's current window as of `now`.
-    pub async fn check_budget_at(&self, budget: AlertBudget, now: DateTime<Utc>) -> Result<BudgetCheck, ActorError> {
+    pub async fn check_budget_at(
+        &self,
+        budget: AlertBudget,
+        now: DateTime<Utc>,
+    ) -> Result<BudgetCheck, ActorError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || check_budget(&store, budget, now))
             .await
@@ -253,13 +278,20 @@ impl AlertEvaluator {
     }
 
     /// Send a test alert over the budget's channels (source `test`, kind `test`).
-    pub async fn send_test(&self, budget: &AlertBudget, now: DateTime<Utc>) -> Result<Vec<Delivery>, ActorError> {
+    pub async fn send_test(
+        &self,
+        budget: &AlertBudget,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Delivery>, ActorError> {
         let check = self.check_budget_at(budget.clone(), now).await?;
         let mut alert = budget_alert(&check, "test");
         alert.source = SOURCE_TEST.to_string();
         alert.kind = "test".to_string();
         alert.title = format!("Test alert for budget \"{}\"", budget.name);
-        alert.text = format!("This is a test of the alert channels of budget \"{}\".\n\n{}", budget.name, alert.text);
+        alert.text = format!(
+            "This is a test of the alert channels of budget \"{}\".\n\n{}",
+            budget.name, alert.text
+        );
         if let Some(obj) = alert.data.as_object_mut() {
             obj.insert("event".into(), json!("budget.test"));
         }
@@ -289,7 +321,11 @@ pub fn alert_kind(mark: &str) -> String {
 
 /// The expected spend of one day: the forecast's mean for it when covered (never below
 /// zero), else the recent daily mean.
-fn expected_on(day: NaiveDate, forecast: &Option<tally_store::forecasts::StoredForecast>, mean: Decimal) -> Decimal {
+fn expected_on(
+    day: NaiveDate,
+    forecast: &Option<tally_store::forecasts::StoredForecast>,
+    mean: Decimal,
+) -> Decimal {
     forecast
         .as_ref()
         .and_then(|f| f.points.iter().find(|p| p.date == day))
@@ -297,7 +333,11 @@ fn expected_on(day: NaiveDate, forecast: &Option<tally_store::forecasts::StoredF
 }
 
 /// Spend, projection and marks of a budget's window (blocking).
-fn check_budget(store: &Store, budget: AlertBudget, now: DateTime<Utc>) -> Result<BudgetCheck, ActorError> {
+fn check_budget(
+    store: &Store,
+    budget: AlertBudget,
+    now: DateTime<Utc>,
+) -> Result<BudgetCheck, ActorError> {
     let today = now.date_naive();
     let (start_day, end_day) = budget.period.window_days(today);
     let last_day = end_day.pred_opt().unwrap_or(end_day);
@@ -307,16 +347,12 @@ fn check_budget(store: &Store, budget: AlertBudget, now: DateTime<Utc>) -> Resul
     let forecast = store.latest_forecast(&budget.scope.forecast_scope())?;
     let mean = recent_daily_mean(store, &budget.scope, today)?;
     // The part of today still to come, as an exact fraction of the day.
-    let left_today = (midnight(today.succ_opt().unwrap_or(today)) - now).num_seconds().clamp(0, SECONDS_PER_DAY);
+    let left_today = (midnight(today.succ_opt().unwrap_or(today)) - now)
+        .num_seconds()
+        .clamp(0, SECONDS_PER_DAY);
     let today_fraction = Decimal::from(left_today) / Decimal::from(SECONDS_PER_DAY);
     let mut projected = spent + expected_on(today, &forecast, mean) * today_fraction;
-    let mut breach = if spent >= budget.amount {
-        Some(today)
-    } else if projected >= budget.amount {
-        Some(today)
-    } else {
-        None
-    };
+    let mut breach = (spent >= budget.amount || projected >= budget.amount).then_some(today);
     let mut day = today.succ_opt();
     while let Some(d) = day.filter(|d| *d < end_day) {
         projected += expected_on(d, &forecast, mean);
@@ -328,9 +364,14 @@ fn check_budget(store: &Store, budget: AlertBudget, now: DateTime<Utc>) -> Resul
     let percent_used = if budget.amount.is_zero() {
         Decimal::ZERO
     } else {
-        (spent * Decimal::ONE_HUNDRED / budget.amount).round_dp(PERCENT_PLACES).normalize()
+        (spent * Decimal::ONE_HUNDRED / budget.amount)
+            .round_dp(PERCENT_PLACES)
+            .normalize()
     };
-    let passed_threshold = budget.thresholds.iter().any(|t| spent * Decimal::ONE_HUNDRED >= budget.amount * Decimal::from(*t));
+    let passed_threshold = budget
+        .thresholds
+        .iter()
+        .any(|t| spent * Decimal::ONE_HUNDRED >= budget.amount * Decimal::from(*t));
     let status = if spent >= budget.amount {
         BudgetStatus::Exceeded
     } else if passed_threshold || projected >= budget.amount {
@@ -353,8 +394,15 @@ fn check_budget(store: &Store, budget: AlertBudget, now: DateTime<Utc>) -> Resul
 }
 
 /// Mean daily spend of the scope over the [`HISTORY_DAYS`] complete days before `today`.
-fn recent_daily_mean(store: &Store, scope: &AlertScope, today: NaiveDate) -> Result<Decimal, ActorError> {
-    let (Some(from), Some(to)) = (today.checked_sub_days(Days::new(HISTORY_DAYS)), today.pred_opt()) else {
+fn recent_daily_mean(
+    store: &Store,
+    scope: &AlertScope,
+    today: NaiveDate,
+) -> Result<Decimal, ActorError> {
+    let (Some(from), Some(to)) = (
+        today.checked_sub_days(Days::new(HISTORY_DAYS)),
+        today.pred_opt(),
+    ) else {
         return Ok(Decimal::ZERO);
     };
     let total = store.scope_spend(scope, from, to)?;
@@ -372,12 +420,24 @@ fn budget_alert(check: &BudgetCheck, mark: &str) -> Alert {
     let window = format!(
         "{} to {}",
         check.window_start.date_naive(),
-        check.window_end.date_naive().pred_opt().unwrap_or(check.window_end.date_naive())
+        check
+            .window_end
+            .date_naive()
+            .pred_opt()
+            .unwrap_or(check.window_end.date_naive())
     );
     let title = if mark == PROJECTED {
-        format!("Budget \"{}\" is projected to exceed {} USD", b.name, b.amount.normalize())
+        format!(
+            "Budget \"{}\" is projected to exceed {} USD",
+            b.name,
+            b.amount.normalize()
+        )
     } else {
-        format!("Budget \"{}\" reached {mark}% of {} USD", b.name, b.amount.normalize())
+        format!(
+            "Budget \"{}\" reached {mark}% of {} USD",
+            b.name,
+            b.amount.normalize()
+        )
     };
     let breach = check.projected_breach_date.map(|d| d.to_string());
     let text = format!(
@@ -425,6 +485,10 @@ mod tests {
     fn marks_name_their_alert_kinds() {
         assert_eq!(alert_kind("50"), "threshold_50", "a threshold mark");
         assert_eq!(alert_kind("100"), "threshold_100", "the full amount");
-        assert_eq!(alert_kind(PROJECTED), "projected_breach", "the projection warning");
+        assert_eq!(
+            alert_kind(PROJECTED),
+            "projected_breach",
+            "the projection warning"
+        );
     }
 }

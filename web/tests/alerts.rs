@@ -53,9 +53,19 @@ impl SmtpSink {
             .spawn()
             .expect("start tests/smtp/sink.py (needs python3-aiosmtpd: scripts/services.sh start)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("sink printed {line:?}, not a port"));
-        SmtpSink { child, port, out, _dir: dir }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("sink printed {line:?}, not a port"));
+        SmtpSink {
+            child,
+            port,
+            out,
+            _dir: dir,
+        }
     }
 
     /// Every message received so far.
@@ -73,13 +83,22 @@ impl SmtpSink {
             .iter()
             .map(|m| {
                 let data = m["data"].as_str().unwrap();
-                data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("").to_string()
+                data.lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap_or("")
+                    .to_string()
             })
             .collect()
     }
 
     fn config(&self) -> SmtpConfig {
-        SmtpConfig { host: "127.0.0.1".into(), port: self.port, from: FROM.into(), username: None, password: None }
+        SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            from: FROM.into(),
+            username: None,
+            password: None,
+        }
     }
 }
 
@@ -137,7 +156,13 @@ impl Hook {
                 move |req: actix_web::HttpRequest, body: actix_web::web::Bytes| {
                     let (sink, plan) = (sink.clone(), plan.clone());
                     async move {
-                        let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                        let h = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string()
+                        };
                         sink.lock().unwrap().push(Received {
                             path: req.path().to_string(),
                             timestamp: h("x-tally-timestamp"),
@@ -145,8 +170,16 @@ impl Hook {
                             delivery: h("x-tally-delivery"),
                             body: String::from_utf8_lossy(&body).to_string(),
                         });
-                        let status = plan.lock().unwrap().get_mut(req.path()).and_then(VecDeque::pop_front).unwrap_or(204);
-                        actix_web::HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+                        let status = plan
+                            .lock()
+                            .unwrap()
+                            .get_mut(req.path())
+                            .and_then(VecDeque::pop_front)
+                            .unwrap_or(204);
+                        actix_web::HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(status).unwrap(),
+                        )
+                        .finish()
                     }
                 },
             ))
@@ -158,7 +191,12 @@ impl Hook {
         .run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        Hook { base, received, script, handle }
+        Hook {
+            base,
+            received,
+            script,
+            handle,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -167,11 +205,20 @@ impl Hook {
 
     /// Answer the next requests to `path` with these statuses.
     fn answer(&self, path: &str, statuses: &[u16]) {
-        self.script.lock().unwrap().insert(path.to_string(), statuses.iter().copied().collect());
+        self.script
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), statuses.iter().copied().collect());
     }
 
     fn at(&self, path: &str) -> Vec<Received> {
-        self.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 
     async fn stop(self) {
@@ -233,7 +280,11 @@ fn spend(store: &Store, n: usize, when: DateTime<Utc>) -> Decimal {
 
 /// Fast retries, so failure paths finish quickly.
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy { min_delay: Duration::from_millis(20), max_delay: Duration::from_millis(100), max_retries: Some(4) }
+    RetryPolicy {
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        max_retries: Some(4),
+    }
 }
 
 fn notifier(store: &Store, smtp: &SmtpSink) -> Notifier {
@@ -249,7 +300,13 @@ fn notifier(store: &Store, smtp: &SmtpSink) -> Notifier {
     .unwrap()
 }
 
-fn budget(name: &str, amount: Decimal, period: AlertPeriod, hook: Option<String>, created: DateTime<Utc>) -> AlertBudget {
+fn budget(
+    name: &str,
+    amount: Decimal,
+    period: AlertPeriod,
+    hook: Option<String>,
+    created: DateTime<Utc>,
+) -> AlertBudget {
     AlertBudget {
         budget_id: Uuid::now_v7(),
         name: name.into(),
@@ -276,7 +333,13 @@ async fn each_threshold_alerts_once_by_email_and_webhook_across_evaluators() {
     let unit = unit_cost(&store, now).total;
     // Ten events fill the budget exactly.
     let b = store
-        .create_alert_budget(&budget("Alice monthly", unit * Decimal::TEN, AlertPeriod::Monthly, Some(hook.url("/budget")), now))
+        .create_alert_budget(&budget(
+            "Alice monthly",
+            unit * Decimal::TEN,
+            AlertPeriod::Monthly,
+            Some(hook.url("/budget")),
+            now,
+        ))
         .unwrap();
     let evaluator = AlertEvaluator::new(store.clone(), notifier(&store, &smtp));
     // A second node: its own store handle and notifier on the same database.
@@ -287,53 +350,129 @@ async fn each_threshold_alerts_once_by_email_and_webhook_across_evaluators() {
     assert!(r.fired.is_empty(), "nothing spent, nothing fires: {r:?}");
     spend(&store, 6, now);
     let r = evaluator.evaluate_at(now).await.unwrap();
-    assert_eq!(r.fired, vec![(b.budget_id, "threshold_50".to_string())], "60% passes 50 only");
+    assert_eq!(
+        r.fired,
+        vec![(b.budget_id, "threshold_50".to_string())],
+        "60% passes 50 only"
+    );
     assert!(
-        r.deliveries.iter().all(|d| d.status == DeliveryStatus::Delivered),
+        r.deliveries
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Delivered),
         "log, email and webhook delivered: {:?}",
         r.deliveries
     );
-    assert_eq!(r.deliveries.len(), 3, "one log line, one email, one webhook");
+    assert_eq!(
+        r.deliveries.len(),
+        3,
+        "one log line, one email, one webhook"
+    );
     spend(&store, 3, now);
     let r = other.evaluate_at(now).await.unwrap();
-    assert_eq!(r.fired, vec![(b.budget_id, "threshold_80".to_string())], "90% passes 80, on the other node too");
+    assert_eq!(
+        r.fired,
+        vec![(b.budget_id, "threshold_80".to_string())],
+        "90% passes 80, on the other node too"
+    );
     spend(&store, 2, now);
     let r = evaluator.evaluate_at(now).await.unwrap();
-    assert_eq!(r.fired, vec![(b.budget_id, "threshold_100".to_string())], "110% passes 100");
+    assert_eq!(
+        r.fired,
+        vec![(b.budget_id, "threshold_100".to_string())],
+        "110% passes 100"
+    );
     for e in [&evaluator, &other, &evaluator] {
-        let r = e.evaluate_at(now + chrono::Duration::hours(1)).await.unwrap();
-        assert!(r.fired.is_empty(), "evaluating again sends nothing more: {r:?}");
+        let r = e
+            .evaluate_at(now + chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        assert!(
+            r.fired.is_empty(),
+            "evaluating again sends nothing more: {r:?}"
+        );
     }
-    let r = evaluator.evaluate_at(at("2027-01-01T00:30:00Z")).await.unwrap();
-    assert!(r.fired.is_empty(), "a new month starts from zero spend: {r:?}");
+    let r = evaluator
+        .evaluate_at(at("2027-01-01T00:30:00Z"))
+        .await
+        .unwrap();
+    assert!(
+        r.fired.is_empty(),
+        "a new month starts from zero spend: {r:?}"
+    );
 
     let mails = smtp.messages();
-    assert_eq!(mails.len(), 3, "three emails, one per threshold: {:?}", smtp.subjects());
+    assert_eq!(
+        mails.len(),
+        3,
+        "three emails, one per threshold: {:?}",
+        smtp.subjects()
+    );
     for m in &mails {
         assert_eq!(m["mail_from"], FROM, "sent from the configured sender");
-        assert_eq!(m["rcpt_tos"], json!(["ops@example.com"]), "to the budget's recipient");
+        assert_eq!(
+            m["rcpt_tos"],
+            json!(["ops@example.com"]),
+            "to the budget's recipient"
+        );
     }
     let subjects = smtp.subjects();
     for pct in ["50%", "80%", "100%"] {
-        assert_eq!(subjects.iter().filter(|s| s.contains(pct)).count(), 1, "one email at {pct}: {subjects:?}");
+        assert_eq!(
+            subjects.iter().filter(|s| s.contains(pct)).count(),
+            1,
+            "one email at {pct}: {subjects:?}"
+        );
     }
     let posts = hook.at("/budget");
     assert_eq!(posts.len(), 3, "three webhooks, one per threshold");
-    let kinds: Vec<String> = posts.iter().map(|p| p.json()["kind"].as_str().unwrap().to_string()).collect();
-    assert_eq!(kinds, vec!["threshold_50", "threshold_80", "threshold_100"], "in firing order");
+    let kinds: Vec<String> = posts
+        .iter()
+        .map(|p| p.json()["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["threshold_50", "threshold_80", "threshold_100"],
+        "in firing order"
+    );
     for p in &posts {
-        assert!(p.signed_with(SECRET), "signed with the shared secret: {p:?}");
+        assert!(
+            p.signed_with(SECRET),
+            "signed with the shared secret: {p:?}"
+        );
         let body = p.json();
         assert_eq!(body["source"], "budget", "source");
         assert_eq!(body["budget_id"], b.budget_id.to_string(), "which budget");
-        assert_eq!(body["event"], format!("budget.{}", body["kind"].as_str().unwrap()), "event name");
-        assert!(body["spent"].is_string() && body["amount"].is_string(), "money as strings: {body}");
-        assert!(Uuid::parse_str(&p.delivery).is_ok(), "the delivery id is sent");
+        assert_eq!(
+            body["event"],
+            format!("budget.{}", body["kind"].as_str().unwrap()),
+            "event name"
+        );
+        assert!(
+            body["spent"].is_string() && body["amount"].is_string(),
+            "money as strings: {body}"
+        );
+        assert!(
+            Uuid::parse_str(&p.delivery).is_ok(),
+            "the delivery id is sent"
+        );
     }
-    let logged = store.list_deliveries(Some(&b.budget_id.to_string()), 100).unwrap();
-    assert_eq!(logged.len(), 9, "three alerts x (log, email, webhook) in the delivery log");
-    assert!(logged.iter().all(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1), "all first-time deliveries");
-    let mut fired = store.fired(b.budget_id, at("2026-12-01T00:00:00Z")).unwrap();
+    let logged = store
+        .list_deliveries(Some(&b.budget_id.to_string()), 100)
+        .unwrap();
+    assert_eq!(
+        logged.len(),
+        9,
+        "three alerts x (log, email, webhook) in the delivery log"
+    );
+    assert!(
+        logged
+            .iter()
+            .all(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1),
+        "all first-time deliveries"
+    );
+    let mut fired = store
+        .fired(b.budget_id, at("2026-12-01T00:00:00Z"))
+        .unwrap();
     fired.sort();
     assert_eq!(fired, vec!["100", "50", "80"], "the window's durable marks");
     hook.stop().await;
@@ -345,7 +484,7 @@ async fn a_projected_breach_warns_once_before_the_amount_is_spent() {
     let hook = Hook::start();
     let (store, _url, _dir) = store();
     let now = at("2026-12-09T12:00:00Z"); // a Wednesday, half over
-    // One event a day for the 14 days before today: the mean day costs one event.
+                                          // One event a day for the 14 days before today: the mean day costs one event.
     let mut history = Decimal::ZERO;
     for d in 1..=14 {
         history += spend(&store, 1, now - chrono::Duration::days(d));
@@ -355,19 +494,55 @@ async fn a_projected_breach_warns_once_before_the_amount_is_spent() {
     // This week: Monday and Tuesday spent 2 units; the rest of today (0.5) and Thu-Sun (4)
     // project 6.5 units, above a 6-unit budget, while 2/6 = 33% passes no threshold.
     let b = store
-        .create_alert_budget(&budget("Alice weekly", unit * Decimal::from(6), AlertPeriod::Weekly, Some(hook.url("/p")), now))
+        .create_alert_budget(&budget(
+            "Alice weekly",
+            unit * Decimal::from(6),
+            AlertPeriod::Weekly,
+            Some(hook.url("/p")),
+            now,
+        ))
         .unwrap();
     let evaluator = AlertEvaluator::new(store.clone(), notifier(&store, &smtp));
     let check = evaluator.check_budget_at(b.clone(), now).await.unwrap();
-    assert_eq!(check.spent, (unit * Decimal::TWO).normalize(), "Monday and Tuesday");
-    assert_eq!(check.projected_spend, (unit * Decimal::new(65, 1)).normalize(), "spent + 0.5 + 4 mean days");
-    assert_eq!(check.projected_breach_date.map(|d| d.to_string()), Some("2026-12-13".into()), "reached on Sunday");
+    assert_eq!(
+        check.spent,
+        (unit * Decimal::TWO).normalize(),
+        "Monday and Tuesday"
+    );
+    assert_eq!(
+        check.projected_spend,
+        (unit * Decimal::new(65, 1)).normalize(),
+        "spent + 0.5 + 4 mean days"
+    );
+    assert_eq!(
+        check.projected_breach_date.map(|d| d.to_string()),
+        Some("2026-12-13".into()),
+        "reached on Sunday"
+    );
     let r = evaluator.evaluate_at(now).await.unwrap();
-    assert_eq!(r.fired, vec![(b.budget_id, "projected_breach".to_string())], "only the projection fires");
-    let r = evaluator.evaluate_at(now + chrono::Duration::minutes(5)).await.unwrap();
+    assert_eq!(
+        r.fired,
+        vec![(b.budget_id, "projected_breach".to_string())],
+        "only the projection fires"
+    );
+    let r = evaluator
+        .evaluate_at(now + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
     assert!(r.fired.is_empty(), "once per window");
-    assert_eq!(smtp.subjects().iter().filter(|s| s.contains("projected")).count(), 1, "one warning email");
-    assert_eq!(hook.at("/p")[0].json()["kind"], "projected_breach", "and one webhook");
+    assert_eq!(
+        smtp.subjects()
+            .iter()
+            .filter(|s| s.contains("projected"))
+            .count(),
+        1,
+        "one warning email"
+    );
+    assert_eq!(
+        hook.at("/p")[0].json()["kind"],
+        "projected_breach",
+        "and one webhook"
+    );
 
     // A stored forecast of the scope wins over the recent mean: it expects nothing more.
     let points = (9..=31)
@@ -394,8 +569,14 @@ async fn a_projected_breach_warns_once_before_the_amount_is_spent() {
         })
         .unwrap();
     let check = evaluator.check_budget_at(b, now).await.unwrap();
-    assert_eq!(check.projected_spend, check.spent, "the forecast expects no more spend");
-    assert_eq!(check.projected_breach_date, None, "so no breach is projected");
+    assert_eq!(
+        check.projected_spend, check.spent,
+        "the forecast expects no more spend"
+    );
+    assert_eq!(
+        check.projected_breach_date, None,
+        "so no breach is projected"
+    );
     hook.stop().await;
 }
 
@@ -409,7 +590,11 @@ async fn a_failing_webhook_is_retried_and_an_unreachable_one_ends_failed() {
     };
     let notifier = Notifier::new(
         store.clone(),
-        NotifyConfig { webhook_secret: Some(Secret::new(SECRET)), retry: fast_retry(), ..NotifyConfig::default() },
+        NotifyConfig {
+            webhook_secret: Some(Secret::new(SECRET)),
+            retry: fast_retry(),
+            ..NotifyConfig::default()
+        },
     )
     .unwrap();
     let alert = |url: String| Alert {
@@ -425,39 +610,100 @@ async fn a_failing_webhook_is_retried_and_an_unreachable_one_ends_failed() {
     hook.answer("/flaky", &[500, 503]);
     let d = notifier.send(alert(hook.url("/flaky"))).await;
     let webhook = d.iter().find(|d| d.channel == "webhook").unwrap();
-    assert_eq!((webhook.status, webhook.attempts), (DeliveryStatus::Delivered, 3), "two 5xx retried, then delivered");
+    assert_eq!(
+        (webhook.status, webhook.attempts),
+        (DeliveryStatus::Delivered, 3),
+        "two 5xx retried, then delivered"
+    );
     let posts = hook.at("/flaky");
     assert_eq!(posts.len(), 3, "the receiver saw every attempt");
-    assert!(posts.windows(2).all(|w| w[0].delivery == w[1].delivery), "retries carry the same delivery id");
-    assert!(posts.iter().all(|p| p.signed_with(SECRET)), "every attempt is signed");
+    assert!(
+        posts.windows(2).all(|w| w[0].delivery == w[1].delivery),
+        "retries carry the same delivery id"
+    );
+    assert!(
+        posts.iter().all(|p| p.signed_with(SECRET)),
+        "every attempt is signed"
+    );
 
     hook.answer("/refused", &[400]);
     let d = notifier.send(alert(hook.url("/refused"))).await;
     let webhook = d.iter().find(|d| d.channel == "webhook").unwrap();
-    assert_eq!((webhook.status, webhook.attempts), (DeliveryStatus::Failed, 1), "a 4xx is not retried");
-    assert_eq!(webhook.last_error.as_deref(), Some("webhook answered HTTP 400"), "and says why");
+    assert_eq!(
+        (webhook.status, webhook.attempts),
+        (DeliveryStatus::Failed, 1),
+        "a 4xx is not retried"
+    );
+    assert_eq!(
+        webhook.last_error.as_deref(),
+        Some("webhook answered HTTP 400"),
+        "and says why"
+    );
 
     hook.answer("/limited", &[429]);
     let d = notifier.send(alert(hook.url("/limited"))).await;
     let webhook = d.iter().find(|d| d.channel == "webhook").unwrap();
-    assert_eq!((webhook.status, webhook.attempts), (DeliveryStatus::Delivered, 2), "429 is retried");
+    assert_eq!(
+        (webhook.status, webhook.attempts),
+        (DeliveryStatus::Delivered, 2),
+        "429 is retried"
+    );
 
     let d = notifier.send(alert(dead.clone())).await;
     let webhook = d.iter().find(|d| d.channel == "webhook").unwrap();
-    assert_eq!((webhook.status, webhook.attempts), (DeliveryStatus::Failed, 5), "unreachable: 1 + 4 retries, then failed");
-    assert!(webhook.last_error.as_deref().unwrap_or("").contains("unreachable"), "the error: {:?}", webhook.last_error);
+    assert_eq!(
+        (webhook.status, webhook.attempts),
+        (DeliveryStatus::Failed, 5),
+        "unreachable: 1 + 4 retries, then failed"
+    );
+    assert!(
+        webhook
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unreachable"),
+        "the error: {:?}",
+        webhook.last_error
+    );
     let email = notifier
-        .send(Alert { emails: vec!["ops@example.com".into()], webhook_url: None, ..alert(dead) })
+        .send(Alert {
+            emails: vec!["ops@example.com".into()],
+            webhook_url: None,
+            ..alert(dead)
+        })
         .await;
     let email = email.iter().find(|d| d.channel == "email").unwrap();
-    assert_eq!(email.status, DeliveryStatus::Failed, "no SMTP relay configured: the email is logged failed");
+    assert_eq!(
+        email.status,
+        DeliveryStatus::Failed,
+        "no SMTP relay configured: the email is logged failed"
+    );
 
     let log = store.list_deliveries(Some("subject-1"), 100).unwrap();
-    let count = |channel: &str, status: DeliveryStatus| log.iter().filter(|d| d.channel == channel && d.status == status).count();
-    assert_eq!(count("log", DeliveryStatus::Delivered), 5, "every alert has its log line");
-    assert_eq!(count("webhook", DeliveryStatus::Delivered), 2, "flaky and rate-limited webhooks delivered");
-    assert_eq!(count("webhook", DeliveryStatus::Failed), 2, "refused and unreachable webhooks failed");
-    assert!(log.iter().all(|d| d.status != DeliveryStatus::Pending), "nothing is left pending");
+    let count = |channel: &str, status: DeliveryStatus| {
+        log.iter()
+            .filter(|d| d.channel == channel && d.status == status)
+            .count()
+    };
+    assert_eq!(
+        count("log", DeliveryStatus::Delivered),
+        5,
+        "every alert has its log line"
+    );
+    assert_eq!(
+        count("webhook", DeliveryStatus::Delivered),
+        2,
+        "flaky and rate-limited webhooks delivered"
+    );
+    assert_eq!(
+        count("webhook", DeliveryStatus::Failed),
+        2,
+        "refused and unreachable webhooks failed"
+    );
+    assert!(
+        log.iter().all(|d| d.status != DeliveryStatus::Pending),
+        "nothing is left pending"
+    );
     hook.stop().await;
 }
 
@@ -468,7 +714,13 @@ async fn priced_usage_triggers_an_evaluation_within_seconds() {
     let now = Utc::now();
     let unit = unit_cost(&store, now).total;
     store
-        .create_alert_budget(&budget("Alice daily", unit * Decimal::TEN, AlertPeriod::Daily, None, now))
+        .create_alert_budget(&budget(
+            "Alice daily",
+            unit * Decimal::TEN,
+            AlertPeriod::Daily,
+            None,
+            now,
+        ))
         .unwrap();
     let feed = UsageFeed::default();
     let evaluator = AlertEvaluator::new(store.clone(), notifier(&store, &smtp));
@@ -491,7 +743,11 @@ async fn priced_usage_triggers_an_evaluation_within_seconds() {
     while smtp.messages().len() < 3 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(smtp.messages().len(), 3, "50, 80 and 100% emails within seconds of the usage being priced");
+    assert_eq!(
+        smtp.messages().len(),
+        3,
+        "50, 80 and 100% emails within seconds of the usage being priced"
+    );
     task.abort();
 }
 
@@ -502,7 +758,9 @@ async fn serve(evaluator: AlertEvaluator) -> (String, actix_web::dev::ServerHand
     let base = format!("http://{}", listener.local_addr().unwrap());
     let routes = tally_web::routes::budgets::configure(evaluator);
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().app_data(tally_web::json_config(tally_web::MAX_BODY_BYTES)).configure(routes.clone())
+        actix_web::App::new()
+            .app_data(tally_web::json_config(tally_web::MAX_BODY_BYTES))
+            .configure(routes.clone())
     })
     .listen(listener)
     .unwrap()
@@ -514,7 +772,12 @@ async fn serve(evaluator: AlertEvaluator) -> (String, actix_web::dev::ServerHand
     (base, handle)
 }
 
-async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = client.request(method, url);
     if let Some(b) = body {
         req = req.json(&b);
@@ -541,79 +804,179 @@ async fn the_budgets_api_validates_checks_tests_and_logs() {
     let mut bad = good.clone();
     bad["amount"] = json!("-5");
     let (s, e) = call(&c, Method::POST, u("/api/budgets"), Some(bad)).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_amount")), "a negative amount is refused: {e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_amount")),
+        "a negative amount is refused: {e}"
+    );
     let mut bad = good.clone();
     bad["thresholds"] = json!([80, 80]);
     let (s, e) = call(&c, Method::POST, u("/api/budgets"), Some(bad)).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_thresholds")), "duplicate thresholds: {e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_thresholds")),
+        "duplicate thresholds: {e}"
+    );
 
     let (s, b) = call(&c, Method::POST, u("/api/budgets"), Some(good)).await;
     assert_eq!(s, 201, "created: {b}");
     assert_eq!(b["amount"], "100.00", "the amount as given, a string");
-    assert_eq!(b["scope"], json!({"kind": "user", "value": "alice"}), "the scope");
+    assert_eq!(
+        b["scope"],
+        json!({"kind": "user", "value": "alice"}),
+        "the scope"
+    );
     let id = b["budget_id"].as_str().unwrap().to_string();
     let (s, list) = call(&c, Method::GET, u("/api/budgets"), None).await;
-    assert_eq!((s, list["budgets"].as_array().map(Vec::len)), (200, Some(1)), "listed: {list}");
+    assert_eq!(
+        (s, list["budgets"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "listed: {list}"
+    );
     let (s, one) = call(&c, Method::GET, u(&format!("/api/budgets/{id}")), None).await;
     assert_eq!((s, &one), (200, &b), "read back as created");
     let (s, e) = call(&c, Method::GET, u("/api/budgets/nope"), None).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_budget_id")), "a bad id: {e}");
-    let (s, e) = call(&c, Method::GET, u(&format!("/api/budgets/{}", Uuid::now_v7())), None).await;
-    assert_eq!((s, e["code"].as_str()), (404, Some("budget_not_found")), "an unknown id: {e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_budget_id")),
+        "a bad id: {e}"
+    );
+    let (s, e) = call(
+        &c,
+        Method::GET,
+        u(&format!("/api/budgets/{}", Uuid::now_v7())),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (404, Some("budget_not_found")),
+        "an unknown id: {e}"
+    );
 
     // 0.9 of 100 USD in events today: 0.9%, nothing fired, ok.
     let now = Utc::now();
     let unit = unit_cost(&store, now).total;
-    let n = (Decimal::new(9, 1) / unit).floor().to_string().parse::<usize>().unwrap().max(1);
+    let n = (Decimal::new(9, 1) / unit)
+        .floor()
+        .to_string()
+        .parse::<usize>()
+        .unwrap()
+        .max(1);
     let spent = spend(&store, n, now);
     let (s, check) = call(&c, Method::GET, u("/api/budgets/check"), None).await;
     assert_eq!(s, 200, "checked: {check}");
     let row = &check["budgets"][0];
-    assert_eq!(row["spent"], spent.normalize().to_string(), "the window's exact spend: {row}");
+    assert_eq!(
+        row["spent"],
+        spent.normalize().to_string(),
+        "the window's exact spend: {row}"
+    );
     assert_eq!(row["status"], "ok", "well below the thresholds");
     assert_eq!(row["thresholds_fired"], json!([]), "nothing fired");
-    assert!(row["window_start"].as_str().unwrap().ends_with("T00:00:00.000000Z"), "a UTC midnight");
+    assert!(
+        row["window_start"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00.000000Z"),
+        "a UTC midnight"
+    );
 
-    let (s, patched) =
-        call(&c, Method::PATCH, u(&format!("/api/budgets/{id}")), Some(json!({"amount": "1", "thresholds": [10]}))).await;
-    assert_eq!((s, patched["amount"].as_str()), (200, Some("1")), "patched: {patched}");
+    let (s, patched) = call(
+        &c,
+        Method::PATCH,
+        u(&format!("/api/budgets/{id}")),
+        Some(json!({"amount": "1", "thresholds": [10]})),
+    )
+    .await;
+    assert_eq!(
+        (s, patched["amount"].as_str()),
+        (200, Some("1")),
+        "patched: {patched}"
+    );
     assert_eq!(patched["name"], "Team monthly", "other fields kept");
-    let (s, e) = call(&c, Method::PATCH, u(&format!("/api/budgets/{id}")), Some(json!({"scope": {"kind": "all", "value": "x"}}))).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_scope")), "an inconsistent scope: {e}");
+    let (s, e) = call(
+        &c,
+        Method::PATCH,
+        u(&format!("/api/budgets/{id}")),
+        Some(json!({"scope": {"kind": "all", "value": "x"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_scope")),
+        "an inconsistent scope: {e}"
+    );
     let (_, check) = call(&c, Method::GET, u("/api/budgets/check"), None).await;
-    assert_eq!(check["budgets"][0]["status"], "warning", "0.9 of 1 USD passes 10%: {check}");
+    assert_eq!(
+        check["budgets"][0]["status"], "warning",
+        "0.9 of 1 USD passes 10%: {check}"
+    );
 
-    let (s, t) = call(&c, Method::POST, u(&format!("/api/budgets/{id}/test_alert")), None).await;
+    let (s, t) = call(
+        &c,
+        Method::POST,
+        u(&format!("/api/budgets/{id}/test_alert")),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "test alert sent: {t}");
     let channels: Vec<(&str, &str)> = t["deliveries"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["channel"].as_str().unwrap(), d["status"].as_str().unwrap()))
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap(),
+                d["status"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         channels,
-        vec![("log", "delivered"), ("email", "delivered"), ("webhook", "delivered")],
+        vec![
+            ("log", "delivered"),
+            ("email", "delivered"),
+            ("webhook", "delivered")
+        ],
         "every channel delivered"
     );
     assert_eq!(smtp.messages().len(), 1, "the test email arrived");
-    assert_eq!(smtp.messages()[0]["rcpt_tos"], json!(["team@example.com"]), "to the budget's recipient");
+    assert_eq!(
+        smtp.messages()[0]["rcpt_tos"],
+        json!(["team@example.com"]),
+        "to the budget's recipient"
+    );
     let posts = hook.at("/api-hook");
     assert_eq!(posts.len(), 1, "the test webhook arrived");
     assert!(posts[0].signed_with(SECRET), "signed");
     assert_eq!(posts[0].json()["source"], "test", "marked as a test");
 
-    let (s, log) = call(&c, Method::GET, u(&format!("/api/alerts/deliveries?budget_id={id}&limit=10")), None).await;
+    let (s, log) = call(
+        &c,
+        Method::GET,
+        u(&format!("/api/alerts/deliveries?budget_id={id}&limit=10")),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "the delivery log: {log}");
     let rows = log["deliveries"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "three deliveries of the test alert");
     for d in rows {
-        assert_eq!((d["source"].as_str(), d["status"].as_str()), (Some("test"), Some("delivered")), "row: {d}");
+        assert_eq!(
+            (d["source"].as_str(), d["status"].as_str()),
+            (Some("test"), Some("delivered")),
+            "row: {d}"
+        );
         assert_eq!(d["subject_id"], id.as_str(), "about the budget");
         assert!(d.get("payload").is_none(), "the payload stays internal");
     }
     let (s, e) = call(&c, Method::GET, u("/api/alerts/deliveries?limit=0"), None).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("invalid_limit")), "a bad limit: {e}");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("invalid_limit")),
+        "a bad limit: {e}"
+    );
 
     let (s, _) = call(&c, Method::DELETE, u(&format!("/api/budgets/{id}")), None).await;
     assert_eq!(s, 204, "deleted");

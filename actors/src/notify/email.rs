@@ -18,7 +18,9 @@ pub struct EmailSender {
 
 impl std::fmt::Debug for EmailSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailSender").field("from", &self.from).finish_non_exhaustive()
+        f.debug_struct("EmailSender")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
     }
 }
 
@@ -26,21 +28,33 @@ impl EmailSender {
     /// A sender for `smtp` (plain SMTP, no TLS: a local relay or loopback), each exchange
     /// limited to `timeout`.
     pub fn new(smtp: SmtpConfig, timeout: Duration) -> Self {
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-            .port(smtp.port)
-            .timeout(Some(timeout));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+                .port(smtp.port)
+                .timeout(Some(timeout));
         if let Some(user) = &smtp.username {
-            let password = smtp.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default();
+            let password = smtp
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default();
             builder = builder.credentials(Credentials::new(user.clone(), password));
         }
-        EmailSender { transport: builder.build(), from: smtp.from }
+        EmailSender {
+            transport: builder.build(),
+            from: smtp.from,
+        }
     }
 
     /// Send `alert` to `to`: subject = title, body = text and the details as JSON.
     pub async fn send(&self, to: &str, alert: &Alert) -> Result<(), NotifyError> {
-        let from: Mailbox =
-            self.from.parse().map_err(|e| NotifyError::permanent(format!("bad sender {:?}: {e}", self.from)))?;
-        let to_box: Mailbox = to.parse().map_err(|e| NotifyError::permanent(format!("bad recipient {to:?}: {e}")))?;
+        let from: Mailbox = self
+            .from
+            .parse()
+            .map_err(|e| NotifyError::permanent(format!("bad sender {:?}: {e}", self.from)))?;
+        let to_box: Mailbox = to
+            .parse()
+            .map_err(|e| NotifyError::permanent(format!("bad recipient {to:?}: {e}")))?;
         let details = serde_json::to_string_pretty(&alert.data).unwrap_or_default();
         let message = Message::builder()
             .from(from)
@@ -53,7 +67,9 @@ impl EmailSender {
             Ok(_) => Ok(()),
             // 5xx replies and client-side errors (a bad address) will not change on retry;
             // connection failures, timeouts and 4xx replies may.
-            Err(e) if e.is_permanent() || e.is_client() => Err(NotifyError::permanent(format!("SMTP: {e}"))),
+            Err(e) if e.is_permanent() || e.is_client() => {
+                Err(NotifyError::permanent(format!("SMTP: {e}")))
+            }
             Err(e) => Err(NotifyError::transient(format!("SMTP: {e}"))),
         }
     }

@@ -91,9 +91,12 @@ pub struct SmtpConfig {
 impl SmtpConfig {
     /// From `smtp://[user[:password]@]host[:port]` (port 25 by default) and a sender address.
     pub fn from_url(url: &str, from: &str) -> Result<Self, NotifyError> {
-        let rest = url
-            .strip_prefix("smtp://")
-            .ok_or_else(|| NotifyError::Config(format!("--smtp-url must start with smtp://, got {:?}", redact(url))))?;
+        let rest = url.strip_prefix("smtp://").ok_or_else(|| {
+            NotifyError::Config(format!(
+                "--smtp-url must start with smtp://, got {:?}",
+                redact(url)
+            ))
+        })?;
         let rest = rest.trim_end_matches('/');
         let (auth, hostport) = match rest.rsplit_once('@') {
             Some((a, h)) => (Some(a), h),
@@ -109,14 +112,21 @@ impl SmtpConfig {
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (
                 h.to_string(),
-                p.parse::<u16>().map_err(|_| NotifyError::Config(format!("--smtp-url has a bad port {p:?}")))?,
+                p.parse::<u16>()
+                    .map_err(|_| NotifyError::Config(format!("--smtp-url has a bad port {p:?}")))?,
             ),
             None => (hostport.to_string(), 25),
         };
         if host.is_empty() {
             return Err(NotifyError::Config("--smtp-url has no host".into()));
         }
-        let config = SmtpConfig { host, port, from: from.to_string(), username, password };
+        let config = SmtpConfig {
+            host,
+            port,
+            from: from.to_string(),
+            username,
+            password,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -127,7 +137,10 @@ impl SmtpConfig {
             return Err(NotifyError::Config("smtp host is empty".into()));
         }
         if !plausible_email(&self.from) {
-            return Err(NotifyError::Config(format!("--alert-from {:?} is not an email address", self.from)));
+            return Err(NotifyError::Config(format!(
+                "--alert-from {:?} is not an email address",
+                self.from
+            )));
         }
         Ok(())
     }
@@ -144,7 +157,9 @@ fn redact(url: &str) -> String {
 /// Whether `s` looks like an email address: one `@`, a local part, a dotted domain, no
 /// spaces or control characters (the SMTP server has the last word).
 pub fn plausible_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && s.len() <= 254
         && !domain.contains('@')
@@ -152,7 +167,9 @@ pub fn plausible_email(s: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
 }
 
 /// How alerts are delivered.
@@ -203,11 +220,15 @@ impl NotifyConfig {
             }
         }
         if let Some(bad) = self.default_emails.iter().find(|e| !plausible_email(e)) {
-            return Err(NotifyError::Config(format!("--alert-email {bad:?} is not an email address")));
+            return Err(NotifyError::Config(format!(
+                "--alert-email {bad:?} is not an email address"
+            )));
         }
         if let Some(url) = &self.default_webhook {
             if !is_http_url(url) {
-                return Err(NotifyError::Config(format!("--alert-webhook-url must be http(s), got {url:?}")));
+                return Err(NotifyError::Config(format!(
+                    "--alert-webhook-url must be http(s), got {url:?}"
+                )));
             }
         }
         Ok(())
@@ -216,7 +237,9 @@ impl NotifyConfig {
 
 /// Whether `url` is an absolute http(s) URL with a host.
 pub fn is_http_url(url: &str) -> bool {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
     matches!(rest, Some(r) if !r.is_empty() && !r.starts_with('/') && !r.chars().any(|c| c.is_whitespace() || c.is_control()))
 }
 
@@ -255,13 +278,20 @@ impl Alert {
                 m
             }
         };
-        body.entry("event").or_insert_with(|| Value::String(format!("{}.{}", self.source, self.kind)));
+        body.entry("event")
+            .or_insert_with(|| Value::String(format!("{}.{}", self.source, self.kind)));
         body.insert("source".into(), Value::String(self.source.clone()));
         body.insert("kind".into(), Value::String(self.kind.clone()));
-        body.insert("subject_id".into(), self.subject_id.clone().map_or(Value::Null, Value::String));
+        body.insert(
+            "subject_id".into(),
+            self.subject_id.clone().map_or(Value::Null, Value::String),
+        );
         body.insert("title".into(), Value::String(self.title.clone()));
         body.insert("text".into(), Value::String(self.text.clone()));
-        body.insert("sent_at".into(), Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        body.insert(
+            "sent_at".into(),
+            Value::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
         Value::Object(body)
     }
 }
@@ -285,17 +315,29 @@ pub enum NotifyError {
 impl NotifyError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NotifyError::Delivery { retryable: true, .. })
+        matches!(
+            self,
+            NotifyError::Delivery {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     /// A permanent delivery failure.
     pub fn permanent(message: impl Into<String>) -> Self {
-        NotifyError::Delivery { message: message.into(), retryable: false }
+        NotifyError::Delivery {
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// A delivery failure another attempt may fix.
     pub fn transient(message: impl Into<String>) -> Self {
-        NotifyError::Delivery { message: message.into(), retryable: true }
+        NotifyError::Delivery {
+            message: message.into(),
+            retryable: true,
+        }
     }
 }
 
@@ -314,7 +356,9 @@ struct Inner {
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Notifier").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Notifier")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -329,9 +373,19 @@ impl Notifier {
     /// A notifier logging deliveries in `store` (settings checked first).
     pub fn new(store: Store, config: NotifyConfig) -> Result<Self, NotifyError> {
         config.validate()?;
-        let email = config.smtp.clone().map(|smtp| EmailSender::new(smtp, config.attempt_timeout));
+        let email = config
+            .smtp
+            .clone()
+            .map(|smtp| EmailSender::new(smtp, config.attempt_timeout));
         let webhook = WebhookSender::new(config.webhook_secret.clone(), config.attempt_timeout)?;
-        Ok(Notifier { inner: Arc::new(Inner { store, config, email, webhook }) })
+        Ok(Notifier {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                email,
+                webhook,
+            }),
+        })
     }
 
     /// The settings.
@@ -350,18 +404,31 @@ impl Notifier {
     pub async fn send(&self, alert: Alert) -> Vec<Delivery> {
         let body = alert.body();
         let payload = body.to_string();
-        let emails = if alert.emails.is_empty() { &self.inner.config.default_emails } else { &alert.emails };
+        let emails = if alert.emails.is_empty() {
+            &self.inner.config.default_emails
+        } else {
+            &alert.emails
+        };
         let mut targets: Vec<Target> = Vec::new();
         for e in emails {
-            if !targets.iter().any(|t| matches!(t, Target::Email(x) if x.eq_ignore_ascii_case(e))) {
+            if !targets
+                .iter()
+                .any(|t| matches!(t, Target::Email(x) if x.eq_ignore_ascii_case(e)))
+            {
                 targets.push(Target::Email(e.clone()));
             }
         }
-        if let Some(url) = alert.webhook_url.as_ref().or(self.inner.config.default_webhook.as_ref()) {
+        if let Some(url) = alert
+            .webhook_url
+            .as_ref()
+            .or(self.inner.config.default_webhook.as_ref())
+        {
             targets.push(Target::Webhook(url.clone()));
         }
         let log = self.log_line(&alert, &payload).await;
-        let sends = targets.into_iter().map(|t| self.deliver(&alert, t, &payload));
+        let sends = targets
+            .into_iter()
+            .map(|t| self.deliver(&alert, t, &payload));
         let mut out = vec![log];
         out.extend(futures::future::join_all(sends).await);
         out
@@ -385,7 +452,14 @@ impl Notifier {
             alert.data = %alert.data,
             "Alert raised."
         );
-        let record = self.new_record(alert, channel::LOG, "log", payload, DeliveryStatus::Delivered, 1);
+        let record = self.new_record(
+            alert,
+            channel::LOG,
+            "log",
+            payload,
+            DeliveryStatus::Delivered,
+            1,
+        );
         self.blocking("record the alert's log delivery", {
             let record = record.clone();
             move |s| s.record_delivery(&record)
@@ -426,7 +500,14 @@ impl Notifier {
             Target::Email(e) => (channel::EMAIL, e.clone()),
             Target::Webhook(u) => (channel::WEBHOOK, u.clone()),
         };
-        let mut record = self.new_record(alert, channel_name, &target_text, payload, DeliveryStatus::Pending, 0);
+        let mut record = self.new_record(
+            alert,
+            channel_name,
+            &target_text,
+            payload,
+            DeliveryStatus::Pending,
+            0,
+        );
         let logged = self
             .blocking("log a pending alert delivery", {
                 let record = record.clone();
@@ -436,10 +517,15 @@ impl Notifier {
             .is_some();
         let attempts = AtomicI32::new(0);
         let what = format!("Alert {} delivery to {target_text}", channel_name);
-        let result = retry(self.inner.config.retry, &what, NotifyError::is_retryable, || {
-            attempts.fetch_add(1, Ordering::SeqCst);
-            self.attempt(alert, &target, &record.delivery_id, payload)
-        })
+        let result = retry(
+            self.inner.config.retry,
+            &what,
+            NotifyError::is_retryable,
+            || {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                self.attempt(alert, &target, &record.delivery_id, payload)
+            },
+        )
         .await;
         record.attempts = attempts.load(Ordering::SeqCst);
         match &result {
@@ -460,8 +546,12 @@ impl Notifier {
             }
         }
         if logged {
-            let (id, status, attempts, error) =
-                (record.delivery_id, record.status, record.attempts, record.last_error.clone());
+            let (id, status, attempts, error) = (
+                record.delivery_id,
+                record.status,
+                record.attempts,
+                record.last_error.clone(),
+            );
             if let Some(stored) = self
                 .blocking("log an alert delivery's outcome", move |s| {
                     s.update_delivery(id, status, attempts, error.as_deref())
@@ -474,13 +564,26 @@ impl Notifier {
         record
     }
 
-    async fn attempt(&self, alert: &Alert, target: &Target, delivery_id: &Uuid, payload: &str) -> Result<(), NotifyError> {
+    async fn attempt(
+        &self,
+        alert: &Alert,
+        target: &Target,
+        delivery_id: &Uuid,
+        payload: &str,
+    ) -> Result<(), NotifyError> {
         match target {
             Target::Email(to) => match &self.inner.email {
                 Some(sender) => sender.send(to, alert).await,
-                None => Err(NotifyError::permanent("no SMTP relay is configured (--smtp-url)")),
+                None => Err(NotifyError::permanent(
+                    "no SMTP relay is configured (--smtp-url)",
+                )),
             },
-            Target::Webhook(url) => self.inner.webhook.post(url, delivery_id, payload.as_bytes()).await,
+            Target::Webhook(url) => {
+                self.inner
+                    .webhook
+                    .post(url, delivery_id, payload.as_bytes())
+                    .await
+            }
         }
     }
 
@@ -507,21 +610,46 @@ impl Notifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn smtp_urls_parse_and_hide_passwords() {
         let c = SmtpConfig::from_url("smtp://127.0.0.1:2525", "tally@example.com").expect("plain");
-        assert_eq!((c.host.as_str(), c.port, c.username.is_none()), ("127.0.0.1", 2525, true), "host and port");
-        let c = SmtpConfig::from_url("smtp://bob:s3cret@mail.example.com", "tally@example.com").expect("auth");
-        assert_eq!((c.port, c.username.as_deref()), (25, Some("bob")), "default port and user");
-        assert!(!format!("{c:?}").contains("s3cret"), "the password never prints: {c:?}");
-        assert!(SmtpConfig::from_url("http://x", "tally@example.com").is_err(), "only smtp://");
-        assert!(SmtpConfig::from_url("smtp://x:99999", "tally@example.com").is_err(), "a bad port");
-        assert!(SmtpConfig::from_url("smtp://x", "not-an-address").is_err(), "a bad sender");
+        assert_eq!(
+            (c.host.as_str(), c.port, c.username.is_none()),
+            ("127.0.0.1", 2525, true),
+            "host and port"
+        );
+        let c = SmtpConfig::from_url("smtp://bob:s3cret@mail.example.com", "tally@example.com")
+            .expect("auth");
+        assert_eq!(
+            (c.port, c.username.as_deref()),
+            (25, Some("bob")),
+            "default port and user"
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the password never prints: {c:?}"
+        );
+        assert!(
+            SmtpConfig::from_url("http://x", "tally@example.com").is_err(),
+            "only smtp://"
+        );
+        assert!(
+            SmtpConfig::from_url("smtp://x:99999", "tally@example.com").is_err(),
+            "a bad port"
+        );
+        assert!(
+            SmtpConfig::from_url("smtp://x", "not-an-address").is_err(),
+            "a bad sender"
+        );
         let err = SmtpConfig::from_url("smtps://u:pw@x", "a@b.c").expect_err("bad scheme");
-        assert!(!err.to_string().contains("pw"), "the password is not echoed in errors: {err}");
+        assert!(
+            !err.to_string().contains("pw"),
+            "the password is not echoed in errors: {err}"
+        );
     }
 
     #[test]
@@ -529,21 +657,48 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@example.com"] {
             assert!(plausible_email(good), "{good} is accepted");
         }
-        for bad in ["", "a", "@b.co", "a@b", "a@@b.co", "a b@c.co", "a@.b.co", "a@b.co.", "a@b..co", "<a@b.co>"] {
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@@b.co", "a b@c.co", "a@.b.co", "a@b.co.", "a@b..co",
+            "<a@b.co>",
+        ] {
             assert!(!plausible_email(bad), "{bad:?} is refused");
         }
     }
 
     #[test]
     fn settings_are_validated_by_name() {
-        let short = NotifyConfig { webhook_secret: Some(Secret::new("short")), ..NotifyConfig::default() };
+        let short = NotifyConfig {
+            webhook_secret: Some(Secret::new("short")),
+            ..NotifyConfig::default()
+        };
         assert!(short.validate().is_err(), "short secrets are refused");
-        let bad_hook = NotifyConfig { default_webhook: Some("ftp://x".into()), ..NotifyConfig::default() };
+        let bad_hook = NotifyConfig {
+            default_webhook: Some("ftp://x".into()),
+            ..NotifyConfig::default()
+        };
         assert!(bad_hook.validate().is_err(), "only http(s) webhooks");
-        let bad_mail = NotifyConfig { default_emails: vec!["nope".into()], ..NotifyConfig::default() };
-        assert!(bad_mail.validate().unwrap_err().to_string().contains("--alert-email"), "the flag is named");
-        assert!(NotifyConfig::default().validate().is_ok(), "the defaults are valid");
-        assert!(is_http_url("https://example.com/hook") && !is_http_url("http://") && !is_http_url("http:///x"), "urls");
+        let bad_mail = NotifyConfig {
+            default_emails: vec!["nope".into()],
+            ..NotifyConfig::default()
+        };
+        assert!(
+            bad_mail
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--alert-email"),
+            "the flag is named"
+        );
+        assert!(
+            NotifyConfig::default().validate().is_ok(),
+            "the defaults are valid"
+        );
+        assert!(
+            is_http_url("https://example.com/hook")
+                && !is_http_url("http://")
+                && !is_http_url("http:///x"),
+            "urls"
+        );
     }
 
     #[test]
@@ -559,10 +714,20 @@ mod tests {
             webhook_url: None,
         };
         let body = alert.body();
-        assert_eq!(body["event"], "budget.threshold_80", "the event defaults to source.kind: {body}");
+        assert_eq!(
+            body["event"], "budget.threshold_80",
+            "the event defaults to source.kind: {body}"
+        );
         assert_eq!(body["spent"], "8.5", "data fields are at the top level");
         assert_eq!(body["source"], "budget", "the envelope wins over data");
-        let own = Alert { data: serde_json::json!({"event": "budget.threshold_reached"}), ..alert };
-        assert_eq!(own.body()["event"], "budget.threshold_reached", "data may name its own event");
+        let own = Alert {
+            data: serde_json::json!({"event": "budget.threshold_reached"}),
+            ..alert
+        };
+        assert_eq!(
+            own.body()["event"],
+            "budget.threshold_reached",
+            "data may name its own event"
+        );
     }
 }

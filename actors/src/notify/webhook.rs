@@ -46,7 +46,9 @@ pub struct WebhookSender {
 
 impl std::fmt::Debug for WebhookSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSender").field("signed", &self.secret.is_some()).finish_non_exhaustive()
+        f.debug_struct("WebhookSender")
+            .field("signed", &self.secret.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +63,12 @@ impl WebhookSender {
     }
 
     /// One attempt: POST `body` to `url`.
-    pub async fn post(&self, url: &str, delivery_id: &Uuid, body: &[u8]) -> Result<(), NotifyError> {
+    pub async fn post(
+        &self,
+        url: &str,
+        delivery_id: &Uuid,
+        body: &[u8],
+    ) -> Result<(), NotifyError> {
         let ts = Utc::now().timestamp();
         let mut req = self
             .client
@@ -84,9 +91,15 @@ impl WebhookSender {
         if status.is_success() {
             Ok(())
         } else if status.as_u16() == 429 || status.is_server_error() {
-            Err(NotifyError::transient(format!("webhook answered HTTP {}", status.as_u16())))
+            Err(NotifyError::transient(format!(
+                "webhook answered HTTP {}",
+                status.as_u16()
+            )))
         } else {
-            Err(NotifyError::permanent(format!("webhook answered HTTP {}", status.as_u16())))
+            Err(NotifyError::permanent(format!(
+                "webhook answered HTTP {}",
+                status.as_u16()
+            )))
         }
     }
 }
@@ -103,7 +116,15 @@ mod tests {
             "t=1700000000,v1=49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686",
             "HMAC-SHA256 over \"<t>.<body>\" in the t=,v1= scheme"
         );
-        assert_ne!(signature("secret", 1, b"x"), signature("secret", 2, b"x"), "the timestamp is signed");
-        assert_ne!(signature("secret", 1, b"x"), signature("secret!", 1, b"x"), "the secret matters");
+        assert_ne!(
+            signature("secret", 1, b"x"),
+            signature("secret", 2, b"x"),
+            "the timestamp is signed"
+        );
+        assert_ne!(
+            signature("secret", 1, b"x"),
+            signature("secret!", 1, b"x"),
+            "the secret matters"
+        );
     }
 }

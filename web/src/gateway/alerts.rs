@@ -107,7 +107,10 @@ pub struct AlertWebhook {
 
 enum Route {
     Notifier(Notifier),
-    Webhook { config: NotifyConfig, built: OnceLock<Notifier> },
+    Webhook {
+        config: Box<NotifyConfig>,
+        built: OnceLock<Notifier>,
+    },
 }
 
 impl std::fmt::Debug for AlertWebhook {
@@ -122,7 +125,9 @@ impl std::fmt::Debug for AlertWebhook {
 impl AlertWebhook {
     /// Alerts through the node's notifier (every configured channel).
     pub fn from_notifier(notifier: Notifier) -> Self {
-        AlertWebhook { inner: Arc::new(Route::Notifier(notifier)) }
+        AlertWebhook {
+            inner: Arc::new(Route::Notifier(notifier)),
+        }
     }
 
     /// Alerts to one webhook (http or https), signed with `secret` (at least 16 bytes).
@@ -133,7 +138,12 @@ impl AlertWebhook {
             ..NotifyConfig::default()
         };
         config.validate()?;
-        Ok(AlertWebhook { inner: Arc::new(Route::Webhook { config, built: OnceLock::new() }) })
+        Ok(AlertWebhook {
+            inner: Arc::new(Route::Webhook {
+                config: Box::new(config),
+                built: OnceLock::new(),
+            }),
+        })
     }
 
     /// The notifier to send with (`store` logs the deliveries of a webhook-only route).
@@ -144,7 +154,7 @@ impl AlertWebhook {
                 if let Some(n) = built.get() {
                     return Some(n.clone());
                 }
-                match Notifier::new(store.clone(), config.clone()) {
+                match Notifier::new(store.clone(), config.as_ref().clone()) {
                     Ok(n) => Some(built.get_or_init(|| n).clone()),
                     Err(e) => {
                         tracing::error!(error = %e, "Key-budget alerts cannot be sent.");
@@ -164,15 +174,29 @@ impl AlertWebhook {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn bad_settings_are_named() {
-        assert!(AlertWebhook::new("ftp://x", "0123456789abcdef").is_err(), "only http(s)");
-        assert!(AlertWebhook::new("http://127.0.0.1:1/", "short").is_err(), "short secrets are refused");
-        assert!(AlertWebhook::new("http://127.0.0.1:1/", "0123456789abcdef").is_ok(), "a good setting");
-        let hook = AlertWebhook::new("http://127.0.0.1:1/", "0123456789abcdef-secret").expect("valid");
-        assert!(!format!("{hook:?}").contains("0123456789abcdef"), "the secret never prints: {hook:?}");
+        assert!(
+            AlertWebhook::new("ftp://x", "0123456789abcdef").is_err(),
+            "only http(s)"
+        );
+        assert!(
+            AlertWebhook::new("http://127.0.0.1:1/", "short").is_err(),
+            "short secrets are refused"
+        );
+        assert!(
+            AlertWebhook::new("http://127.0.0.1:1/", "0123456789abcdef").is_ok(),
+            "a good setting"
+        );
+        let hook =
+            AlertWebhook::new("http://127.0.0.1:1/", "0123456789abcdef-secret").expect("valid");
+        assert!(
+            !format!("{hook:?}").contains("0123456789abcdef"),
+            "the secret never prints: {hook:?}"
+        );
     }
 }

@@ -41,7 +41,16 @@ pub const DEFAULT_DELIVERIES: i64 = 100;
 pub const MAX_DELIVERIES: i64 = 1000;
 
 /// Fields a budget body may have.
-const FIELDS: [&str; 8] = ["name", "amount", "period", "scope", "thresholds", "emails", "webhook_url", "enabled"];
+const FIELDS: [&str; 8] = [
+    "name",
+    "amount",
+    "period",
+    "scope",
+    "thresholds",
+    "emails",
+    "webhook_url",
+    "enabled",
+];
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -53,16 +62,18 @@ struct BudgetsApi {
 /// per worker. `evaluator` brings the store and notifier.
 pub fn configure(evaluator: AlertEvaluator) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(BudgetsApi { evaluator: evaluator.clone() }))
-            // `check` before `{id}`, which would take it as an id.
-            .service(check_budgets)
-            .service(create_budget)
-            .service(list_budgets)
-            .service(get_budget)
-            .service(patch_budget)
-            .service(delete_budget)
-            .service(test_alert)
-            .service(list_deliveries);
+        cfg.app_data(web::Data::new(BudgetsApi {
+            evaluator: evaluator.clone(),
+        }))
+        // `check` before `{id}`, which would take it as an id.
+        .service(check_budgets)
+        .service(create_budget)
+        .service(list_budgets)
+        .service(get_budget)
+        .service(patch_budget)
+        .service(delete_budget)
+        .service(test_alert)
+        .service(list_deliveries);
     }
 }
 
@@ -121,7 +132,9 @@ pub fn check_json(c: &BudgetCheck) -> Value {
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::bad_request("invalid_budget_id", format!("{id:?} is not a budget id")))
+    Uuid::parse_str(id).map_err(|_| {
+        ApiError::bad_request("invalid_budget_id", format!("{id:?} is not a budget id"))
+    })
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -132,23 +145,39 @@ fn parse_name(v: &Value) -> Result<String, ApiError> {
     let name = v.as_str().map(str::trim).unwrap_or_default();
     let chars = name.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(bad("invalid_name", format!("name must be a string of 1-{MAX_NAME_CHARS} characters")));
+        return Err(bad(
+            "invalid_name",
+            format!("name must be a string of 1-{MAX_NAME_CHARS} characters"),
+        ));
     }
     Ok(name.to_string())
 }
 
 fn parse_amount(v: &Value) -> Result<Decimal, ApiError> {
     // A string only: a JSON number would pass through a float on the way.
-    let text = v
-        .as_str()
-        .ok_or_else(|| bad("invalid_amount", "amount must be a decimal string such as \"100.00\""))?;
-    let amount: Decimal =
-        text.trim().parse().map_err(|_| bad("invalid_amount", format!("amount {text:?} is not a decimal")))?;
+    let text = v.as_str().ok_or_else(|| {
+        bad(
+            "invalid_amount",
+            "amount must be a decimal string such as \"100.00\"",
+        )
+    })?;
+    let amount: Decimal = text.trim().parse().map_err(|_| {
+        bad(
+            "invalid_amount",
+            format!("amount {text:?} is not a decimal"),
+        )
+    })?;
     if amount <= Decimal::ZERO || amount > MAX_AMOUNT {
-        return Err(bad("invalid_amount", format!("amount must be above 0 and at most {MAX_AMOUNT}")));
+        return Err(bad(
+            "invalid_amount",
+            format!("amount must be above 0 and at most {MAX_AMOUNT}"),
+        ));
     }
     if amount.scale() > MAX_AMOUNT_SCALE {
-        return Err(bad("invalid_amount", format!("amount may have at most {MAX_AMOUNT_SCALE} decimal places")));
+        return Err(bad(
+            "invalid_amount",
+            format!("amount may have at most {MAX_AMOUNT_SCALE} decimal places"),
+        ));
     }
     Ok(amount)
 }
@@ -160,11 +189,17 @@ fn parse_period(v: &Value) -> Result<AlertPeriod, ApiError> {
 }
 
 fn parse_scope(v: &Value) -> Result<AlertScope, ApiError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| bad("invalid_scope", "scope must be {\"kind\": ..., \"value\": ...}"))?;
+    let obj = v.as_object().ok_or_else(|| {
+        bad(
+            "invalid_scope",
+            "scope must be {\"kind\": ..., \"value\": ...}",
+        )
+    })?;
     if let Some(k) = obj.keys().find(|k| *k != "kind" && *k != "value") {
-        return Err(bad("invalid_scope", format!("scope has an unknown field {k:?}")));
+        return Err(bad(
+            "invalid_scope",
+            format!("scope has an unknown field {k:?}"),
+        ));
     }
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let value = match obj.get("value") {
@@ -172,11 +207,19 @@ fn parse_scope(v: &Value) -> Result<AlertScope, ApiError> {
         Some(Value::String(s)) => Some(s.trim()),
         Some(_) => return Err(bad("invalid_scope", "scope.value must be a string or null")),
     };
-    if value.is_some_and(|s| s.chars().count() > MAX_SCOPE_VALUE_CHARS || s.chars().any(char::is_control)) {
-        return Err(bad("invalid_scope", format!("scope.value may have at most {MAX_SCOPE_VALUE_CHARS} characters")));
+    if value.is_some_and(|s| {
+        s.chars().count() > MAX_SCOPE_VALUE_CHARS || s.chars().any(char::is_control)
+    }) {
+        return Err(bad(
+            "invalid_scope",
+            format!("scope.value may have at most {MAX_SCOPE_VALUE_CHARS} characters"),
+        ));
     }
     if kind == "user" && !value.is_some_and(tally_actors::kafka::envelope::valid_user_id) {
-        return Err(bad("invalid_scope", "scope.value of a user scope must be a valid user id"));
+        return Err(bad(
+            "invalid_scope",
+            "scope.value of a user scope must be a valid user id",
+        ));
     }
     AlertScope::parse(kind, value).ok_or_else(|| {
         bad(
@@ -187,18 +230,27 @@ fn parse_scope(v: &Value) -> Result<AlertScope, ApiError> {
 }
 
 fn parse_thresholds(v: &Value) -> Result<Vec<u32>, ApiError> {
-    let message =
-        || format!("thresholds must be 1-{MAX_THRESHOLDS} distinct whole percentages from 1 to 1000, e.g. [50, 80, 100]");
-    let list = v.as_array().ok_or_else(|| bad("invalid_thresholds", message()))?;
+    let message = || {
+        format!("thresholds must be 1-{MAX_THRESHOLDS} distinct whole percentages from 1 to 1000, e.g. [50, 80, 100]")
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad("invalid_thresholds", message()))?;
     if list.is_empty() || list.len() > MAX_THRESHOLDS {
         return Err(bad("invalid_thresholds", message()));
     }
     let mut out = Vec::with_capacity(list.len());
     for t in list {
-        let n = t.as_u64().filter(|n| THRESHOLD_RANGE.contains(n)).ok_or_else(|| bad("invalid_thresholds", message()))?;
+        let n = t
+            .as_u64()
+            .filter(|n| THRESHOLD_RANGE.contains(n))
+            .ok_or_else(|| bad("invalid_thresholds", message()))?;
         let n = u32::try_from(n).map_err(|_| bad("invalid_thresholds", message()))?;
         if out.contains(&n) {
-            return Err(bad("invalid_thresholds", format!("threshold {n} is given twice")));
+            return Err(bad(
+                "invalid_thresholds",
+                format!("threshold {n} is given twice"),
+            ));
         }
         out.push(n);
     }
@@ -207,17 +259,26 @@ fn parse_thresholds(v: &Value) -> Result<Vec<u32>, ApiError> {
 }
 
 fn parse_emails(v: &Value) -> Result<Vec<String>, ApiError> {
-    let list = v
-        .as_array()
-        .ok_or_else(|| bad("invalid_emails", format!("emails must be a list of at most {MAX_EMAILS} addresses")))?;
+    let list = v.as_array().ok_or_else(|| {
+        bad(
+            "invalid_emails",
+            format!("emails must be a list of at most {MAX_EMAILS} addresses"),
+        )
+    })?;
     if list.len() > MAX_EMAILS {
-        return Err(bad("invalid_emails", format!("at most {MAX_EMAILS} email addresses")));
+        return Err(bad(
+            "invalid_emails",
+            format!("at most {MAX_EMAILS} email addresses"),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for e in list {
         let addr = e.as_str().map(str::trim).unwrap_or_default();
         if !plausible_email(addr) {
-            return Err(bad("invalid_emails", format!("{e} is not an email address")));
+            return Err(bad(
+                "invalid_emails",
+                format!("{e} is not an email address"),
+            ));
         }
         if out.iter().any(|o| o.eq_ignore_ascii_case(addr)) {
             return Err(bad("invalid_emails", format!("{addr} is given twice")));
@@ -230,19 +291,34 @@ fn parse_emails(v: &Value) -> Result<Vec<String>, ApiError> {
 fn parse_webhook(v: &Value) -> Result<Option<String>, ApiError> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.len() <= MAX_URL_CHARS && is_http_url(s.trim()) => Ok(Some(s.trim().to_string())),
-        _ => Err(bad("invalid_webhook_url", format!("webhook_url must be null or an http(s) URL of at most {MAX_URL_CHARS} characters"))),
+        Value::String(s) if s.len() <= MAX_URL_CHARS && is_http_url(s.trim()) => {
+            Ok(Some(s.trim().to_string()))
+        }
+        _ => Err(bad(
+            "invalid_webhook_url",
+            format!(
+                "webhook_url must be null or an http(s) URL of at most {MAX_URL_CHARS} characters"
+            ),
+        )),
     }
 }
 
 /// Apply the fields of `body` to `base` (a new budget's defaults, or the stored budget).
 fn apply(body: &Value, base: &mut AlertBudget, creating: bool) -> Result<(), ApiError> {
-    let obj: &Map<String, Value> = body.as_object().ok_or_else(|| bad("invalid_body", "the body must be a JSON object"))?;
+    let obj: &Map<String, Value> = body
+        .as_object()
+        .ok_or_else(|| bad("invalid_body", "the body must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(bad("unknown_field", format!("unknown field {k:?}; fields are {}", FIELDS.join(", "))));
+        return Err(bad(
+            "unknown_field",
+            format!("unknown field {k:?}; fields are {}", FIELDS.join(", ")),
+        ));
     }
     if creating {
-        if let Some(missing) = ["name", "amount", "period", "scope"].iter().find(|f| !obj.contains_key(**f)) {
+        if let Some(missing) = ["name", "amount", "period", "scope"]
+            .iter()
+            .find(|f| !obj.contains_key(**f))
+        {
             return Err(bad("missing_field", format!("{missing} is required")));
         }
     }
@@ -268,7 +344,9 @@ fn apply(body: &Value, base: &mut AlertBudget, creating: bool) -> Result<(), Api
         base.webhook_url = parse_webhook(v)?;
     }
     if let Some(v) = obj.get("enabled") {
-        base.enabled = v.as_bool().ok_or_else(|| bad("invalid_enabled", "enabled must be true or false"))?;
+        base.enabled = v
+            .as_bool()
+            .ok_or_else(|| bad("invalid_enabled", "enabled must be true or false"))?;
     }
     Ok(())
 }
@@ -304,7 +382,10 @@ async fn load(state: &web::Data<BudgetsApi>, id: Uuid) -> Result<AlertBudget, Ap
 
 /// `POST /api/budgets`: create a budget (201).
 #[post("/api/budgets")]
-async fn create_budget(state: web::Data<BudgetsApi>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+async fn create_budget(
+    state: web::Data<BudgetsApi>,
+    body: web::Json<Value>,
+) -> Result<HttpResponse, ApiError> {
     let budget = parse_new_budget(&body, Utc::now())?;
     let stored = blocking(api(&state).store(), move |s| s.create_alert_budget(&budget)).await?;
     Ok(HttpResponse::Created().json(budget_json(&stored)))
@@ -314,7 +395,8 @@ async fn create_budget(state: web::Data<BudgetsApi>, body: web::Json<Value>) -> 
 #[get("/api/budgets")]
 async fn list_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, ApiError> {
     let budgets = blocking(api(&state).store(), |s| s.list_alert_budgets()).await?;
-    Ok(HttpResponse::Ok().json(json!({"budgets": budgets.iter().map(budget_json).collect::<Vec<_>>()})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"budgets": budgets.iter().map(budget_json).collect::<Vec<_>>()})))
 }
 
 /// `GET /api/budgets/check`: every budget's current window (spend, projection, fired thresholds).
@@ -330,7 +412,10 @@ async fn check_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, Api
 
 /// `GET /api/budgets/{id}`.
 #[get("/api/budgets/{id}")]
-async fn get_budget(state: web::Data<BudgetsApi>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn get_budget(
+    state: web::Data<BudgetsApi>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let budget = load(&state, parse_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(budget_json(&budget)))
 }
@@ -352,21 +437,32 @@ async fn patch_budget(
 
 /// `DELETE /api/budgets/{id}` (204; its deliveries stay in the log).
 #[delete("/api/budgets/{id}")]
-async fn delete_budget(state: web::Data<BudgetsApi>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn delete_budget(
+    state: web::Data<BudgetsApi>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
-    blocking(api(&state).store(), move |s| s.delete_alert_budget(id)).await.map_err(|e| match e {
-        ApiError::NotFound { .. } => ApiError::not_found("budget_not_found", format!("no budget {id}")),
-        other => other,
-    })?;
+    blocking(api(&state).store(), move |s| s.delete_alert_budget(id))
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound { .. } => {
+                ApiError::not_found("budget_not_found", format!("no budget {id}"))
+            }
+            other => other,
+        })?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /api/budgets/{id}/test_alert`: send a test alert over the budget's channels now.
 #[post("/api/budgets/{id}/test_alert")]
-async fn test_alert(state: web::Data<BudgetsApi>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn test_alert(
+    state: web::Data<BudgetsApi>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let budget = load(&state, parse_id(&id)?).await?;
     let deliveries = api(&state).send_test(&budget, Utc::now()).await?;
-    Ok(HttpResponse::Ok().json(json!({"deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>()})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>()})))
 }
 
 /// Query of the delivery log.
@@ -390,13 +486,38 @@ async fn list_deliveries(
     };
     let limit = q.limit.unwrap_or(DEFAULT_DELIVERIES);
     if !(1..=MAX_DELIVERIES).contains(&limit) {
-        return Err(bad("invalid_limit", format!("limit must be 1-{MAX_DELIVERIES}")));
+        return Err(bad(
+            "invalid_limit",
+            format!("limit must be 1-{MAX_DELIVERIES}"),
+        ));
     }
-    let deliveries = blocking(api(&state).store(), move |s| s.list_deliveries(subject.as_deref(), limit)).await?;
-    Ok(HttpResponse::Ok().json(json!({"deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>()})))
+    let deliveries = blocking(api(&state).store(), move |s| {
+        s.list_deliveries(subject.as_deref(), limit)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>()})))
+}
+
+/// Price alerts (source `price`: `price_changes`, `stale_prices`) go out by the same path,
+/// to the notifier's default recipients and webhook, without waiting for delivery.
+impl super::prices::PriceAlerts for tally_actors::notify::Notifier {
+    fn price_alert(&self, kind: &str, title: String, text: String, data: Value) {
+        self.spawn_send(tally_actors::notify::Alert {
+            source: "price".to_string(),
+            subject_id: None,
+            kind: kind.to_string(),
+            title,
+            text,
+            data,
+            emails: Vec::new(),
+            webhook_url: None,
+        });
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -422,7 +543,11 @@ mod tests {
     #[test]
     fn a_good_body_parses_exactly() {
         let b = parse_new_budget(&body(), Utc::now()).expect("valid");
-        assert_eq!(b.amount.to_string(), "100.00", "the amount keeps its digits");
+        assert_eq!(
+            b.amount.to_string(),
+            "100.00",
+            "the amount keeps its digits"
+        );
         assert_eq!(b.thresholds, vec![50, 80, 100], "thresholds are sorted");
         assert_eq!(b.scope, AlertScope::Provider("openai".into()), "the scope");
     }
@@ -430,18 +555,49 @@ mod tests {
     #[test]
     fn every_field_is_validated_with_a_stable_code() {
         assert_eq!(code(json!([])), "invalid_body", "not an object");
-        assert_eq!(code(with("extra", json!(1))), "unknown_field", "unknown fields");
+        assert_eq!(
+            code(with("extra", json!(1))),
+            "unknown_field",
+            "unknown fields"
+        );
         let mut no_name = body();
         no_name.as_object_mut().expect("object").remove("name");
         assert_eq!(code(no_name), "missing_field", "name is required");
         assert_eq!(code(with("name", json!(""))), "invalid_name", "empty name");
-        assert_eq!(code(with("name", json!("x".repeat(201)))), "invalid_name", "long name");
-        for amount in [json!(100), json!("0"), json!("-1"), json!("1000000000.01"), json!("1.12345678901"), json!("x")] {
-            assert_eq!(code(with("amount", amount.clone())), "invalid_amount", "amount {amount}");
+        assert_eq!(
+            code(with("name", json!("x".repeat(201)))),
+            "invalid_name",
+            "long name"
+        );
+        for amount in [
+            json!(100),
+            json!("0"),
+            json!("-1"),
+            json!("1000000000.01"),
+            json!("1.12345678901"),
+            json!("x"),
+        ] {
+            assert_eq!(
+                code(with("amount", amount.clone())),
+                "invalid_amount",
+                "amount {amount}"
+            );
         }
-        assert_eq!(code(with("amount", json!("1000000000"))), "ok", "the largest amount");
-        assert_eq!(code(with("amount", json!("0.0000000001"))), "ok", "ten decimals");
-        assert_eq!(code(with("period", json!("yearly"))), "invalid_period", "period");
+        assert_eq!(
+            code(with("amount", json!("1000000000"))),
+            "ok",
+            "the largest amount"
+        );
+        assert_eq!(
+            code(with("amount", json!("0.0000000001"))),
+            "ok",
+            "ten decimals"
+        );
+        assert_eq!(
+            code(with("period", json!("yearly"))),
+            "invalid_period",
+            "period"
+        );
         for scope in [
             json!({"kind": "all", "value": "x"}),
             json!({"kind": "model", "value": null}),
@@ -450,19 +606,56 @@ mod tests {
             json!({"kind": "team", "value": "x"}),
             json!("all"),
         ] {
-            assert_eq!(code(with("scope", scope.clone())), "invalid_scope", "scope {scope}");
+            assert_eq!(
+                code(with("scope", scope.clone())),
+                "invalid_scope",
+                "scope {scope}"
+            );
         }
-        assert_eq!(code(with("scope", json!({"kind": "all", "value": null}))), "ok", "all");
-        for t in [json!([]), json!([0]), json!([1001]), json!([50, 50]), json!([50.5]), json!("50"), json!((1..=11).collect::<Vec<_>>())] {
-            assert_eq!(code(with("thresholds", t.clone())), "invalid_thresholds", "thresholds {t}");
+        assert_eq!(
+            code(with("scope", json!({"kind": "all", "value": null}))),
+            "ok",
+            "all"
+        );
+        for t in [
+            json!([]),
+            json!([0]),
+            json!([1001]),
+            json!([50, 50]),
+            json!([50.5]),
+            json!("50"),
+            json!((1..=11).collect::<Vec<_>>()),
+        ] {
+            assert_eq!(
+                code(with("thresholds", t.clone())),
+                "invalid_thresholds",
+                "thresholds {t}"
+            );
         }
         let eleven: Vec<String> = (0..11).map(|i| format!("u{i}@example.com")).collect();
-        for e in [json!(["nope"]), json!(["a@b.co", "A@b.co"]), json!(eleven), json!("a@b.co")] {
-            assert_eq!(code(with("emails", e.clone())), "invalid_emails", "emails {e}");
+        for e in [
+            json!(["nope"]),
+            json!(["a@b.co", "A@b.co"]),
+            json!(eleven),
+            json!("a@b.co"),
+        ] {
+            assert_eq!(
+                code(with("emails", e.clone())),
+                "invalid_emails",
+                "emails {e}"
+            );
         }
         for u in [json!("ftp://x"), json!("http://"), json!(5)] {
-            assert_eq!(code(with("webhook_url", u.clone())), "invalid_webhook_url", "webhook {u}");
+            assert_eq!(
+                code(with("webhook_url", u.clone())),
+                "invalid_webhook_url",
+                "webhook {u}"
+            );
         }
-        assert_eq!(code(with("enabled", json!("yes"))), "invalid_enabled", "enabled");
+        assert_eq!(
+            code(with("enabled", json!("yes"))),
+            "invalid_enabled",
+            "enabled"
+        );
     }
 }
