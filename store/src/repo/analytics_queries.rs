@@ -72,6 +72,20 @@ fn last_of_month(d: chrono::NaiveDate) -> chrono::NaiveDate {
         .unwrap_or(d)
 }
 
+/// The first days of the months from `a` to `b` (both first days), in order.
+fn months_between(a: chrono::NaiveDate, b: chrono::NaiveDate) -> Vec<chrono::NaiveDate> {
+    let mut out = Vec::new();
+    let mut m = a;
+    while m <= b {
+        out.push(m);
+        match m.checked_add_months(chrono::Months::new(1)) {
+            Some(next) => m = next,
+            None => break,
+        }
+    }
+    out
+}
+
 /// How to read `[from, to]`: month rows for the whole months inside it, day rows for the
 /// days at its ends (all day rows when grouping by day).
 fn segments(from: chrono::NaiveDate, to: chrono::NaiveDate, by_day: bool) -> Vec<Segment> {
@@ -158,52 +172,57 @@ pub(crate) fn grouped(conn: &mut Conn, filter: &AnalyticsFilter, dims: &[Dim]) -
         // SQLite walks the primary key in group order instead of sorting; rows of one wanted
         // group that differ in other columns (or months) are merged below.
         let by_day = grouped_by(Dim::Day);
-        let mut n = 0usize;
-        let mut next = || {
-            n += 1;
-            super::placeholder(n)
-        };
-        let mut sql = format!(
-            "SELECT {day}, user_id, model_id, key_id, task, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
-             CAST(SUM(failed) AS BIGINT) AS failed, {sum}(quantity) AS quantity, {sum}(amount) AS amount \
-             FROM usage_rollups WHERE grain = {} AND span = {} AND month >= {} AND month <= {} \
-             AND day >= {} AND day <= {}",
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            next(),
-            day = if by_day { "day" } else { "MIN(day) AS day" },
-            sum = super::SUM_DECIMAL,
-        );
-        if filter.user_id.is_some() {
-            sql.push_str(&format!(" AND user_id = {}", next()));
-        }
-        if let Some(ids) = &model_ids {
-            let marks: Vec<String> = ids.iter().map(|_| next()).collect();
-            sql.push_str(&format!(" AND model_id IN ({})", marks.join(", ")));
-        }
-        if filter.key_id.is_some() {
-            sql.push_str(&format!(" AND key_id = {}", next()));
-        }
-        if filter.task.is_some() {
-            sql.push_str(&format!(" AND task = {}", next()));
-        }
-        sql.push_str(" GROUP BY month, user_id, model_id, key_id, task, kind");
-        if by_day {
-            sql.push_str(", day");
-        }
         let grain = grain_for(filter, dims);
         let mut rows: Vec<SummedRow> = Vec::new();
         for seg in segments(filter.from_day, filter.to_day, by_day) {
+            // Months listed one by one (`IN`, not a range): SQLite then seeks each month and,
+            // inside it, the filtered user, model, key or task.
+            let months = months_between(seg.months.0, seg.months.1);
+            let mut n = 0usize;
+            let mut next = || {
+                n += 1;
+                super::placeholder(n)
+            };
+            let grain_mark = next();
+            let span_mark = next();
+            let month_marks: Vec<String> = months.iter().map(|_| next()).collect();
+            let mut sql = format!(
+                "SELECT {day}, user_id, model_id, key_id, task, kind, CAST(SUM(requests) AS BIGINT) AS requests, \
+                 CAST(SUM(failed) AS BIGINT) AS failed, {sum}(quantity) AS quantity, {sum}(amount) AS amount \
+                 FROM usage_rollups WHERE grain = {grain_mark} AND span = {span_mark} AND month IN ({}) \
+                 AND day >= {} AND day <= {}",
+                month_marks.join(", "),
+                next(),
+                next(),
+                day = if by_day { "day" } else { "MIN(day) AS day" },
+                sum = super::SUM_DECIMAL,
+            );
+            if filter.user_id.is_some() {
+                sql.push_str(&format!(" AND user_id = {}", next()));
+            }
+            if let Some(ids) = &model_ids {
+                let marks: Vec<String> = ids.iter().map(|_| next()).collect();
+                sql.push_str(&format!(" AND model_id IN ({})", marks.join(", ")));
+            }
+            if filter.key_id.is_some() {
+                sql.push_str(&format!(" AND key_id = {}", next()));
+            }
+            if filter.task.is_some() {
+                sql.push_str(&format!(" AND task = {}", next()));
+            }
+            sql.push_str(" GROUP BY month, user_id, model_id, key_id, task, kind");
+            if by_day {
+                sql.push_str(", day");
+            }
             let at = |d: chrono::NaiveDate| DbTime::new(d.and_time(NaiveTime::MIN).and_utc());
-            let mut q = diesel::sql_query(sql.clone())
+            let mut q = diesel::sql_query(sql)
                 .into_boxed::<<Conn as diesel::Connection>::Backend>()
                 .bind::<Text, _>(grain)
-                .bind::<Text, _>(seg.span)
-                .bind::<crate::sql_types::UtcInstant, _>(at(seg.months.0))
-                .bind::<crate::sql_types::UtcInstant, _>(at(seg.months.1))
+                .bind::<Text, _>(seg.span);
+            for m in &months {
+                q = q.bind::<crate::sql_types::UtcInstant, _>(at(*m));
+            }
+            q = q
                 .bind::<crate::sql_types::UtcInstant, _>(at(seg.days.0))
                 .bind::<crate::sql_types::UtcInstant, _>(at(seg.days.1));
             if let Some(user) = &filter.user_id {
@@ -464,6 +483,9 @@ pub(crate) fn set_meta(conn: &mut Conn, key: &str, value: &str) -> Result<(), St
     })
 }
 
+/// An event as the rebuild reads it.
+type RebuildTuple = (i64, DbUuid, String, i64, DbDecimal, DbTime, Option<DbUuid>, Option<String>, bool);
+
 /// Recompute every rollup row from the events, in one write transaction.
 pub(crate) fn rebuild_rollups(conn: &mut Conn) -> Result<u64, StoreError> {
     write_tx(conn, |conn| {
@@ -473,7 +495,7 @@ pub(crate) fn rebuild_rollups(conn: &mut Conn) -> Result<u64, StoreError> {
         let mut after: i64 = i64::MIN;
         let mut events: u64 = 0;
         loop {
-            let rows: Vec<(i64, DbUuid, String, i64, DbDecimal, DbTime, Option<DbUuid>, Option<String>, bool)> =
+            let rows: Vec<RebuildTuple> =
                 api_events::table
                     .filter(api_events::event_seq.gt(after))
                     .order(api_events::event_seq.asc())
