@@ -299,8 +299,17 @@ async fn task_labels_and_payloads_reach_the_usage_log() {
     let event_id = r.headers()["x-tally-request-id"].to_str().unwrap().to_string();
     let answer: Value = r.json().await.unwrap();
     node.settled_spend(&key_id, 1).await;
-    let (s, e) = node.get(&format!("/api/usage/events/{event_id}")).await;
-    assert_eq!(s, 200, "the call's usage event is listed: {e}");
+    // The payload is written just after the hold settles: wait for it (bounded).
+    let mut e = Value::Null;
+    for _ in 0..100 {
+        let (s, got) = node.get(&format!("/api/usage/events/{event_id}")).await;
+        assert_eq!(s, 200, "the call's usage event is listed: {got}");
+        e = got;
+        if !e["payload"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(e["task"], json!("summarize"), "the x-tally-task label is kept");
     assert_eq!(e["key_id"], json!(key_id), "and the key");
     assert_eq!(e["gateway"]["route"], json!("chat_completions"), "with its gateway call");

@@ -725,10 +725,10 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
         successful: (200..400).contains(&record.http_status),
     };
     let billed = gw.billing.send(BillUsage { event, with: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await;
+    let stored = matches!(&billed, Ok(Ok(_)));
     let actual = match billed {
         Ok(Ok(b)) => {
             tracing::debug!(event.id = %call.event_id, key.id = %call.key.key_id, cost_usd = %b.cost.total, "Gateway call billed.");
-            keep_payload(gw, call, &o).await;
             b.cost.total
         }
         Ok(Err(e)) => {
@@ -745,6 +745,10 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
             tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
         }
         check_alerts(gw, &call.key, &call.limits).await;
+    }
+    // Last: the hold is settled first, and a payload only goes with a stored event.
+    if stored {
+        keep_payload(gw, call, &o).await;
     }
 }
 
