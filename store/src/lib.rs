@@ -13,6 +13,7 @@ pub mod forecasts;
 pub mod gateway;
 pub mod ops;
 mod pool;
+pub mod providers;
 pub mod records;
 mod repo;
 mod rows;

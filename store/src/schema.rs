@@ -458,4 +458,114 @@ diesel::allow_tables_to_appear_in_same_query!(
     forecasts,
     scheduler_leases,
     scheduler_runs,
+    provider_connections,
+    import_runs,
+    provider_costs,
+    imported_buckets,
+    import_revisions,
 );
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Provider connections (issue 14): admin keys encrypted at rest.
+    provider_connections (connection_id) {
+        connection_id -> UuidKey,
+        provider -> Text,
+        name -> Text,
+        base_url -> Text,
+        key_ciphertext -> Binary,
+        key_nonce -> Binary,
+        key_hint -> Text,
+        created_at -> UtcInstant,
+        last_run_at -> Nullable<UtcInstant>,
+        last_status -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        enabled -> Bool,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Provider import runs.
+    import_runs (run_id) {
+        run_id -> UuidKey,
+        connection_id -> UuidKey,
+        run_trigger -> Text,
+        range_from -> UtcInstant,
+        range_to -> UtcInstant,
+        started_at -> UtcInstant,
+        finished_at -> Nullable<UtcInstant>,
+        status -> Text,
+        pages -> BigInt,
+        buckets -> BigInt,
+        events_new -> BigInt,
+        events_revised -> BigInt,
+        events_unchanged -> BigInt,
+        skipped -> BigInt,
+        costs -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// Provider-reported costs per day and natural key ('' for none).
+    provider_costs (connection_id, starting_at, model, description, workspace_id) {
+        connection_id -> UuidKey,
+        starting_at -> UtcInstant,
+        ending_at -> UtcInstant,
+        model -> Text,
+        description -> Text,
+        workspace_id -> Text,
+        amount -> ExactDecimal,
+        currency -> Text,
+        imported_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// What each imported provider bucket became (its current event and content hash).
+    imported_buckets (event_id) {
+        event_id -> UuidKey,
+        connection_id -> UuidKey,
+        starting_at -> UtcInstant,
+        group_key -> Text,
+        content_hash -> Text,
+        revision -> BigInt,
+        current_event_id -> UuidKey,
+        imported_at -> UtcInstant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{UtcInstant, UuidKey};
+
+    /// Audit trail of revised imported buckets.
+    import_revisions (revision_id) {
+        revision_id -> UuidKey,
+        run_id -> Nullable<UuidKey>,
+        bucket_event_id -> UuidKey,
+        old_event_id -> UuidKey,
+        new_event_id -> UuidKey,
+        revision -> BigInt,
+        starting_at -> UtcInstant,
+        group_key -> Text,
+        old_hash -> Text,
+        new_hash -> Text,
+        old_quantities -> Text,
+        new_quantities -> Text,
+        status -> Text,
+        reason -> Nullable<Text>,
+        at -> UtcInstant,
+    }
+}

@@ -121,3 +121,8 @@ pub(crate) mod forecasts {
 pub(crate) mod ops {
     include!("ops_queries.rs");
 }
+
+/// Provider import queries (connections, runs, buckets, costs, revisions) for this backend.
+pub(crate) mod providers {
+    include!("providers_queries.rs");
+}

@@ -13,5 +13,6 @@ mod indexes;
 mod invoices;
 mod ops;
 mod prices;
+mod providers;
 mod restart;
 mod upgrade;
