@@ -22,6 +22,10 @@ use tally_web::{AppState, HttpConfig};
 const PRICE_STALENESS_SCHEDULE: &str = "0 8 * * *";
 /// When budget alerts are re-evaluated besides right after usage is priced (cron, UTC).
 const BUDGET_ALERTS_SCHEDULE: &str = "*/5 * * * *";
+/// When Anthropic usage is imported (cron, UTC; seed 002): hourly at :05.
+const ANTHROPIC_IMPORT_SCHEDULE: &str = "5 * * * *";
+/// When OpenAI usage is imported (cron, UTC; seed 002): every 6 hours at :10.
+const OPENAI_IMPORT_SCHEDULE: &str = "10 */6 * * *";
 /// When forecasts are retrained (cron, UTC): daily at 00:30, once yesterday is complete.
 const FORECAST_RETRAIN_SCHEDULE: &str = "30 0 * * *";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -312,6 +316,43 @@ enum Command {
         #[command(subcommand)]
         command: PricesCommand,
     },
+    /// Provider usage import (Anthropic Admin API, OpenAI organization usage and costs).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Keys Tally holds: provider admin keys encrypted at rest.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import the last N days of a provider's usage and cost through a running node, for each
+    /// of its connections (overlaps with scheduled runs never count twice).
+    Backfill {
+        /// `anthropic` or `openai`.
+        #[arg(long)]
+        provider: String,
+        /// Days back from now.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The node to run it on.
+        #[arg(long, env = "TALLY_NODE_URL", default_value = tally_web::price_sync_cli::DEFAULT_NODE_URL)]
+        node: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored provider admin key from the old TALLY_ENCRYPTION_KEY to a new one
+    /// (keys read from the environment: TALLY_ENCRYPTION_KEY_OLD and TALLY_ENCRYPTION_KEY_NEW).
+    RotateEncryption {
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -432,6 +473,22 @@ fn main() -> anyhow::Result<()> {
             };
             let report = tokio::runtime::Runtime::new()?.block_on(sync_cli(source, &node, dry_run))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::Import { command: ImportCommand::Backfill { provider, days, node } } => {
+            let report = tokio::runtime::Runtime::new()?
+                .block_on(tally_web::import_cli::backfill_via_node(&node, &provider, days))?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::RotateEncryption { db } } => {
+            let _guard = tally_observability::init_node("tally-keys", tally_observability::LogFormat::Human, None)?;
+            // From the environment only, never flags (flags show in `ps`).
+            let old = std::env::var("TALLY_ENCRYPTION_KEY_OLD").context("TALLY_ENCRYPTION_KEY_OLD is not set")?;
+            let new = std::env::var("TALLY_ENCRYPTION_KEY_NEW").context("TALLY_ENCRYPTION_KEY_NEW is not set")?;
+            let (store, _) = open_store(&db)?;
+            let n = tally_web::providers::rotate_encryption(&store, &old, &new)?;
+            println!("re-encrypted {n} provider admin key(s); set TALLY_ENCRYPTION_KEY to the new key");
             Ok(())
         }
         Command::Dlq { command } => {
@@ -617,6 +674,34 @@ async fn serve(
             tally_web::routes::forecasts::retrain_all(s.clone())
         }))?;
     }
+    // Provider usage import: connections' admin keys are sealed with TALLY_ENCRYPTION_KEY.
+    let imports = tally_web::providers::ProviderImports::new(
+        actors.store.clone(),
+        actors.billing.clone().recipient(),
+        actors.prices.clone(),
+        tally_web::providers::crypto::EncryptionKey::from_env().context("TALLY_ENCRYPTION_KEY")?,
+        Default::default(),
+    )
+    .context("provider connections (TALLY_ENCRYPTION_KEY)")?;
+    for (id, name, schedule, provider) in [
+        ("anthropic-import", "Import Anthropic usage and cost", ANTHROPIC_IMPORT_SCHEDULE, "anthropic"),
+        ("openai-import", "Import OpenAI usage and cost", OPENAI_IMPORT_SCHEDULE, "openai"),
+    ] {
+        let (i, n) = (imports.clone(), notifier.clone());
+        scheduler.register(Job::new(id, name, schedule, move || {
+            let (i, n) = (i.clone(), n.clone());
+            async move {
+                let ran = tally_web::providers::scheduled_run(i.clone(), provider.to_string()).await;
+                // Drift beyond tolerance is alerted even when this run failed (earlier data).
+                let drift = tally_web::providers::drift::alert_drift(&i, &n, provider).await;
+                match (ran, drift) {
+                    (Ok(r), Ok(0)) => Ok(r),
+                    (Ok(r), Ok(d)) => Ok(format!("{r}; {d} drift alert(s)")),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+        }))?;
+    }
     scheduler.start().await.context("starting the scheduler")?;
     let served_scheduler = scheduler.clone();
     let addr = listener.local_addr()?;
@@ -643,6 +728,7 @@ async fn serve(
         app.app_data(actix_web::web::Data::new(price_settings.clone()))
             .configure(tally_web::routes::forecasts::configure(state.store.clone()))
             .configure(tally_web::routes::budgets::configure(evaluator.clone()))
+            .configure(tally_web::routes::providers::configure(imports.clone()))
             .configure(tally_web::routes::scheduler::configure(served_scheduler.clone()))
             .configure(tally_web::gateway::configure(gw.clone()))
             .configure(tally_web::configure(state.clone(), HttpConfig::default()))

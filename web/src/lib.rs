@@ -3,8 +3,10 @@
 pub mod dashboard;
 pub mod error;
 pub mod gateway;
+pub mod import_cli;
 pub mod metrics;
 pub mod price_sync_cli;
+pub mod providers;
 pub mod routes;
 pub mod server;
 pub mod state;

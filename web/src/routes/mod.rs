@@ -10,6 +10,7 @@ pub mod keys;
 pub mod messages;
 pub mod metrics;
 pub mod prices;
+pub mod providers;
 pub mod scheduler;
 pub mod threads;
 pub mod ui;
