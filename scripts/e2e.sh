@@ -10,7 +10,8 @@ BIN=${TALLY_BIN:-${CARGO_TARGET_DIR:-target}/debug/tally}
 WORK=$(mktemp -d)
 SHOTS="$ROOT/target/e2e-screenshots"
 mkdir -p "$SHOTS"
-TALLY_SIM_TOKEN_DELAY_MS=2 "$BIN" serve --bind 127.0.0.1:0 --database-url "sqlite://$WORK/e2e.db" >"$WORK/out" 2>"$WORK/log" &
+# A throwaway key for provider connections (the Reconciliation step adds one).
+TALLY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64) TALLY_SIM_TOKEN_DELAY_MS=2 "$BIN" serve --bind 127.0.0.1:0 --database-url "sqlite://$WORK/e2e.db" >"$WORK/out" 2>"$WORK/log" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do
