@@ -2,120 +2,68 @@
 //!
 //! Collectors for Anthropic's Admin API (`GET /v1/organizations/usage_report/messages`, hourly,
 //! grouped by model, API key, workspace and service tier; `GET /v1/organizations/cost_report`,
-//! daily) and OpenAI's organization API (`GET /v1/organization/usage/completions`, hourly,
-//! grouped by model, project and API key; `GET /v1/organization/costs`, daily by line item).
-//! Every page is read (`next_page`); 429/5xx/529 are retried honouring `retry-after`; money is
-//! parsed from the JSON text into `Decimal` (Anthropic's cents string to dollars exactly,
-//! OpenAI's number or string), never through a float. A response that breaks the documented
-//! format fails the whole fetch: nothing partial is returned. Wire facts:
-//! `../shared/reference/provider-usage-apis.md`.
+//! daily by workspace and description) and OpenAI's organization API
+//! (`GET /v1/organization/usage/completions`, hourly, grouped by model, project and API key;
+//! `GET /v1/organization/costs`, daily by line item and project).
+//!
+//! - Every page is read (`next_page`); no pause between pages (a paginated read is a burst the
+//!   providers allow). Sustained polling is paced by the caller with one [`RateGate`] per
+//!   connection (Anthropic: once a minute).
+//! - 429, 5xx and Anthropic's 529 are retried with backoff, waiting what `retry-after` asks;
+//!   other 4xx fail at once with the provider's error type and message.
+//! - Money is parsed from the JSON text into `Decimal` (Anthropic's cents string divided by 100
+//!   exactly; OpenAI's number or string), never through a float.
+//! - An answer that breaks the documented format fails the whole fetch with
+//!   [`ImportError::InvalidResponse`] naming the field; nothing partial is returned.
+//!
+//! Wire facts and sources: `shared/reference/provider-usage-apis.md`.
 
 mod anthropic;
+mod config;
 mod error;
+mod gate;
 mod http;
 mod model;
 mod openai;
+mod page;
 #[cfg(feature = "testing")]
 pub mod testing;
-
-use std::time::Duration;
+mod wire;
 
 use chrono::{DateTime, Utc};
 
+pub use config::{
+    ClientConfig, Secret, ANTHROPIC_BASE_URL, ANTHROPIC_MIN_INTERVAL, DEFAULT_MAX_RETRIES, DEFAULT_USER_AGENT,
+    OPENAI_BASE_URL, OPENAI_MIN_INTERVAL,
+};
 pub use error::ImportError;
+pub use gate::RateGate;
+pub use http::{ANTHROPIC_VERSION, MAX_RETRY_AFTER};
 pub use model::{CostItem, Provider, Report, UsageBucket};
 
-/// User agent sent when the caller gives none.
-pub const DEFAULT_USER_AGENT: &str = concat!("tally/", env!("CARGO_PKG_VERSION"));
-/// Anthropic supports polling once a minute sustained.
-pub const ANTHROPIC_MIN_INTERVAL: Duration = Duration::from_secs(60);
-/// Retries of a 429/5xx within one request.
-pub const DEFAULT_MAX_RETRIES: usize = 5;
-
-/// An admin key: never printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a key.
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-
-    /// The key, to send.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// Where and how to read one organization's reports.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Which provider.
-    pub provider: Provider,
-    /// API base (`https://api.anthropic.com`, `https://api.openai.com`); tests point it at a local server.
-    pub base_url: String,
-    /// The admin key.
-    pub admin_key: Secret,
-    /// `User-Agent`.
-    pub user_agent: String,
-    /// Least time between two fetches of one connection (see [`RateGate`]).
-    pub min_interval: Duration,
-    /// Retries of a 429/5xx within one request.
-    pub max_retries: usize,
-}
-
-impl ClientConfig {
-    /// The provider's public API base.
-    pub fn default_base_url(provider: Provider) -> &'static str {
-        match provider {
-            Provider::Anthropic => "https://api.anthropic.com",
-            Provider::OpenAi => "https://api.openai.com",
-        }
-    }
-}
-
-/// Read every usage bucket and cost item of `[from, to)`.
+/// Read every usage bucket and cost item of `[from, to)` from `cfg`'s provider.
+///
+/// All or nothing: any failure (after retries) returns an error and none of what was read.
+/// Buckets without usage are left out. The caller paces repeated fetches with a [`RateGate`].
 pub async fn fetch_report(cfg: &ClientConfig, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Report, ImportError> {
     if to <= from {
-        return Err(ImportError::InvalidRange(format!("{from} is not before {to}")));
+        return Err(ImportError::InvalidRange(format!("from {from} is not before to {to}")));
     }
+    cfg.validate()?;
     let client = http::Client::new(cfg)?;
-    match cfg.provider {
+    let started = std::time::Instant::now();
+    let report = match cfg.provider {
         Provider::Anthropic => anthropic::fetch(&client, from, to).await,
         Provider::OpenAi => openai::fetch(&client, from, to).await,
-    }
-}
-
-/// Paces the fetches of one connection: at most one per `min_interval` (Anthropic asks for
-/// once a minute sustained; the pages of one fetch are a burst it allows).
-#[derive(Debug)]
-pub struct RateGate {
-    min_interval: Duration,
-    last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
-}
-
-impl RateGate {
-    /// A gate letting one fetch through per `min_interval`.
-    pub fn new(min_interval: Duration) -> Self {
-        RateGate { min_interval, last: tokio::sync::Mutex::new(None) }
-    }
-
-    /// Wait until the next fetch may start, and claim it.
-    pub async fn wait(&self) {
-        let mut last = self.last.lock().await;
-        if let Some(at) = *last {
-            let next = at + self.min_interval;
-            if next > tokio::time::Instant::now() {
-                tokio::time::sleep_until(next).await;
-            }
-        }
-        *last = Some(tokio::time::Instant::now());
-    }
+    }?;
+    tracing::debug!(
+        provider = cfg.provider.as_str(),
+        buckets = report.usage.len(),
+        costs = report.costs.len(),
+        pages = report.pages,
+        requests = report.requests,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "Provider report fetched."
+    );
+    Ok(report)
 }

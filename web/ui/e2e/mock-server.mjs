@@ -7,7 +7,8 @@
 // It implements the endpoints the UI uses with the same JSON shapes (money and
 // quantities as exact decimal strings, computed with BigInt), streams simulated
 // replies over SSE, serves the dashboard stream, virtual keys with budgets and spend
-// (plus a non-streaming POST /v1/chat/completions billed to a key), and serves dist/ with an SPA
+// (plus a non-streaming POST /v1/chat/completions billed to a key), provider connections with import
+// runs and reconciliation (issue 14), and serves dist/ with an SPA
 // fallback so a built UI can be opened at http://127.0.0.1:8080/.
 // Request bodies are checked like the server's `deny_unknown_fields`.
 
@@ -29,6 +30,7 @@ const DIST = resolve(arg('dist', join(here, '..', 'dist')));
 const TOKEN_DELAY_MS = Number(arg('delay', 15));
 // --fault history-cost: history answers a cost one digit off what the stream sent (to see e2e/run.mjs catch it).
 // --fault no-keys: no virtual keys API, like a server built without the gateway (404 on /api/keys).
+// --fault no-providers: no provider import API (404 on /api/providers and /api/reconciliation).
 // --forecast demo: GET /api/forecasts answers a made-up 30-day forecast instead of 422 insufficient_history.
 const FAULT = arg('fault', '');
 const FORECAST = arg('forecast', '');
@@ -960,6 +962,215 @@ async function issue13Api(req, res, url, path, method) {
   return false;
 }
 
+// ---------------------------------------------------------------- issue 14: provider connections, import runs, reconciliation
+//
+// A connection with the provider's default base URL "imports" the metered usage of the window
+// as if the provider had reported it (same tokens, a reported cost a millionth of a dollar per
+// bucket above Tally's price). Any other base URL is really asked (2 s timeout); failing to reach
+// it, or any answer from it, fails the run with 502 provider_error, as the server does.
+
+const PROVIDER_BASE_URLS = { anthropic: 'https://api.anthropic.com', openai: 'https://api.openai.com/v1' };
+const connections = new Map(); // connection_id -> {view fields..., key_hint}
+const importRuns = []; // newest last
+const imported = new Map(); // `${provider}|${day}|${model}` -> {provider, day, model, tokens: {kind: dec}, cost: dec, priced: dec, events}
+
+function connectionView(c) {
+  const { key_hint, ...view } = c;
+  return { ...view, admin_key: `sk-...${key_hint}` };
+}
+
+/** `diff / base * 100` rounded half away from zero to 4 places, as a string; null when base is zero. */
+function pctOf(diff, base) {
+  if (base.v === 0n) return null;
+  // diff/base = (d.v * 10^b.s) / (b.v * 10^d.s); times 100 * 10^4
+  let num = diff.v * 10n ** BigInt(base.s) * 1_000_000n;
+  let den = base.v * 10n ** BigInt(diff.s);
+  if (den < 0n) {
+    num = -num;
+    den = -den;
+  }
+  const neg = num < 0n;
+  const abs = neg ? -num : num;
+  let q = abs / den;
+  if ((abs % den) * 2n >= den) q += 1n;
+  return dStr({ v: neg ? -q : q, s: 4 });
+}
+function dAbs(a) {
+  return { v: a.v < 0n ? -a.v : a.v, s: a.s };
+}
+function dSub(a, b) {
+  return dAdd(a, { v: -b.v, s: b.s });
+}
+function beyond(diff, base, tolerance) {
+  const p = pctOf(diff, base);
+  return p === null ? diff.v !== 0n : dCmp(dAbs(dec(p)), tolerance) > 0;
+}
+
+async function providersApi(req, res, url, path, method) {
+  let m;
+  if (path === '/api/providers' && method === 'GET') return send(res, 200, { providers: [...connections.values()].map(connectionView) });
+  if (path === '/api/providers' && method === 'POST') {
+    const b = await readJson(req, ['provider', 'name', 'admin_key', 'base_url']);
+    if (!['anthropic', 'openai'].includes(b.provider)) throw bad('invalid_provider', `provider must be anthropic or openai, not ${JSON.stringify(b.provider)}`);
+    if (typeof b.name !== 'string' || !/^[A-Za-z0-9_.-]{1,40}$/.test(b.name)) throw bad('invalid_name', "name must be 1-40 characters of letters, digits, '_', '.', '-'");
+    if (typeof b.admin_key !== 'string' || b.admin_key.length < 8 || b.admin_key.length > 512 || !/^[\x21-\x7e]+$/.test(b.admin_key))
+      throw bad('invalid_admin_key', 'admin_key must be 8-512 printable characters without spaces');
+    let base = PROVIDER_BASE_URLS[b.provider];
+    if (b.base_url !== undefined && b.base_url !== null) {
+      if (typeof b.base_url !== 'string' || !/^https?:\/\/[^/\s?#@]+[^\s?#@]*$/.test(b.base_url)) throw bad('invalid_base_url', 'base_url must be an http:// or https:// URL without query');
+      base = b.base_url.replace(/\/+$/, '');
+    }
+    if ([...connections.values()].some((c) => c.name === b.name)) throw new HttpError(409, 'connection_exists', `a provider connection named ${JSON.stringify(b.name)} exists`);
+    const c = {
+      connection_id: randomUUID(),
+      provider: b.provider,
+      name: b.name,
+      base_url: base,
+      key_hint: b.admin_key.slice(-4),
+      created_at: now(),
+      last_run_at: null,
+      last_status: null,
+      last_error: null,
+      enabled: true,
+    };
+    connections.set(c.connection_id, c);
+    return send(res, 201, connectionView(c));
+  }
+  if ((m = /^\/api\/providers\/([^/]+)(\/import|\/runs)?$/.exec(path))) {
+    const c = connections.get(m[1]);
+    if (!c) throw new HttpError(404, 'connection_not_found', `provider connection ${m[1]} not found`);
+    if (!m[2] && method === 'DELETE') {
+      connections.delete(c.connection_id);
+      return send(res, 200, connectionView(c));
+    }
+    if (m[2] === '/runs' && method === 'GET') {
+      const limit = Number(url.searchParams.get('limit') ?? 50);
+      return send(res, 200, { runs: importRuns.filter((r) => r.connection_id === c.connection_id).slice().reverse().slice(0, limit) });
+    }
+    if (m[2] === '/import' && method === 'POST') {
+      const to = url.searchParams.get('to') ? new Date(url.searchParams.get('to')) : new Date();
+      const from = url.searchParams.get('from') ? new Date(url.searchParams.get('from')) : new Date(to.getTime() - DAY);
+      if (Number.isNaN(to.getTime()) || Number.isNaN(from.getTime())) throw bad('invalid_range', 'from and to must be RFC 3339 instants or YYYY-MM-DD');
+      if (from >= to) throw bad('invalid_range', 'the range must have from < to and span at most 400 days');
+      const run = {
+        run_id: randomUUID(), connection_id: c.connection_id, trigger: 'manual', range_from: from.toISOString(), range_to: to.toISOString(),
+        started_at: now(), finished_at: null, status: 'running', pages: 0, buckets: 0, events_new: 0, events_revised: 0, events_unchanged: 0, skipped: 0, costs: 0, error: null,
+      };
+      importRuns.push(run);
+      let failure = null;
+      if (c.base_url !== PROVIDER_BASE_URLS[c.provider]) {
+        try {
+          const r = await fetch(`${c.base_url}/v1/organizations/usage_report/messages`, { signal: AbortSignal.timeout(2000) });
+          failure = `unexpected answer from ${c.base_url} (HTTP ${r.status}): the mock server speaks no provider format`;
+        } catch (e) {
+          failure = `cannot reach ${c.base_url}: ${e?.cause?.code ?? e?.message ?? e}`;
+        }
+      }
+      run.finished_at = now();
+      c.last_run_at = run.finished_at;
+      if (failure) {
+        Object.assign(run, { status: 'failed', error: failure });
+        Object.assign(c, { last_status: 'failed', last_error: failure });
+        return send(res, 502, { code: 'provider_error', message: `provider error: ${failure}`, run });
+      }
+      const evs = events.map(eventView).filter((e) => e.provider === c.provider && e.source !== 'provider_import' && e.occurred_at >= run.range_from && e.occurred_at < run.range_to);
+      for (const g of groupBy(evs, (e) => ({ day: dayOf(e.occurred_at), model: e.model }))) {
+        const k = `${c.provider}|${g.key.day}|${g.key.model}`;
+        const tokens = {};
+        const bucketEvs = evs.filter((e) => dayOf(e.occurred_at) === g.key.day && e.model === g.key.model);
+        for (const e of bucketEvs) for (const l of e.lines) tokens[l.kind] = dAdd(tokens[l.kind] ?? ZERO, dec(l.quantity));
+        const priced = sum(bucketEvs.map((e) => dec(e.cost)));
+        const next = { provider: c.provider, day: g.key.day, model: g.key.model, tokens, priced, cost: dAdd(priced, dec('0.000001')), events: 1 };
+        const old = imported.get(k);
+        if (!old) run.events_new++;
+        else if (dCmp(old.priced, next.priced) !== 0) run.events_revised++;
+        else run.events_unchanged++;
+        imported.set(k, next);
+        run.buckets++;
+        run.costs++;
+      }
+      run.pages = 1;
+      run.status = 'success';
+      Object.assign(c, { last_status: 'success', last_error: null });
+      return send(res, 200, run);
+    }
+    return false;
+  }
+  if (path === '/api/reconciliation' && method === 'GET') {
+    const provider = url.searchParams.get('provider');
+    if (!['anthropic', 'openai'].includes(provider)) throw bad('invalid_provider', 'provider must be anthropic or openai');
+    if ((url.searchParams.get('granularity') ?? 'day') !== 'day') throw bad('invalid_granularity', 'granularity must be day');
+    const today = new Date().toISOString().slice(0, 10);
+    const to = url.searchParams.get('to') ?? today;
+    const from = url.searchParams.get('from') ?? addDay(to, -29);
+    if (!DAY_RE.test(from)) throw bad('invalid_date', `from must be a day, YYYY-MM-DD (got ${JSON.stringify(from)})`);
+    if (!DAY_RE.test(to)) throw bad('invalid_date', `to must be a day, YYYY-MM-DD (got ${JSON.stringify(to)})`);
+    if (from > to || Date.parse(to) - Date.parse(from) >= 366 * DAY) throw bad('invalid_range', 'from must not be after to, and the range at most 366 days');
+    const tolText = url.searchParams.get('tolerance_pct') ?? '1';
+    if (!/^\d+(\.\d+)?$/.test(tolText)) throw bad('invalid_tolerance', 'tolerance_pct must be a non-negative decimal');
+    const tolerance = dec(tolText);
+    const keys = new Map();
+    const evs = events.map(eventView).filter((e) => e.provider === provider && dayOf(e.occurred_at) >= from && dayOf(e.occurred_at) <= to);
+    for (const e of evs) {
+      const k = `${dayOf(e.occurred_at)}|${e.model}`;
+      const r = keys.get(k) ?? { day: dayOf(e.occurred_at), model: e.model, metered: {}, metered_cost: ZERO, metered_events: 0, imp: null };
+      for (const l of e.lines) r.metered[l.kind] = dAdd(r.metered[l.kind] ?? ZERO, dec(l.quantity));
+      r.metered_cost = dAdd(r.metered_cost, dec(e.cost));
+      r.metered_events++;
+      keys.set(k, r);
+    }
+    for (const i of imported.values()) {
+      if (i.provider !== provider || i.day < from || i.day > to) continue;
+      const k = `${i.day}|${i.model}`;
+      const r = keys.get(k) ?? { day: i.day, model: i.model, metered: {}, metered_cost: ZERO, metered_events: 0, imp: null };
+      r.imp = i;
+      keys.set(k, r);
+    }
+    const rows = [...keys.values()]
+      .sort((a, b) => (a.day === b.day ? (a.model < b.model ? -1 : 1) : a.day < b.day ? -1 : 1))
+      .map((r) => {
+        const reported = r.imp?.tokens ?? {};
+        const kinds = [...new Set([...Object.keys(reported), ...Object.keys(r.metered)])].sort();
+        const flags = [];
+        const token_diff = {};
+        const token_diff_pct = {};
+        for (const k of kinds) {
+          const rep = reported[k] ?? ZERO;
+          const diff = dSub(r.metered[k] ?? ZERO, rep);
+          token_diff[k] = dStr(diff);
+          token_diff_pct[k] = pctOf(diff, rep);
+          if (beyond(diff, rep, tolerance)) flags.push(`tokens:${k}`);
+        }
+        const repCost = r.imp?.cost ?? null;
+        const priced = r.imp?.priced ?? ZERO;
+        const costDiff = repCost && dSub(r.metered_cost, repCost);
+        const priceDiff = repCost && dSub(priced, repCost);
+        if (repCost && beyond(costDiff, repCost, tolerance)) flags.push('cost');
+        return {
+          date: r.day,
+          model: r.model,
+          reported_tokens: Object.fromEntries(Object.entries(reported).map(([k, v]) => [k, dStr(v)])),
+          metered_tokens: Object.fromEntries(Object.entries(r.metered).map(([k, v]) => [k, dStr(v)])),
+          token_diff,
+          token_diff_pct,
+          reported_cost: repCost && dStr(repCost),
+          tally_priced_cost: dStr(priced),
+          metered_cost: dStr(r.metered_cost),
+          cost_diff: costDiff && dStr(costDiff),
+          cost_diff_pct: repCost && pctOf(costDiff, repCost),
+          price_diff: priceDiff && dStr(priceDiff),
+          price_diff_pct: repCost && pctOf(priceDiff, repCost),
+          reported_events: r.imp?.events ?? 0,
+          metered_events: r.metered_events,
+          flags,
+          flagged: flags.length > 0,
+        };
+      });
+    return send(res, 200, { provider, from, to, granularity: 'day', tolerance_pct: dStr(tolerance), rows });
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------- routes
 
 async function api(req, res, url) {
@@ -1086,6 +1297,9 @@ async function api(req, res, url) {
   }
   if (path.startsWith('/api/analytics/') || path.startsWith('/api/budgets') || path.startsWith('/api/alerts/') || path === '/api/forecasts') {
     if ((await issue13Api(req, res, url, path, method)) !== false) return;
+  }
+  if ((path.startsWith('/api/providers') || path === '/api/reconciliation') && FAULT !== 'no-providers') {
+    if ((await providersApi(req, res, url, path, method)) !== false) return;
   }
   if ((m = /^\/api\/prices\/([^/]+)\/verify$/.exec(path)) && method === 'POST') {
     const v = priceVersions.find((p) => p.id === m[1]);

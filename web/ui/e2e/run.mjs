@@ -10,6 +10,9 @@
 // The Keys step needs the gateway's keys API (/api/keys); against a server without it, it fails saying so.
 // The Analytics, Budgets and price freshness steps need the issue 13 API (docs/analytics-api.md):
 // /api/analytics/*, /api/forecasts, /api/budgets, /api/alerts/deliveries, /api/prices/{id}/verify.
+// The Reconciliation step needs the issue 14 API (/api/providers, /api/reconciliation) and a server
+// started with TALLY_ENCRYPTION_KEY; its connection points at an unreachable loopback port, so
+// "Import now" must fail with provider_error (it never reaches a real provider).
 
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -151,7 +154,7 @@ async function requireKeysApi(page, userId) {
     return { status: r.status, text: r.ok ? '' : (await r.text()).slice(0, 300) };
   }, userId);
   if (probe.status === 404) {
-    if (ALLOW_MISSING) throw new SkipStep(`no ${what} (GET ${path} answered 404)`);
+    if (ALLOW_MISSING) throw new SkipStep('no virtual keys API (GET /api/keys answered 404)');
     throw new CheckError(
       `the server has no virtual keys API: GET /api/keys answered 404 (${probe.text}). ` +
         'This UI needs a tally built with the gateway (web/src/routes/keys.rs mounted by web/src/gateway/mod.rs).',
@@ -279,6 +282,7 @@ async function main() {
   watch(page, 'chat');
   let dash = null;
   let ana = null;
+  let rec = null;
   const userId = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   let threadId = '';
   let threadModel = '';
@@ -705,6 +709,110 @@ async function main() {
       check(after && after.stale === false && after.verified_at, `the verified version is fresh: ${JSON.stringify(after)}`);
       await shot(page, '10b-settings-verified.png');
     });
+    await step('Reconciliation: add a provider connection (key masked), Import now shows the provider error, the table and CSV', async () => {
+      await requireRoute('/api/providers', 'provider import API');
+      rec = await context.newPage();
+      watch(rec, 'reconciliation');
+      await rec.goto(`${BASE}/reconciliation`);
+      await rec.locator(tid('provider-connections')).waitFor();
+      check((await rec.locator(tid('nav-reconciliation')).getAttribute('class'))?.includes('active'), 'the Reconciliation link is active in the top bar');
+
+      // A key the server refuses first (by code), then the real one; it must never show in clear.
+      const name = `e2e-${userId}`.slice(0, 40);
+      const secret = `sk-ant-admin01-e2e-${Math.random().toString(36).slice(2)}-${Date.now().toString(36)}XyZ9`;
+      const masked = `sk-...${secret.slice(-4)}`;
+      expectFailure(400, '/api/providers');
+      await rec.locator(tid('connection-add')).click();
+      await rec.locator(tid('connection-form-provider')).selectOption('anthropic');
+      await rec.locator(tid('connection-form-name')).fill(name);
+      await rec.locator(tid('connection-form-key')).fill('short');
+      checkEq(await rec.locator(tid('connection-form-key')).getAttribute('type'), 'password', 'the admin key input type');
+      await rec.locator(tid('connection-form-submit')).click();
+      const formErr = rec.locator(tid('connection-form-error'));
+      await formErr.waitFor();
+      checkEq(await formErr.getAttribute('data-code'), 'invalid_admin_key', `a short key is refused by the server (${await formErr.innerText()})`);
+      await rec.locator(tid('connection-form-key')).fill(secret);
+      await rec.locator(tid('connection-form-base-url')).fill('http://127.0.0.1:9');
+      await rec.locator(tid('connection-form-submit')).click();
+      const item = rec.locator(`${tid('provider-connection')}[data-name="${name}"]`);
+      await Promise.race([
+        item.waitFor(),
+        rec.waitForFunction(() => document.querySelector('[data-testid="connection-form-error"]')?.getAttribute('data-code') !== 'invalid_admin_key', null, { timeout: TIMEOUT }).then(async () => {
+          throw new CheckError(`adding the connection failed: ${await formErr.innerText()}`);
+        }),
+      ]);
+      checkEq((await item.locator(tid('connection-key')).innerText()).trim(), masked, 'the key is shown masked');
+      check(!(await pageHolds(rec, secret)), 'the admin key is nowhere in the page (markup, inputs, storage)');
+      const list = await apiGet(rec, '/api/providers');
+      const c = list.providers.find((x) => x.name === name);
+      check(c, 'the connection is in GET /api/providers');
+      checkEq(c.admin_key, masked, 'GET /api/providers masks the key');
+      checkEq(c.base_url, 'http://127.0.0.1:9', 'base URL');
+      check(!JSON.stringify(list).includes(secret), 'GET /api/providers never carries the key in clear');
+
+      // Import now: the loopback port refuses, so the run fails with provider_error and is recorded.
+      expectFailure(502, `/api/providers/${c.connection_id}/import`);
+      await item.locator(tid('connection-import')).click();
+      const ierr = item.locator(tid('connection-import-error'));
+      await ierr.waitFor({ timeout: Math.max(TIMEOUT, 120_000) });
+      checkEq(await ierr.getAttribute('data-code'), 'provider_error', `import error code (${await ierr.innerText()})`);
+      check(!(await ierr.innerText()).includes(secret), 'the provider error does not quote the key');
+      await rec.waitForFunction((n) => document.querySelector(`[data-testid="provider-connection"][data-name="${n}"]`)?.getAttribute('data-status') === 'failed', name);
+      await item.locator(tid('connection-last-error')).waitFor();
+      await item.locator(tid('connection-runs-toggle')).click();
+      await item.locator(`${tid('connection-run-row')}[data-status="failed"]`).first().waitFor();
+      const runs = await apiGet(rec, `/api/providers/${c.connection_id}/runs`);
+      check(runs.runs.length >= 1 && runs.runs[0].status === 'failed' && runs.runs[0].error, `the failed run is recorded: ${JSON.stringify(runs.runs[0])}`);
+      checkEq(await ierr.getAttribute('data-run-id'), runs.runs[0].run_id, 'the error names the recorded run');
+
+      // The table: the API's rows, or a clear note that there is nothing to reconcile.
+      await rec.locator(tid('reconciliation-drift-chart')).waitFor();
+      const from = await rec.locator(tid('reconciliation-from')).inputValue();
+      const to = await rec.locator(tid('reconciliation-to')).inputValue();
+      checkEq(to, new Date().toISOString().slice(0, 10), 'the default range ends today (UTC)');
+      const api = await apiGet(rec, `/api/reconciliation?provider=anthropic&from=${from}&to=${to}&granularity=day&tolerance_pct=1`);
+      check(Number(await rec.locator(tid('reconciliation-drift-chart')).getAttribute('data-days')) >= 30, 'the drift chart has a bar slot per day');
+      if (api.rows.length === 0) {
+        const note = rec.locator(tid('reconciliation-empty'));
+        await note.waitFor();
+        check((await note.innerText()).includes('Nothing to reconcile'), 'the empty note says so');
+      } else {
+        await rec.waitForFunction((n) => document.querySelectorAll('[data-testid="reconciliation-row"]').length === n, api.rows.length);
+        const shown = await rec.$$eval('[data-testid="reconciliation-row"]', (els) =>
+          els.map((e) => ({
+            date: e.getAttribute('data-date'),
+            model: e.getAttribute('data-model'),
+            flagged: e.getAttribute('data-flagged'),
+            flags: e.getAttribute('data-flags'),
+            metered: e.querySelector('[data-testid="reconciliation-metered-cost"]')?.getAttribute('data-amount'),
+            priced: e.querySelector('[data-testid="reconciliation-priced-cost"]')?.getAttribute('data-amount'),
+          })),
+        );
+        api.rows.forEach((r, i) => {
+          const d = shown[i];
+          checkEq(`${d.date}|${d.model}`, `${r.date}|${r.model ?? ''}`, `row #${i + 1}`);
+          checkEq(d.metered, r.metered_cost, `row #${i + 1} metered cost`);
+          checkEq(d.priced, r.tally_priced_cost, `row #${i + 1} Tally-priced cost`);
+          checkEq(d.flagged, String(r.flagged), `row #${i + 1} flagged`);
+          checkEq(d.flags, r.flags.join(' '), `row #${i + 1} flags`);
+        });
+        const meteredSum = api.rows.reduce((acc, r) => addDecimal(acc, r.metered_cost), '0');
+        check(sameDecimal(await rec.locator(tid('reconciliation-total-metered')).getAttribute('data-amount'), meteredSum), `metered total equals the rows (${meteredSum})`);
+        const [download] = await Promise.all([rec.waitForEvent('download'), rec.locator(tid('reconciliation-csv')).click()]);
+        const csv = (await readFile(await download.path(), 'utf8')).trim().split('\r\n');
+        checkEq(csv.length, api.rows.length + 1, 'CSV lines (header + rows)');
+        const header = csv[0].split(',');
+        check(header[0] === 'date' && header[1] === 'model' && header.includes('metered_cost'), `CSV header: ${csv[0]}`);
+        checkEq(csv[1].split(',')[header.indexOf('metered_cost')], api.rows[0].metered_cost, 'CSV metered cost of the first row');
+      }
+      await shot(rec, '11-reconciliation.png');
+
+      // Delete it again (asks first).
+      await item.locator(tid('connection-delete')).click();
+      await item.locator(tid('connection-delete-confirm')).click();
+      await item.waitFor({ state: 'detached' });
+      check(!(await apiGet(rec, '/api/providers')).providers.some((x) => x.connection_id === c.connection_id), 'the deleted connection is gone');
+    });
   } catch (e) {
     const msg = e instanceof CheckError ? e.message : e?.stack ?? String(e);
     console.log('FAILED');
@@ -714,6 +822,7 @@ async function main() {
       await shot(page, 'failure-chat.png');
       if (dash) await shot(dash, 'failure-dashboard.png');
       if (ana) await shot(ana, 'failure-analytics.png');
+      if (rec) await shot(rec, 'failure-reconciliation.png');
     } catch {
       // the browser may be gone
     }

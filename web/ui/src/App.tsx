@@ -4,6 +4,7 @@ import { AnalyticsPage } from './components/AnalyticsPage';
 import { BudgetsPage } from './components/BudgetsPage';
 import { Dashboard } from './components/Dashboard';
 import { Header } from './components/Header';
+import { ReconciliationPage } from './components/ReconciliationPage';
 import { UserForm } from './components/UserForm';
 import { Workspace } from './components/Workspace';
 import { Link, matchRoute, usePath } from './router';
@@ -21,6 +22,8 @@ export function App() {
     body = <AnalyticsPage />;
   } else if (route.name === 'budgets') {
     body = <BudgetsPage />;
+  } else if (route.name === 'reconciliation') {
+    body = <ReconciliationPage />;
   } else if (route.name === 'notFound') {
     body = (
       <main className="page narrow">

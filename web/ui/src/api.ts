@@ -19,6 +19,7 @@ import type {
   BudgetView,
   CreateKeyRequest,
   History,
+  ImportRun,
   Invoice,
   KeyBudgets,
   KeySpend,
@@ -28,6 +29,10 @@ import type {
   Model,
   PriceChange,
   PriceVersion,
+  ProviderConnection,
+  ProviderConnectionInput,
+  ProviderName,
+  Reconciliation,
   StreamDone,
   StreamStart,
   StreamUsage,
@@ -43,6 +48,8 @@ export class ApiError extends Error {
     public readonly status: number,
     public readonly code: string,
     message: string,
+    /** The whole error body, when it carried more than `{code, message}` (e.g. a failed run). */
+    public readonly body?: unknown,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -52,14 +59,16 @@ export class ApiError extends Error {
 async function errorFrom(res: Response): Promise<ApiError> {
   let code = `http_${res.status}`;
   let message = res.statusText || `HTTP ${res.status}`;
+  let full: unknown;
   try {
     const body = (await res.json()) as Partial<ApiErrorBody>;
     if (body && typeof body.code === 'string') code = body.code;
     if (body && typeof body.message === 'string') message = body.message;
+    full = body;
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(res.status, code, message);
+  return new ApiError(res.status, code, message, full);
 }
 
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
@@ -368,4 +377,37 @@ export function deleteKeyBudget(keyId: string, period: BudgetPeriod | string): P
 
 export function keySpend(keyId: string, period: BudgetPeriod | string): Promise<KeySpend> {
   return request('GET', `/api/billing/spend/${enc(keyId)}?period=${enc(period)}`);
+}
+
+// --- provider connections, import runs and reconciliation ---
+
+export function listProviderConnections(): Promise<{ providers: ProviderConnection[] }> {
+  return request('GET', '/api/providers');
+}
+
+/** Store a connection (the admin key is sealed server-side; the answer shows it masked). */
+export function createProviderConnection(body: ProviderConnectionInput): Promise<ProviderConnection> {
+  return request('POST', '/api/providers', body);
+}
+
+export function deleteProviderConnection(id: string): Promise<ProviderConnection> {
+  return request('DELETE', `/api/providers/${enc(id)}`);
+}
+
+/**
+ * Run an import of `[from, to)` now (RFC 3339 instants) and answer the run. A provider
+ * failure rejects with ApiError 502 `provider_error` whose `body.run` is the failed run.
+ */
+export function importProviderNow(id: string, from: string, to: string): Promise<ImportRun> {
+  return request('POST', `/api/providers/${enc(id)}/import?from=${enc(from)}&to=${enc(to)}`);
+}
+
+export function listImportRuns(id: string, limit = 10): Promise<{ runs: ImportRun[] }> {
+  return request('GET', `/api/providers/${enc(id)}/runs?limit=${limit}`);
+}
+
+/** Reported against metered usage and cost of `provider`, per UTC day and model. */
+export function getReconciliation(q: { provider: ProviderName; from: string; to: string; tolerance_pct: string }): Promise<Reconciliation> {
+  const params = new URLSearchParams({ provider: q.provider, from: q.from, to: q.to, granularity: 'day', tolerance_pct: q.tolerance_pct });
+  return request('GET', `/api/reconciliation?${params.toString()}`);
 }

@@ -19,9 +19,31 @@ export function seriesColor(name: string): string {
     images: '#c9a227',
     pixels: '#6b8e23',
     web_search_requests: '#3aa0c8',
+    // Reconciliation drift: metered minus reported, Tally-priced minus reported.
+    cost_drift: '#4f7cff',
+    price_drift: '#ff8a3d',
   };
   if (fixed[name]) return fixed[name];
   let h = 0;
   for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
   return `hsl(${h % 360} 60% 50%)`;
+}
+
+/** A y-axis domain that always contains zero and is symmetric enough to read signs at a glance. */
+export function signedDomain(values: (number | null | undefined)[]): [number, number] {
+  let lo = 0;
+  let hi = 0;
+  for (const v of values) {
+    if (v === null || v === undefined || !Number.isFinite(v)) continue;
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  if (lo === 0 && hi === 0) return [-1, 1];
+  return [lo, hi];
+}
+
+/** An axis tick of a chart in dollars, two significant digits ("$0.000051", "-$1.2"): a label of geometry, never a shown amount. */
+export function axisUsd(v: number): string {
+  if (!Number.isFinite(v) || v === 0) return '0';
+  return `${v < 0 ? '-' : ''}$${Number(Math.abs(v).toPrecision(2))}`;
 }

@@ -33,6 +33,7 @@ export type Route =
   | { name: 'dashboard' }
   | { name: 'analytics' }
   | { name: 'budgets' }
+  | { name: 'reconciliation' }
   | { name: 'notFound' };
 
 /** Match a path against the app's routes. */
@@ -42,6 +43,7 @@ export function matchRoute(path: string): Route {
   if (clean === '/dashboard') return { name: 'dashboard' };
   if (clean === '/analytics') return { name: 'analytics' };
   if (clean === '/budgets') return { name: 'budgets' };
+  if (clean === '/reconciliation') return { name: 'reconciliation' };
   if (clean === '/threads') return { name: 'home' };
   const m = /^\/threads\/([^/]+)$/.exec(clean);
   if (m) return { name: 'thread', threadId: decodeURIComponent(m[1]) };

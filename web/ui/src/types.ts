@@ -505,3 +505,91 @@ export interface Delivery {
   created_at: string;
   updated_at: string;
 }
+
+// --- provider connections and reconciliation (issue 14) ---
+
+/** A provider whose usage and cost reports Tally imports. */
+export type ProviderName = 'anthropic' | 'openai';
+
+/** A provider connection as the API shows it: the admin key masked (`sk-...abcd`), never in clear. */
+export interface ProviderConnection {
+  connection_id: string;
+  provider: ProviderName | string;
+  name: string;
+  base_url: string;
+  /** Masked: `sk-...abcd`. */
+  admin_key: string;
+  created_at: string;
+  last_run_at: string | null;
+  /** `success` / `failed` / null before the first run. */
+  last_status: string | null;
+  last_error: string | null;
+  enabled: boolean;
+}
+
+/** Body of `POST /api/providers`. */
+export interface ProviderConnectionInput {
+  provider: ProviderName;
+  name: string;
+  admin_key: string;
+  base_url?: string;
+}
+
+/** One import run of a connection. */
+export interface ImportRun {
+  run_id: string;
+  connection_id: string;
+  /** `schedule`, `manual` or `backfill`. */
+  trigger: string;
+  range_from: string;
+  range_to: string;
+  started_at: string;
+  finished_at: string | null;
+  /** `running`, `success` or `failed`. */
+  status: string;
+  pages: number;
+  buckets: number;
+  events_new: number;
+  events_revised: number;
+  events_unchanged: number;
+  skipped: number;
+  costs: number;
+  error: string | null;
+}
+
+/** One day and model of a reconciliation: provider-reported against Tally-metered. */
+export interface ReconciliationRow {
+  date: string;
+  /** null: provider cost Tally could not attribute to a model. */
+  model: string | null;
+  reported_tokens: Record<string, string>;
+  metered_tokens: Record<string, string>;
+  /** Metered minus reported, by kind. */
+  token_diff: Record<string, string>;
+  /** Percent of the reported, by kind (null when nothing of that kind was reported). */
+  token_diff_pct: Record<string, string | null>;
+  reported_cost: Money | null;
+  /** Tally's price for the reported usage. */
+  tally_priced_cost: Money;
+  metered_cost: Money;
+  /** Metered minus reported cost. */
+  cost_diff: Money | null;
+  cost_diff_pct: string | null;
+  /** Tally's price minus the reported cost. */
+  price_diff: Money | null;
+  price_diff_pct: string | null;
+  reported_events: number;
+  metered_events: number;
+  /** What is beyond tolerance: `tokens:KIND`, `cost`. */
+  flags: string[];
+  flagged: boolean;
+}
+
+export interface Reconciliation {
+  provider: string;
+  from: string;
+  to: string;
+  granularity: string;
+  tolerance_pct: string;
+  rows: ReconciliationRow[];
+}

@@ -26,6 +26,9 @@ export function Header({ route, userId, onSwitchUser }: Props) {
         <Link href="/budgets" className={route === 'budgets' ? 'active' : ''} data-testid="nav-budgets">
           Budgets
         </Link>
+        <Link href="/reconciliation" className={route === 'reconciliation' ? 'active' : ''} data-testid="nav-reconciliation">
+          Reconciliation
+        </Link>
       </nav>
       <div className="spacer" />
       {userId && (
