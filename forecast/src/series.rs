@@ -130,15 +130,20 @@ pub fn read_series_csv(text: &str) -> Result<Vec<(NaiveDate, f64)>, ForecastErro
             Err(_) if i == 0 && out.is_empty() => continue,
             Err(e) => return Err(bad(format!("date {date_text:?}: {e}"))),
         };
-        let cost: f64 = cost_text
-            .trim_matches('"')
-            .parse()
+        // Money is read as an exact decimal; the model works in f64, so the conversion
+        // happens only here, at its boundary.
+        let text = cost_text.trim_matches('"');
+        let exact = text
+            .parse::<rust_decimal::Decimal>()
+            .or_else(|_| rust_decimal::Decimal::from_scientific(text))
             .map_err(|e| bad(format!("cost {cost_text:?}: {e}")))?;
-        if !cost.is_finite() || cost < 0.0 {
+        if exact.is_sign_negative() {
             return Err(bad(format!(
                 "cost {cost_text:?} is not a finite non-negative number"
             )));
         }
+        let cost = rust_decimal::prelude::ToPrimitive::to_f64(&exact)
+            .ok_or_else(|| bad(format!("cost {cost_text:?} is out of range")))?;
         out.push((date, cost));
     }
     Ok(out)
