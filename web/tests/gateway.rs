@@ -187,7 +187,10 @@ async fn bad_input_gets_clear_errors_and_bills_nothing() {
     assert_eq!((s, e["error"]["type"].as_str()), (400, Some("max_tokens_too_large")), "giant max_tokens: {e}");
     let (s, e, _) = node.gateway("/v1/chat/completions", "tk-000000000000-00", chat(HAIKU, 10)).await;
     assert_eq!((s, e["error"]["code"].as_str()), (401, Some("invalid_api_key")), "bad key: {e}");
-    let wrong = format!("{}0", &secret[..secret.len() - 1]);
+    // Change the last character to a different one (a fixed "0" would equal the real one when the secret ends in 0).
+    let last = if secret.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &secret[..secret.len() - 1]);
+    assert_ne!(wrong, secret);
     let (s, _, _) = node.gateway("/v1/chat/completions", &wrong, chat(HAIKU, 10)).await;
     assert_eq!(s, 401, "a wrong secret with a real public id is refused");
     let (s, _) = node.post(&format!("/api/keys/{key_id}/revoke"), json!({})).await;
