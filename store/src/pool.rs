@@ -245,7 +245,16 @@ fn open_sqlite(path: &str, memory: bool) -> Result<Db, StoreError> {
     {
         let _writer = crate::store::lock_writer(&writer);
         let mut conn = pool.get()?;
-        conn.immediate_transaction(|conn| run_migrations(conn, SQLITE_MIGRATIONS))?;
+        conn.immediate_transaction(|conn| {
+            let known = diesel::sql_query(
+                "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = '__diesel_schema_migrations'",
+            )
+            .load::<One>(conn)?;
+            if !known.is_empty() {
+                rename_first_migration(conn)?;
+            }
+            run_migrations(conn, SQLITE_MIGRATIONS)
+        })?;
     }
     if !memory {
         start_checkpointer(pool.clone(), Arc::downgrade(&writer));
@@ -290,10 +299,37 @@ fn open_postgres(url: &str) -> Result<Db, StoreError> {
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
             .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
             .execute(conn)?;
+        let known = diesel::sql_query("SELECT 1 AS one WHERE to_regclass('__diesel_schema_migrations') IS NOT NULL")
+            .load::<One>(conn)?;
+        if !known.is_empty() {
+            rename_first_migration(conn)?;
+        }
         run_migrations(conn, POSTGRES_MIGRATIONS)
     })?;
     tracing::info!(db.backend = "postgres", "Database opened.");
     Ok(Db::Postgres { pool })
+}
+
+/// The first migration was once dated a year early (`2025-11-24-000000_create_schema`); it is
+/// now `2026-11-23-000000_create_schema` (the day before the rest: `2026-11-24-000000` is taken).
+/// A database migrated under the old name records the old version: rename it, so the schema is
+/// not created twice. Runs in the migration transaction.
+const OLD_FIRST_MIGRATION: &str = "20251124000000";
+const FIRST_MIGRATION: &str = "20261123000000";
+
+/// A row of a query that only tests existence.
+#[derive(diesel::QueryableByName)]
+struct One {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)] // read by diesel only
+    one: i32,
+}
+
+fn rename_first_migration<C: Connection>(conn: &mut C) -> Result<(), diesel::result::Error> {
+    // Both values are constants of this file, not input.
+    conn.batch_execute(&format!(
+        "UPDATE __diesel_schema_migrations SET version = '{FIRST_MIGRATION}' WHERE version = '{OLD_FIRST_MIGRATION}'"
+    ))
 }
 
 fn run_migrations<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<(), StoreError>

@@ -84,7 +84,7 @@ fn uuid(s: &str) -> Uuid {
     s.parse().expect("uuid")
 }
 
-on_both_backends!(an_old_database_keeps_its_usage_lines_and_invoices);
+on_both_backends!(an_old_database_keeps_its_usage_lines_and_invoices, a_database_migrated_under_the_old_first_name_opens);
 
 fn an_old_database_keeps_its_usage_lines_and_invoices(db: &TestDb) {
     write_first_schema(db);
@@ -173,4 +173,41 @@ fn sqlite_down_migrations_give_back_the_first_layout() {
         conn.revert_last_migration(SQLITE).expect("down");
     }
     assert_eq!(first_layout_dump(&mut conn), before, "the same rows, as text, after going up and down");
+}
+
+
+/// The first migration was renamed from `2025-11-24-000000_create_schema` (a year off) to
+/// `2026-11-23-000000_create_schema`. A database that recorded the old version must open
+/// without creating its schema again, and record the new version.
+fn a_database_migrated_under_the_old_first_name_opens(db: &TestDb) {
+    write_first_schema(db);
+    let rename = "UPDATE __diesel_schema_migrations SET version = '20251124000000' WHERE version = '20261123000000'";
+    let versions = "SELECT version FROM __diesel_schema_migrations ORDER BY version";
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let read = |db: &TestDb| -> Vec<String> {
+        use diesel::RunQueryDsl;
+        let rows: Vec<Version> = if let Some(path) = db.url.strip_prefix("sqlite://") {
+            diesel::sql_query(versions).load(&mut SqliteConnection::establish(path).expect("sqlite")).expect("versions")
+        } else {
+            diesel::sql_query(versions).load(&mut PgConnection::establish(&db.url).expect("pg")).expect("versions")
+        };
+        rows.into_iter().map(|r| r.version).collect()
+    };
+    if let Some(path) = db.url.strip_prefix("sqlite://") {
+        SqliteConnection::establish(path).expect("sqlite").batch_execute(rename).expect("old name");
+    } else {
+        PgConnection::establish(&db.url).expect("pg").batch_execute(rename).expect("old name");
+    }
+    assert_eq!(read(db), vec!["20251124000000".to_string()], "the database records the old first version");
+    let store = db.open();
+    assert_eq!(count(&store, "api_events"), 2, "the old rows are all there");
+    drop(store);
+    let after = read(db);
+    assert_eq!(after.first().map(String::as_str), Some("20261123000000"), "the first version is renamed: {after:?}");
+    assert!(!after.iter().any(|v| v == "20251124000000"), "the old version is gone: {after:?}");
+    assert!(after.len() > 1, "the later migrations ran: {after:?}");
 }
