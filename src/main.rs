@@ -75,6 +75,16 @@ struct GatewayArgs {
     alert_emails: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct AuthArgs {
+    /// Who may call the node: `open` (anyone on the port acts as any user; loopback binds only)
+    /// or `token` (management needs the admin token, a user's data that user's key). Default:
+    /// `open` on a loopback bind, `token` otherwise. The admin token comes from the environment
+    /// only (TALLY_ADMIN_TOKEN, at least 24 characters) or from `tally admin-token create`.
+    #[arg(long, env = "TALLY_AUTH", value_parser = ["open", "token"])]
+    auth: Option<String>,
+}
+
 /// What `serve` needs to start the gateway.
 struct GatewaySetup {
     /// Upstream per model (real providers where keys are set, else the simulator).
@@ -279,6 +289,9 @@ enum Command {
         /// Gateway (`/v1/chat/completions`, `/v1/messages`) settings.
         #[command(flatten)]
         gateway: GatewayArgs,
+        /// Access control.
+        #[command(flatten)]
+        access: AuthArgs,
     },
     /// Run the ingest role: `POST /v1/events` -> Kafka `inference-events` (cluster mode).
     Collector {
@@ -321,6 +334,11 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Admin tokens for `--auth token` (only their SHA-256 is stored; the token is printed once).
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
     /// Keys Tally holds: provider admin keys encrypted at rest.
     Keys {
         #[command(subcommand)]
@@ -342,6 +360,30 @@ enum ImportCommand {
         /// The node to run it on.
         #[arg(long, env = "TALLY_NODE_URL", default_value = tally_web::price_sync_cli::DEFAULT_NODE_URL)]
         node: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Make an admin token and print it (once).
+    Create {
+        /// A label (who or what uses it).
+        #[arg(long, default_value = "admin")]
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List admin tokens (public ids, names, dates; never secrets).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke an admin token by its public id (the 12 hex digits after `tat-`).
+    Revoke {
+        /// Public id.
+        public_id: String,
+        #[command(flatten)]
+        db: DbArgs,
     },
 }
 
@@ -405,6 +447,41 @@ fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
         None => BUILTIN_CATALOG.to_string(),
     };
     Catalog::parse(&text).context("TALLY_CATALOG: invalid price catalogue")
+}
+
+/// The node's access control: `--auth` (default `open` on a loopback bind, else `token`);
+/// `open` beyond loopback is refused, as is a short TALLY_ADMIN_TOKEN.
+fn access_control(flag: Option<&str>, listener: &TcpListener, store: &Store) -> anyhow::Result<tally_web::auth::Auth> {
+    use tally_web::auth::{Auth, AuthMode};
+    let ip = listener.local_addr()?.ip();
+    let loopback = ip.is_loopback();
+    let mode = match flag.map(AuthMode::parse) {
+        Some(Some(m)) => m,
+        Some(None) => anyhow::bail!("TALLY_AUTH must be `open` or `token`"),
+        None if loopback => AuthMode::Open,
+        None => AuthMode::Token,
+    };
+    if mode == AuthMode::Open && !loopback {
+        anyhow::bail!(
+            "--auth open is allowed only on a loopback address, and {ip} is not: use --auth token (with TALLY_ADMIN_TOKEN or `tally admin-token create`), or bind 127.0.0.1"
+        );
+    }
+    // From the environment only, never a flag (flags show in `ps`).
+    let env_token = std::env::var("TALLY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    let auth = Auth::new(mode, env_token.as_deref(), store.clone()).context("TALLY_ADMIN_TOKEN")?;
+    match mode {
+        AuthMode::Open => tracing::warn!(
+            "Access: open mode on {ip}: anyone who can reach this port may act as any user. Start with --auth token to require keys."
+        ),
+        AuthMode::Token => {
+            let stored = store.list_admin_tokens()?.iter().filter(|t| t.revoked_at.is_none()).count();
+            if !auth.has_env_admin_token() && stored == 0 {
+                tracing::warn!("Access: token mode with no admin token: set TALLY_ADMIN_TOKEN or run `tally admin-token create`; until then only users' keys work.");
+            }
+            tracing::info!(env_admin_token = auth.has_env_admin_token(), stored_admin_tokens = stored, "Access: token mode.");
+        }
+    }
+    Ok(auth)
 }
 
 fn open_store(db: &DbArgs) -> anyhow::Result<(Store, Catalog)> {
@@ -481,6 +558,32 @@ fn main() -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::AdminToken { command } => {
+            let _guard = tally_observability::init_node("tally-admin-token", tally_observability::LogFormat::Human, None)?;
+            match command {
+                AdminTokenCommand::Create { name, db } => {
+                    let (store, _) = open_store(&db)?;
+                    let (record, token) = tally_web::auth::new_admin_token(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    store.create_admin_token(&record)?;
+                    // Printed once on stdout, for the operator to keep; only its hash is stored.
+                    println!("{token}");
+                    eprintln!("admin token {} ({}) created; it is shown only now", record.public_id, record.name);
+                }
+                AdminTokenCommand::List { db } => {
+                    let (store, _) = open_store(&db)?;
+                    for t in store.list_admin_tokens()? {
+                        let revoked = t.revoked_at.map_or_else(|| "-".to_string(), |r| r.to_rfc3339());
+                        println!("{}\t{}\tcreated {}\trevoked {}", t.public_id, t.name, t.created_at.to_rfc3339(), revoked);
+                    }
+                }
+                AdminTokenCommand::Revoke { public_id, db } => {
+                    let (store, _) = open_store(&db)?;
+                    let t = tally_web::auth::revoke_admin_token(&store, &public_id)?;
+                    println!("admin token {} revoked", t.public_id);
+                }
+            }
+            Ok(())
+        }
         Command::Keys { command: KeysCommand::RotateEncryption { db } } => {
             let _guard = tally_observability::init_node("tally-keys", tally_observability::LogFormat::Human, None)?;
             // From the environment only, never flags (flags show in `ps`).
@@ -524,6 +627,7 @@ fn main() -> anyhow::Result<()> {
             kafka,
             ingest,
             gateway,
+            access,
         } => {
             let kafka = kafka.config()?;
             let ingest = ingest.config()?;
@@ -564,6 +668,7 @@ fn main() -> anyhow::Result<()> {
             };
             gateway.notify.validate().context("alert delivery (--smtp-url, --alert-from, --alert-email, --alert-webhook-url)")?;
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
+            let auth = access_control(access.auth.as_deref(), &listener, &store)?;
             let config = ActorSystemConfig {
                 persister: PersisterConfig {
                     max_ops: batch_max_ops,
@@ -574,7 +679,7 @@ fn main() -> anyhow::Result<()> {
             };
             let cluster = Cluster { kafka, ingest };
             actix_web::rt::System::new()
-                .block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster, gateway))
+                .block_on(serve(store, cache, catalog, Arc::new(router), listener, config, workers, cluster, gateway, auth))
         }
     }
 }
@@ -590,6 +695,7 @@ async fn serve(
     workers: Option<usize>,
     cluster: Cluster,
     gateway: GatewaySetup,
+    auth: tally_web::auth::Auth,
 ) -> anyhow::Result<()> {
     let mut config = config;
     // Cluster mode: one producer for the chat topics and processed-events.
@@ -717,7 +823,11 @@ async fn serve(
     let embedded_ingest = consumer.is_none().then(|| (actors.billing.clone().recipient(), cluster.ingest));
     let mut server = actix_web::HttpServer::new(move || {
         let mut app = actix_web::App::new()
-            .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("tally::http"))
+            .app_data(actix_web::web::Data::new(auth.clone()))
+            // Innermost of the three: access control sees the matched route.
+            .wrap(actix_web::middleware::from_fn(tally_web::auth::guard))
+            // The path only, never the query string or headers (no credential is ever logged).
+            .wrap(actix_web::middleware::Logger::new("%{method}xi %U %s %Dms").custom_request_replace("method", |r| r.method().to_string()).log_target("tally::http"))
             // Outermost: every request gets its server span (continuing an incoming traceparent) and metrics.
             .wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request));
         if let Some((billing, ingest)) = &embedded_ingest {

@@ -5,6 +5,7 @@
 //! PostgreSQL), instants are `DateTime<Utc>` stored to the microsecond, ids are UUIDv7.
 //! See `store/SCHEMA.md` for the schema and how it departs from the requirements.
 
+pub mod admin;
 pub mod alerts;
 pub mod analytics;
 pub mod cache;

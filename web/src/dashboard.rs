@@ -362,8 +362,18 @@ async fn share(handle: DashboardHandle, cache: Cache) {
 }
 
 fn load(store: &Store) -> Result<(Dashboard, std::collections::HashSet<Uuid>), tally_store::StoreError> {
+    load_filtered(store, LineFilter::default())
+}
+
+/// One user's dashboard, from storage (what a user's key sees in `token` mode: only their own
+/// spend). Costs O(their events); fold their later events in with [`Dashboard::apply`].
+pub fn load_user(store: &Store, user_id: &str) -> Result<(Dashboard, std::collections::HashSet<Uuid>), tally_store::StoreError> {
+    load_filtered(store, LineFilter { user_id: Some(user_id.to_string()), ..LineFilter::default() })
+}
+
+fn load_filtered(store: &Store, filter: LineFilter) -> Result<(Dashboard, std::collections::HashSet<Uuid>), tally_store::StoreError> {
     let mut dash = Dashboard::default();
-    let events = store.usage_events(&LineFilter::default(), i64::MAX)?;
+    let events = store.usage_events(&filter, i64::MAX)?;
     let keys: HashMap<Uuid, Uuid> = store.gateway_event_keys()?.into_iter().collect();
     let mut seen = std::collections::HashSet::new();
     for e in events.iter().rev() {

@@ -1,5 +1,6 @@
 //! tally-web: the actix-web HTTP API (REST, SSE chat), with JSON errors carrying stable codes.
 
+pub mod auth;
 pub mod dashboard;
 pub mod error;
 pub mod gateway;

@@ -43,6 +43,7 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             }))
             .service(health::healthz)
             .service(health::readyz)
+            .service(crate::auth::whoami)
             .service(metrics::metrics)
             .service(users::create_user)
             .service(users::list_users)

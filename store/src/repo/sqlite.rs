@@ -230,3 +230,8 @@ pub(crate) mod ops {
 pub(crate) mod providers {
     include!("providers_queries.rs");
 }
+
+/// Admin-token queries for this backend.
+pub(crate) mod admin {
+    include!("admin_queries.rs");
+}

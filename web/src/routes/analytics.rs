@@ -89,7 +89,8 @@ fn key_filter(raw: &Option<String>) -> Result<Option<Uuid>, ApiError> {
 
 impl AnalyticsQuery {
     /// The rollup filter this query asks for (validated).
-    pub fn filter(&self) -> Result<AnalyticsFilter, ApiError> {
+    /// A user's key is limited to its own usage (asking for another user's is 403).
+    pub fn filter(&self, caller: &crate::auth::Caller) -> Result<AnalyticsFilter, ApiError> {
         let to_day = match &self.date_to {
             Some(d) => parse_day("date_to", d)?,
             None => Utc::now().date_naive(),
@@ -110,7 +111,7 @@ impl AnalyticsQuery {
         Ok(AnalyticsFilter {
             from_day,
             to_day,
-            user_id: self.user_id.clone(),
+            user_id: caller.scope(self.user_id.as_deref())?,
             provider: label("provider", &self.provider)?,
             model: label("model", &self.model)?,
             key_id: key_filter(&self.key_id)?,
@@ -185,8 +186,12 @@ fn nullable(v: String) -> Value {
 
 /// Totals over the range and filters.
 #[get("/api/analytics/summary")]
-pub async fn summary(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn summary(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let groups = grouped(&state, &filter, &[]).await?;
     let figures = groups.into_iter().next().map(|g| g.figures).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
@@ -197,8 +202,12 @@ pub async fn summary(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) 
 
 /// Spend by user.
 #[get("/api/analytics/by-user")]
-pub async fn by_user(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn by_user(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let groups = grouped(&state, &filter, &[Dim::User]).await?;
     let rows: Vec<Value> =
         groups.iter().map(|g| json!({"user_id": first(&g.key), "figures": figures_json(&g.figures)})).collect();
@@ -207,8 +216,12 @@ pub async fn by_user(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) 
 
 /// Spend by model (with its provider).
 #[get("/api/analytics/by-model")]
-pub async fn by_model(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn by_model(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let groups = grouped(&state, &filter, &[Dim::Model, Dim::Provider]).await?;
     let rows: Vec<Value> = groups
         .iter()
@@ -219,8 +232,12 @@ pub async fn by_model(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>)
 
 /// Spend by provider.
 #[get("/api/analytics/by-provider")]
-pub async fn by_provider(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn by_provider(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let groups = grouped(&state, &filter, &[Dim::Provider]).await?;
     let rows: Vec<Value> =
         groups.iter().map(|g| json!({"provider": first(&g.key), "figures": figures_json(&g.figures)})).collect();
@@ -229,8 +246,12 @@ pub async fn by_provider(state: web::Data<AppState>, q: web::Query<AnalyticsQuer
 
 /// Spend by gateway key (`key_id` null: usage not made through the gateway).
 #[get("/api/analytics/by-key")]
-pub async fn by_key(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn by_key(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let groups = grouped(&state, &filter, &[Dim::Key]).await?;
     let names: HashMap<String, String> = blocking(&state.store, |s| s.list_keys(None))
         .await?
@@ -249,8 +270,12 @@ pub async fn by_key(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -
 
 /// The most expensive task labels (`task` null: unlabelled usage).
 #[get("/api/analytics/top-tasks")]
-pub async fn top_tasks(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn top_tasks(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let limit = q.limit.unwrap_or(DEFAULT_TOP_TASKS);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("invalid_limit", "limit must be 1-1000"));
@@ -343,8 +368,12 @@ fn split_dim(raw: Option<&str>) -> Result<Option<Dim>, ApiError> {
 
 /// Spend over time, zero-filled, optionally split.
 #[get("/api/analytics/trends")]
-pub async fn trends(state: web::Data<AppState>, q: web::Query<AnalyticsQuery>) -> Result<HttpResponse, ApiError> {
-    let filter = q.filter()?;
+pub async fn trends(
+    state: web::Data<AppState>,
+    q: web::Query<AnalyticsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
+    let filter = q.filter(&caller)?;
     let period = Period::parse(q.period.as_deref())?;
     let split = split_dim(q.split.as_deref())?;
     let dims: &'static [Dim] = match split {
@@ -467,7 +496,11 @@ pub fn event_json(e: &ListedEvent) -> Value {
 
 /// The usage log: filtered, newest first, paged by cursor through any number of events.
 #[get("/api/usage/events")]
-pub async fn usage_events(state: web::Data<AppState>, q: web::Query<EventsQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn usage_events(
+    state: web::Data<AppState>,
+    q: web::Query<EventsQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     if let Some(u) = &q.user_id {
         validate_user_id(u)?;
@@ -485,7 +518,7 @@ pub async fn usage_events(state: web::Data<AppState>, q: web::Query<EventsQuery>
         }
     };
     let query = EventQuery {
-        user_id: q.user_id.clone(),
+        user_id: caller.scope(q.user_id.as_deref())?,
         thread_id: q.thread_id,
         provider: label("provider", &q.provider)?,
         model: label("model", &q.model)?,
@@ -504,10 +537,15 @@ pub async fn usage_events(state: web::Data<AppState>, q: web::Query<EventsQuery>
 
 /// One usage event in full: lines, the gateway call, the stored prompt and response.
 #[get("/api/usage/events/{event_id}")]
-pub async fn usage_event(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn usage_event(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = Uuid::parse_str(&path).map_err(|_| ApiError::bad_request("invalid_event_id", "event id must be a UUID"))?;
     let detail: Option<EventDetail> = blocking(&state.store, move |s| s.event_detail(id)).await?;
     let d = detail.ok_or_else(|| ApiError::not_found("event_not_found", format!("no usage event {id}")))?;
+    caller.owns(&d.event.usage.user_id, "event_not_found", format!("no usage event {id}"))?;
     let mut body = event_json(&d.event);
     body["gateway"] = match &d.gateway {
         Some(g) => json!({

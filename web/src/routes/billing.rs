@@ -85,9 +85,14 @@ fn invalidate_invoiced(cache: &Cache, invoice: &Invoice) {
 
 /// Cost metrics of a user.
 #[get("/api/billing/metrics/user/{user_id}")]
-pub async fn user_metrics(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn user_metrics(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     validate_user_id(&user_id)?;
+    caller.may_act_as(&user_id)?;
     let id = user_id.clone();
     let summary = blocking_cached(&state, move |s, cache| {
         cache.get_or_load(&keys::user_metrics(&id), || {
@@ -107,8 +112,13 @@ pub async fn user_metrics(state: web::Data<AppState>, path: web::Path<String>) -
 
 /// Cost metrics of a thread.
 #[get("/api/billing/metrics/thread/{thread_id}")]
-pub async fn thread_metrics(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn thread_metrics(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
+    crate::routes::threads::check_thread_owner(&state, &caller, thread_id).await?;
     let found = blocking_cached(&state, move |s, cache| {
         let Some(thread) = s.get_thread(thread_id)? else { return Ok(None) };
         let summary = cache.get_or_load(&keys::thread_total(thread_id), || {
@@ -126,8 +136,13 @@ pub async fn thread_metrics(state: web::Data<AppState>, path: web::Path<Uuid>) -
 
 /// Generate an invoice for a thread's usage not yet invoiced (409 when there is none).
 #[post("/api/billing/generate-invoice/thread/{thread_id}")]
-pub async fn invoice_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn invoice_thread(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
+    crate::routes::threads::check_thread_owner(&state, &caller, thread_id).await?;
     let invoice = blocking_cached(&state, move |s, cache| {
         let thread = s.get_thread(thread_id)?.ok_or_else(|| StoreError::NotFound(format!("thread {thread_id}")))?;
         let lines = s.usage_lines(&LineFilter {
@@ -170,9 +185,11 @@ pub async fn invoice_user(
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<PeriodQuery>,
+    caller: crate::auth::Caller,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     validate_user_id(&user_id)?;
+    caller.may_act_as(&user_id)?;
     let now = Utc::now();
     let from = q.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
     let to = q.to.unwrap_or(now);
@@ -212,20 +229,30 @@ pub async fn invoice_user(
 
 /// A user's invoices, newest first.
 #[get("/api/billing/invoices/user/{user_id}")]
-pub async fn user_invoices(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn user_invoices(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     validate_user_id(&user_id)?;
+    caller.may_act_as(&user_id)?;
     let invoices = blocking(&state.store, move |s| s.list_invoices(&user_id)).await?;
     Ok(HttpResponse::Ok().json(invoices))
 }
 
 /// One invoice with its lines.
 #[get("/api/billing/invoices/{invoice_id}")]
-pub async fn get_invoice(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_invoice(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let invoice = blocking(&state.store, move |s| s.get_invoice(id))
         .await?
         .ok_or_else(|| ApiError::not_found("invoice_not_found", format!("invoice {id} not found")))?;
+    caller.owns(&invoice.user_id, "invoice_not_found", format!("invoice {id} not found"))?;
     Ok(HttpResponse::Ok().json(invoice))
 }
 

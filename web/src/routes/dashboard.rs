@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use actix_web::{get, web, HttpResponse, Responder};
 use actix_web_lab::sse;
 use tokio::sync::{broadcast, mpsc};
 
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::dashboard::Dashboard;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How often a changed snapshot is pushed.
@@ -21,13 +28,84 @@ fn event(name: &str, data: impl serde::Serialize) -> Option<sse::Event> {
 
 /// The current dashboard snapshot as JSON.
 #[get("/api/dashboard/snapshot")]
-pub async fn snapshot(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.dashboard.current(&state.cache).await)
+pub async fn snapshot(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    if let Some(user) = caller.user().map(str::to_string) {
+        let (mut dash, _) = user_dashboard(&state, user).await?;
+        return Ok(HttpResponse::Ok().json(dash.snapshot()));
+    }
+    Ok(HttpResponse::Ok().json(state.dashboard.current(&state.cache).await))
+}
+
+/// A user's own dashboard (a user's key in `token` mode sees nobody else's spend).
+async fn user_dashboard(state: &AppState, user: String) -> Result<(Dashboard, HashSet<Uuid>), ApiError> {
+    let store = state.store.clone();
+    Ok(web::block(move || crate::dashboard::load_user(&store, &user)).await??)
+}
+
+/// SSE for one user: their snapshot, then only their priced events, and their snapshot
+/// again when it changes.
+async fn user_feed(state: &AppState, user: String) -> Result<mpsc::Receiver<sse::Event>, ApiError> {
+    let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
+    let mut feed = state.actors.feed.subscribe();
+    let (mut dash, mut seen) = user_dashboard(state, user.clone()).await?;
+    let first = dash.snapshot();
+    let mut last_version = first.version;
+    if let Some(e) = event("snapshot", &first) {
+        let _ = tx.try_send(e);
+    }
+    tokio::spawn(async move {
+        let _client = tally_observability::metrics::sse_client_connected();
+        let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
+        loop {
+            tokio::select! {
+                received = feed.recv() => match received {
+                    Ok(batch) => {
+                        let mut gone = false;
+                        for priced in batch.iter().filter(|p| p.user_id == user) {
+                            if !seen.insert(priced.event_id) {
+                                continue;
+                            }
+                            dash.apply(priced);
+                            if let Some(e) = event("usage", priced) {
+                                match tx.try_send(e) {
+                                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                                    Err(mpsc::error::TrySendError::Closed(_)) => { gone = true; break; }
+                                }
+                            }
+                        }
+                        if gone { break; }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => {
+                    if tx.is_closed() { break; }
+                    if dash.version() != last_version {
+                        let snap = dash.snapshot();
+                        last_version = snap.version;
+                        if let Some(e) = event("snapshot", &snap) {
+                            if tx.try_send(e).is_err() { break; }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
 #[get("/api/dashboard/stream")]
-pub async fn stream(state: web::Data<AppState>) -> impl Responder {
+pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<impl Responder, ApiError> {
+    let rx = match caller.user() {
+        Some(user) => user_feed(&state, user.to_string()).await?,
+        None => all_feed(&state).await,
+    };
+    Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
+}
+
+/// Everyone's feed (the admin, open mode).
+async fn all_feed(state: &AppState) -> mpsc::Receiver<sse::Event> {
     let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
     let mut feed = state.actors.feed.subscribe();
     let dashboard = state.dashboard.clone();
@@ -76,5 +154,5 @@ pub async fn stream(state: web::Data<AppState>) -> impl Responder {
             }
         }
     });
-    sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT)
+    rx
 }

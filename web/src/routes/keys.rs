@@ -13,6 +13,7 @@ use tally_store::{BudgetRecord, BudgetScope, KeyPatch, KeyRecord};
 use uuid::Uuid;
 
 use super::{blocking, validate_user_id};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::gateway::budgets::{view, BudgetView};
 use crate::gateway::keys;
@@ -238,10 +239,13 @@ fn parse_key_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("key_not_found", format!("no key {raw}")))
 }
 
-async fn load_key(gw: &Gateway, key_id: Uuid) -> Result<KeyRecord, ApiError> {
-    blocking(&gw.store, move |s| s.get_key(key_id))
+/// A key the caller may reach: another user's key answers 404 `key_not_found`, as a missing one does.
+async fn load_key(gw: &Gateway, caller: &Caller, key_id: Uuid) -> Result<KeyRecord, ApiError> {
+    let key = blocking(&gw.store, move |s| s.get_key(key_id))
         .await?
-        .ok_or_else(|| ApiError::not_found("key_not_found", format!("no key {key_id}")))
+        .ok_or_else(|| ApiError::not_found("key_not_found", format!("no key {key_id}")))?;
+    caller.owns(&key.user_id, "key_not_found", format!("no key {key_id}"))?;
+    Ok(key)
 }
 
 fn key_not_found(e: ApiError) -> ApiError {
@@ -307,11 +311,16 @@ pub async fn create_key(gw: web::Data<Gateway>, body: web::Json<CreateKey>) -> R
 
 /// Keys of a user (or all).
 #[get("/api/keys")]
-pub async fn list_keys(gw: web::Data<Gateway>, q: web::Query<KeysQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_keys(
+    gw: web::Data<Gateway>,
+    q: web::Query<KeysQuery>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let user = q.into_inner().user_id;
     if let Some(u) = &user {
         validate_user_id(u)?;
     }
+    let user = caller.scope(user.as_deref())?;
     let found = blocking(&gw.store, move |s| s.list_keys(user.as_deref())).await?;
     let mut out = Vec::with_capacity(found.len());
     for k in found {
@@ -322,8 +331,12 @@ pub async fn list_keys(gw: web::Data<Gateway>, q: web::Query<KeysQuery>) -> Resu
 
 /// One key.
 #[get("/api/keys/{key_id}")]
-pub async fn get_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+pub async fn get_key(
+    gw: web::Data<Gateway>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(key_view(&gw, key, None).await?))
 }
 
@@ -358,8 +371,13 @@ pub async fn patch_key(
 
 /// Revoke a key: refused by the gateway from now on (every node within the key cache's TTL).
 #[post("/api/keys/{key_id}/revoke")]
-pub async fn revoke_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_key(
+    gw: web::Data<Gateway>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let key_id = parse_key_id(&path)?;
+    load_key(&gw, &caller, key_id).await?;
     let k = blocking(&gw.store, move |s| s.revoke_key(key_id, Utc::now())).await.map_err(key_not_found)?;
     gw.keys.forget(&k.public_id);
     tracing::info!(key.id = %k.key_id, "Virtual key revoked.");
@@ -368,9 +386,13 @@ pub async fn revoke_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Resu
 
 /// Give a key a new secret (same id, budgets and usage); the old secret stops working.
 #[post("/api/keys/{key_id}/rotate")]
-pub async fn rotate_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn rotate_key(
+    gw: web::Data<Gateway>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let key_id = parse_key_id(&path)?;
-    let old = load_key(&gw, key_id).await?;
+    let old = load_key(&gw, &caller, key_id).await?;
     let new = keys::with_public_id(old.public_id.clone())?;
     let hash = new.hash.clone();
     let k = blocking(&gw.store, move |s| s.rotate_key(key_id, &hash)).await.map_err(|e| match e {
@@ -433,15 +455,20 @@ pub async fn put_key_budget(
     gw: web::Data<Gateway>,
     path: web::Path<String>,
     body: web::Json<BudgetInput>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     put_budget(&gw, BudgetScope::Key(key.key_id), body.into_inner()).await
 }
 
 /// The key's budgets: spend, reserved, remaining, window and alert state.
 #[get("/api/billing/budget/{key_id}")]
-pub async fn get_key_budget(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+pub async fn get_key_budget(
+    gw: web::Data<Gateway>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     let budgets = budgets_of(&gw, BudgetScope::Key(key.key_id)).await?;
     Ok(HttpResponse::Ok().json(BudgetsOf { key_id: Some(key.key_id), user_id: None, budgets }))
 }
@@ -452,8 +479,9 @@ pub async fn delete_key_budget(
     gw: web::Data<Gateway>,
     path: web::Path<String>,
     q: web::Query<PeriodQuery>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     delete_budget_of(&gw, BudgetScope::Key(key.key_id), q.into_inner().period).await
 }
 
@@ -475,9 +503,14 @@ pub async fn put_user_budget(
 
 /// A user's budgets (over all their keys).
 #[get("/api/billing/budget/user/{user_id}")]
-pub async fn get_user_budget(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_user_budget(
+    gw: web::Data<Gateway>,
+    path: web::Path<String>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let user = path.into_inner();
     validate_user_id(&user)?;
+    caller.may_act_as(&user)?;
     let budgets = budgets_of(&gw, BudgetScope::User(user.clone())).await?;
     Ok(HttpResponse::Ok().json(BudgetsOf { key_id: None, user_id: Some(user), budgets }))
 }
@@ -523,8 +556,9 @@ pub async fn key_spend(
     gw: web::Data<Gateway>,
     path: web::Path<String>,
     q: web::Query<PeriodQuery>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     let period = q.into_inner().period.unwrap_or_else(|| "monthly".to_string());
     let p = BudgetPeriod::from_str(&period)
         .map_err(|_| ApiError::bad_request("invalid_period", "period must be daily, weekly or monthly"))?;
@@ -572,8 +606,9 @@ pub async fn key_usage(
     gw: web::Data<Gateway>,
     path: web::Path<String>,
     q: web::Query<DaysQuery>,
+    caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let key = load_key(&gw, parse_key_id(&path)?).await?;
+    let key = load_key(&gw, &caller, parse_key_id(&path)?).await?;
     let days = q.into_inner().days.unwrap_or(DEFAULT_USAGE_DAYS);
     if !(1..=MAX_USAGE_DAYS).contains(&days) {
         return Err(ApiError::bad_request("invalid_days", format!("days must be 1-{MAX_USAGE_DAYS}")));

@@ -150,8 +150,13 @@ pub async fn stream_message(
 
 /// History of a thread: messages with usage, cost by kind and running totals.
 #[get("/api/messages/{thread_id}/history")]
-pub async fn history(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn history(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
+    crate::routes::threads::check_thread_owner(&state, &caller, thread_id).await?;
     // Not-found is an error (never cached); history comes from the cache when warm.
     let stored = blocking_cached(&state, move |s, cache| {
         cache.get_or_load(&keys::thread_history(thread_id), || {

@@ -63,8 +63,12 @@ pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The caller's user id: from the body if given, else the `X-User-Id` header. Both must agree when both are present.
+/// The caller's user id: from the body if given, else the `X-User-Id` header (both must agree
+/// when both are present), else the user of the caller's key. The caller must be allowed to
+/// act as that user (see [`crate::auth::Caller`]).
 pub fn caller_user_id(req: &HttpRequest, from_body: Option<&str>) -> Result<String, ApiError> {
+    use actix_web::HttpMessage;
+    let caller = req.extensions().get::<crate::auth::Caller>().cloned().unwrap_or(crate::auth::Caller::Open);
     let header = match req.headers().get(USER_HEADER) {
         Some(v) => Some(
             v.to_str()
@@ -79,11 +83,15 @@ pub fn caller_user_id(req: &HttpRequest, from_body: Option<&str>) -> Result<Stri
         }
         (Some(b), _) => b.to_string(),
         (None, Some(h)) => h.to_string(),
-        (None, None) => {
-            return Err(ApiError::bad_request("missing_user_id", "give user_id in the body or the X-User-Id header"))
-        }
+        (None, None) => match caller.user() {
+            Some(u) => u.to_string(),
+            None => {
+                return Err(ApiError::bad_request("missing_user_id", "give user_id in the body or the X-User-Id header"))
+            }
+        },
     };
     validate_user_id(&id)?;
+    caller.may_act_as(&id)?;
     Ok(id)
 }
 

@@ -108,15 +108,31 @@ pub async fn create_thread(
     Ok(HttpResponse::Created().json(ThreadView { thread, total_cost: Money::ZERO }))
 }
 
+/// A user's key may reach only its user's threads: another user's thread answers 404
+/// `thread_not_found`, as a missing one does (ids reveal nothing). Admin and open mode: no check.
+pub async fn check_thread_owner(state: &AppState, caller: &crate::auth::Caller, thread_id: Uuid) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        return Ok(());
+    }
+    let thread = blocking(&state.store, move |s| s.get_thread(thread_id)).await?;
+    let not_found = || ApiError::not_found("thread_not_found", format!("thread {thread_id} not found"));
+    let thread = thread.ok_or_else(not_found)?;
+    caller.owns(&thread.user_id, "thread_not_found", format!("thread {thread_id} not found"))
+}
+
 /// List threads, newest activity first, with running totals.
 #[get("/api/threads/")]
-pub async fn list_threads(state: web::Data<AppState>, q: web::Query<ListThreads>) -> Result<HttpResponse, ApiError> {
+pub async fn list_threads(
+    state: web::Data<AppState>,
+    q: web::Query<ListThreads>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     if let Some(u) = &q.user_id {
         validate_user_id(u)?;
     }
     let (limit, offset) = page(q.limit, q.offset)?;
-    let user = q.user_id.clone();
+    let user = caller.scope(q.user_id.as_deref())?;
     let (threads, lines) = blocking(&state.store, move |s| {
         let threads = s.list_threads(user.as_deref(), limit, offset)?;
         let lines = s.usage_lines(&LineFilter { user_id: user, ..LineFilter::default() })?;
@@ -141,12 +157,20 @@ pub async fn list_threads(state: web::Data<AppState>, q: web::Query<ListThreads>
 
 /// Rejoin a thread: the thread, its messages with costs, and its total.
 #[get("/api/threads/{thread_id}")]
-pub async fn get_thread(state: web::Data<AppState>, path: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn get_thread(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let thread_id = path.into_inner();
+    let me = caller.clone();
     let found = blocking_cached(&state, move |s, cache| {
         Ok(match s.get_thread(thread_id)? {
-            Some(t) => Some((t, cache.get_or_load(&keys::thread_history(thread_id), || s.thread_messages(thread_id))?)),
-            None => None,
+            // Another user's thread is not loaded at all.
+            Some(t) if me.may_act_as(&t.user_id).is_ok() => {
+                Some((t, cache.get_or_load(&keys::thread_history(thread_id), || s.thread_messages(thread_id))?))
+            }
+            _ => None,
         })
     })
     .await?;

@@ -59,17 +59,32 @@ pub async fn create_user(state: web::Data<AppState>, body: web::Json<CreateUser>
 
 /// List users.
 #[get("/api/users/")]
-pub async fn list_users(state: web::Data<AppState>, q: web::Query<PageQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list_users(
+    state: web::Data<AppState>,
+    q: web::Query<PageQuery>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
+    if let Some(me) = caller.user().map(str::to_string) {
+        // A user's key lists only its own user.
+        let users = blocking(&state.store, move |s| s.get_user(&me)).await?;
+        let users: Vec<_> = users.into_iter().filter(|_| offset == 0).collect();
+        return Ok(HttpResponse::Ok().json(users));
+    }
     let users = blocking(&state.store, move |s| s.list_users(limit, offset)).await?;
     Ok(HttpResponse::Ok().json(users))
 }
 
 /// One user.
 #[get("/api/users/{user_id}")]
-pub async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get_user(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    caller: crate::auth::Caller,
+) -> Result<HttpResponse, ApiError> {
     let user_id = path.into_inner();
     validate_user_id(&user_id)?;
+    caller.may_act_as(&user_id)?;
     let id = user_id.clone();
     let user = blocking(&state.store, move |s| s.get_user(&id)).await?;
     match user {
