@@ -6,6 +6,7 @@ import { analyticsGroups, analyticsSummary, analyticsTrends, ApiError, getForeca
 import { forecastScope, percentText, presetRange, rangeDays, trendRows } from '../analytics';
 import { errorText, formatTime } from '../format';
 import { useAsync } from '../hooks';
+import { useCanAdmin } from '../session';
 import { kindLabel, kindOrder } from '../kinds';
 import { formatQuantity, formatUsd } from '../money';
 import type { AnalyticsFilters, AnalyticsGroup, AnalyticsQuery, TrendPeriod } from '../types';
@@ -56,7 +57,9 @@ export function AnalyticsPage() {
     [qKey],
   );
   const trends = useAsync(() => (badRange ? Promise.resolve(null) : analyticsTrends(query, period)), [qKey, period]);
-  const scope = forecastScope(filters);
+  // Forecasts are admin-only on the server: a user's key does not ask for them.
+  const admin = useCanAdmin();
+  const scope = admin ? forecastScope(filters) : null;
   const forecast = useAsync(() => (scope ? getForecast(scope, HORIZON) : Promise.resolve(null)), [scope]);
 
   const rows = useMemo(
@@ -79,7 +82,9 @@ export function AnalyticsPage() {
   });
 
   let forecastNote: JSX.Element | null = null;
-  if (!scope) {
+  if (!admin) {
+    forecastNote = <p className="muted small" data-testid="analytics-forecast-note" data-code="admin_only">Forecasts are shown to admins only.</p>;
+  } else if (!scope) {
     forecastNote = <p className="muted small" data-testid="analytics-forecast-note">No forecast for this combination of filters (forecasts cover the total or one user, provider, model or key).</p>;
   } else if (forecast.error) {
     const e = forecast.error;
