@@ -45,22 +45,31 @@ export function Header({ route, userId, session, onSwitchUser, onSignOut }: Prop
         </nav>
       )}
       <div className="spacer" />
-      {userId && (
+      {userId && !pinned && (
         <div className="whoami">
           <span>
             user <strong data-testid="current-user">{userId}</strong>
           </span>
-          {!pinned && (
-            <button type="button" className="link" onClick={onSwitchUser} data-testid="switch-user">
-              switch user
-            </button>
-          )}
+          <button type="button" className="link" onClick={onSwitchUser} data-testid="switch-user">
+            switch user
+          </button>
         </div>
       )}
       {session?.mode === 'token' && (
         <div className="whoami" data-testid="signed-in" data-caller={session.caller}>
           <span>
-            signed in as <strong data-testid="signed-in-as">{session.caller === 'admin' ? 'admin' : session.userId}</strong>
+            signed in as{' '}
+            {session.caller === 'admin' ? (
+              <strong data-testid="signed-in-as">admin</strong>
+            ) : (
+              // A user's key acts as its user only: the signed-in user is the chat's user.
+              <>
+                user{' '}
+                <strong data-testid="signed-in-as">
+                  <span data-testid="current-user">{session.userId}</span>
+                </strong>
+              </>
+            )}
           </span>
           <button type="button" className="link" onClick={onSignOut} data-testid="sign-out">
             sign out

@@ -3,7 +3,7 @@ import { deleteKeyBudget, keyBudgets, putKeyBudget, revokeKey, rotateKey } from 
 import { PERIODS, durationText, periodNoun } from '../budget';
 import { errorText, formatTime } from '../format';
 import { useAsync } from '../hooks';
-import { useCanAdmin } from '../session';
+import { useCanAdmin, useSession } from '../session';
 import { budgetInput, draftFromBudget, emptyBudgetDraft, keyStatus, type BudgetDraft } from '../keys';
 import type { KeyView, KeyWithSecret } from '../types';
 import { BudgetBar } from './BudgetBar';
@@ -26,6 +26,9 @@ type Editing = { mode: 'add' | 'edit'; draft: BudgetDraft } | null;
 export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Props) {
   // Budgets are set by admins only; a user sees the bars.
   const admin = useCanAdmin();
+  // Rotating or revoking the key this browser is signed in with ends the session (the next call answers 401).
+  const session = useSession();
+  const signedInWith = session.mode === 'token' && session.keyId !== null && session.keyId === k.key_id;
   const [budgetsVersion, setBudgetsVersion] = useState(0);
   const budgets = useAsync(() => keyBudgets(k.key_id), [k.key_id, version, budgetsVersion]);
   const [editing, setEditing] = useState<Editing>(null);
@@ -169,6 +172,11 @@ export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Pr
 
       <KeySpendCard keyId={k.key_id} version={version + budgetsVersion} />
 
+      {live && signedInWith && (
+        <p className="notice small" data-testid="key-signed-in-with">
+          You are signed in with this key: rotating or revoking it signs you out.
+        </p>
+      )}
       {live && (
         <div className="row key-actions">
           <Confirm

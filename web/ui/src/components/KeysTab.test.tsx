@@ -253,5 +253,6 @@ describe('KeysTab', () => {
     expect(within(detail).queryByTestId('key-budget-edit')).toBeNull();
     expect(within(detail).queryByTestId('key-budget-add')).toBeNull();
     expect(within(detail).queryByTestId('key-budget-remove')).toBeNull();
+    expect(within(detail).getByTestId('key-signed-in-with').textContent).toContain('signs you out');
   });
 });
