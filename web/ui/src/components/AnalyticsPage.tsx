@@ -6,7 +6,7 @@ import { analyticsGroups, analyticsSummary, analyticsTrends, ApiError, getForeca
 import { forecastScope, percentText, presetRange, rangeDays, trendRows } from '../analytics';
 import { errorText, formatTime } from '../format';
 import { useAsync } from '../hooks';
-import { useCanAdmin } from '../session';
+import { useCanAdmin, usePinnedUser } from '../session';
 import { kindLabel, kindOrder } from '../kinds';
 import { formatQuantity, formatUsd } from '../money';
 import type { AnalyticsFilters, AnalyticsGroup, AnalyticsQuery, TrendPeriod } from '../types';
@@ -47,7 +47,9 @@ export function AnalyticsPage() {
   const [filters, setFilters] = useState<AnalyticsFilters>({});
   const [period, setPeriod] = useState<TrendPeriod>('daily');
 
-  const query: AnalyticsQuery = useMemo(() => ({ ...range, ...filters }), [range, filters]);
+  // A user's key sees its own usage only (the server scopes it too): the user filter is fixed.
+  const pinned = usePinnedUser();
+  const query: AnalyticsQuery = useMemo(() => ({ ...range, ...filters, ...(pinned ? { user_id: pinned } : {}) }), [range, filters, pinned]);
   const qKey = JSON.stringify(query);
   const badRange = rangeDays(range.date_from, range.date_to) === 0;
 
@@ -152,7 +154,13 @@ export function AnalyticsPage() {
           {FILTERS.map(({ key, label }) => (
             <label key={key}>
               {label}
-              <input value={draft[key] ?? ''} placeholder="all" onChange={(e) => setDraft({ ...draft, [key]: e.target.value })} data-testid={`analytics-filter-${key}`} />
+              <input
+                value={key === 'user_id' && pinned ? pinned : (draft[key] ?? '')}
+                placeholder="all"
+                disabled={key === 'user_id' && !!pinned}
+                onChange={(e) => setDraft({ ...draft, [key]: e.target.value })}
+                data-testid={`analytics-filter-${key}`}
+              />
             </label>
           ))}
           <button type="submit" data-testid="analytics-apply">

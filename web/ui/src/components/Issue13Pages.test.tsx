@@ -128,6 +128,9 @@ describe('AnalyticsPage for a user key', () => {
     await waitFor(() => expect(screen.getByTestId('analytics-forecast-note').getAttribute('data-code')).toBe('admin_only'));
     await waitFor(() => expect(calls.some((c) => c.url.startsWith('/api/analytics/summary'))).toBe(true));
     expect(calls.some((c) => c.url.startsWith('/api/forecasts'))).toBe(false);
+    // The user filter is fixed to the signed-in user.
+    expect(calls.filter((c) => c.url.startsWith('/api/analytics/')).every((c) => c.url.includes('user_id=bob'))).toBe(true);
+    expect((screen.getByTestId('analytics-filter-user_id') as HTMLInputElement).disabled).toBe(true);
   });
 });
 
