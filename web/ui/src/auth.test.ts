@@ -191,11 +191,18 @@ describe('startSession (whoami at start)', () => {
 
   it('a stored credential the server refuses is forgotten, with a message', async () => {
     setCredential(KEY, true);
-    answer = () => ({ status: 401, body: { code: 'invalid_credentials', message: 'unknown key' } });
+    answer = (_u, h) => (h.Authorization ? { status: 401, body: { code: 'invalid_credentials', message: 'unknown key' } } : { status: 200, body: who('token', 'anonymous') });
     const s = await startSession();
     expect(s).toMatchObject({ phase: 'signin', message: expect.stringContaining('invalid_credentials') });
     expect(getCredential()).toBeNull();
     expect(window.localStorage.getItem(CREDENTIAL_KEY)).toBeNull();
+  });
+
+  it('a refused stored credential on a node now in open mode: open mode, not a sign-in', async () => {
+    setCredential(KEY, false);
+    answer = (_u, h) => (h.Authorization ? { status: 401, body: { code: 'invalid_credentials', message: 'unknown key' } } : { status: 200, body: who('open', 'open') });
+    expect(await startSession()).toEqual({ phase: 'ready', session: { mode: 'open', legacy: false } });
+    expect(getCredential()).toBeNull();
   });
 
   it('an unreadable answer or a server error fails visibly instead of guessing a mode', async () => {

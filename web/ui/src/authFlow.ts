@@ -43,10 +43,13 @@ export async function startSession(): Promise<AuthState> {
     }
     return { phase: 'signin', message: null };
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) {
+    if (e instanceof ApiError && e.status === 401 && stored) {
+      // Forget it and ask again without it: the node may have restarted in open mode.
       clearCredential();
-      return { phase: 'signin', message: `Signed out: ${refusalText(e)}` };
+      const again = await startSession();
+      return again.phase === 'signin' ? { phase: 'signin', message: `Signed out: ${refusalText(e)}` } : again;
     }
+    if (e instanceof ApiError && e.status === 401) return { phase: 'signin', message: refusalText(e) };
     if (e instanceof ApiError && e.status === 429) return { phase: 'signin', message: refusalText(e) };
     return { phase: 'failed', message: `Cannot tell whether this server needs a key: ${errorText(e)}` };
   }
