@@ -3,6 +3,7 @@
 // trying e2e/run.mjs before the Rust server is available.
 //
 //   node e2e/mock-server.mjs [--port 8080] [--host 127.0.0.1] [--dist dist] [--delay 15]
+//                            [--auth open|token] [--admin-token TOKEN]
 //
 // It implements the endpoints the UI uses with the same JSON shapes (money and
 // quantities as exact decimal strings, computed with BigInt), streams simulated
@@ -10,10 +11,15 @@
 // (plus a non-streaming POST /v1/chat/completions billed to a key), provider connections with import
 // runs and reconciliation (issue 14), and serves dist/ with an SPA
 // fallback so a built UI can be opened at http://127.0.0.1:8080/.
+// Access control (issue 15): GET /api/auth/whoami; with --auth token every other /api call
+// needs `Authorization: Bearer` with the admin token (--admin-token, or TALLY_ADMIN_TOKEN) or a
+// user's virtual key; a key acts only as its user (lists scoped, other users' data 403) and is
+// refused the admin-only routes (403 forbidden); 10 failed credentials from one address within
+// a minute answer 429 too_many_failed_auth with Retry-After.
 // Request bodies are checked like the server's `deny_unknown_fields`.
 
 import { createServer } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +39,16 @@ const TOKEN_DELAY_MS = Number(arg('delay', 15));
 // --fault no-providers: no provider import API (404 on /api/providers and /api/reconciliation).
 // --forecast demo: GET /api/forecasts answers a made-up 30-day forecast instead of 422 insufficient_history.
 const FAULT = arg('fault', '');
+const AUTH = arg('auth', 'open');
+if (AUTH !== 'open' && AUTH !== 'token') {
+  console.error(`--auth is open or token, not ${JSON.stringify(AUTH)}`);
+  process.exit(2);
+}
+const ADMIN_TOKEN = arg('admin-token', process.env.TALLY_ADMIN_TOKEN ?? '');
+if (AUTH === 'token' && !ADMIN_TOKEN) {
+  console.error('--auth token needs --admin-token TOKEN (or TALLY_ADMIN_TOKEN)');
+  process.exit(2);
+}
 const FORECAST = arg('forecast', '');
 
 // ---------------------------------------------------------------- decimals (exact, BigInt)
@@ -122,6 +138,8 @@ const threads = new Map(); // id -> thread record
 const messages = []; // stored messages {message..., cost|null}
 const events = []; // usage events {event_id,..., cost}
 const lines = []; // priced lines {line..., event_id, message_id, thread_id, user_id, model, invoice_id|null}
+const allEvents = () => events;
+const allLines = () => lines;
 const invoices = new Map();
 const keys = new Map(); // key_id -> key record (with its secret, never shown again)
 let budgets = []; // {budget_id, scope_id (key id), period, max_budget, alert_threshold, enabled, timezone}
@@ -270,10 +288,14 @@ function modelView(m) {
 
 // ---------------------------------------------------------------- dashboard stream
 
-const dashClients = new Set();
+/** Open dashboard streams and the user each is scoped to (null: everything). */
+const dashClients = new Map();
 let snapshotTimer = null;
 
-function snapshot() {
+/** The dashboard snapshot; of one user's usage only when `userId` is given (a user's key). */
+function snapshot(userId = null) {
+  const lines = userId ? allLines().filter((l) => l.user_id === userId) : allLines();
+  const events = userId ? allEvents().filter((e) => e.user_id === userId) : allEvents();
   const group = (keyOf) => {
     const map = new Map();
     for (const l of lines) {
@@ -319,15 +341,16 @@ function scheduleSnapshot() {
   snapshotTimer = setTimeout(() => {
     snapshotTimer = null;
     const snap = snapshot();
-    for (const c of dashClients) sse(c, 'snapshot', snap);
+    for (const [c, userId] of dashClients) sse(c, 'snapshot', userId ? snapshot(userId) : snap);
   }, 250);
 }
 
 function dashboardStream(req, res) {
+  const userId = req.caller?.caller === 'user' ? req.caller.user_id : null;
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
   res.write(': connected\n\n');
-  sse(res, 'snapshot', snapshot());
-  dashClients.add(res);
+  sse(res, 'snapshot', snapshot(userId));
+  dashClients.set(res, userId);
   const ka = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
   req.on('close', () => {
     clearInterval(ka);
@@ -359,7 +382,7 @@ function recordUsage(thread, messageId, usage) {
   events.push(ev);
   for (const l of cost.lines) lines.push({ ...l, id: randomUUID(), event_id, message_id: messageId, thread_id: thread.thread_id, user_id: thread.user_id, model: thread.model, occurred_at: at, invoice_id: null });
   const live = { event_id, user_id: ev.user_id, thread_id: ev.thread_id, message_id: messageId, model: ev.model, occurred_at: at, committed_at: now(), cost };
-  for (const c of dashClients) sse(c, 'usage', live);
+  for (const [c, userId] of dashClients) if (!userId || userId === live.user_id) sse(c, 'usage', live);
   scheduleSnapshot();
   return cost;
 }
@@ -368,6 +391,7 @@ async function streamMessage(req, res) {
   const body = await readJson(req, ['thread_id', 'user_id', 'content']);
   const userId = body.user_id ?? req.headers['x-user-id'];
   if (!userId) throw bad('missing_user_id', 'give user_id in the body or the X-User-Id header');
+  own(req, userId);
   const thread = threads.get(body.thread_id);
   if (!thread) throw new HttpError(404, 'thread_not_found', `thread ${body.thread_id} not found`);
   if (thread.user_id !== userId) throw new HttpError(403, 'not_thread_owner', 'the thread belongs to another user');
@@ -486,7 +510,8 @@ function keyView(k, secret) {
   return v;
 }
 
-const hex = (n) => randomUUID().replace(/-/g, '').slice(0, n);
+/** `n` random lower-case hex digits (keys read tk-<12 hex>-<64 hex>, like the server's). */
+const hex = (n) => randomBytes(Math.ceil(n / 2)).toString('hex').slice(0, n);
 
 function budgetRecord(keyId, b) {
   for (const k of Object.keys(b)) if (!['max_budget', 'period', 'alert_threshold', 'enabled', 'timezone'].includes(k)) throw bad('invalid_body', `unknown field \`${k}\``);
@@ -553,7 +578,7 @@ async function keysApi(req, res, url, path, method) {
     const records = list.map((x) => budgetRecord(keyId, x));
     if (new Set(records.map((r) => r.period)).size !== records.length) throw bad('invalid_budgets', 'at most one budget per period');
     const publicId = hex(12);
-    const secret = `tk-${publicId}-${hex(32)}`;
+    const secret = `tk-${publicId}-${hex(64)}`;
     const k = { key_id: keyId, public_id: publicId, secret, user_id: b.user_id, name, allowed_models: models, expires_at: b.expires_at ? new Date(b.expires_at).toISOString() : null, rpm_limit: b.rpm_limit ?? null, created_at: now(), revoked_at: null };
     keys.set(keyId, k);
     for (const r of records) upsertBudget(r);
@@ -572,7 +597,7 @@ async function keysApi(req, res, url, path, method) {
   if ((m = /^\/api\/keys\/([^/]+)\/rotate$/.exec(path)) && method === 'POST') {
     const k = loadKey(m[1]);
     if (k.revoked_at) throw new HttpError(409, 'key_revoked', `key ${k.key_id} is revoked`);
-    k.secret = `tk-${k.public_id}-${hex(32)}`;
+    k.secret = `tk-${k.public_id}-${hex(64)}`;
     return send(res, 200, keyView(k, k.secret));
   }
   if ((m = /^\/api\/billing\/budget\/([^/]+)$/.exec(path))) {
@@ -636,7 +661,7 @@ async function gatewayChat(req, res) {
   for (const l of cost.lines) lines.push({ ...l, id: randomUUID(), event_id, message_id: null, thread_id: null, user_id: k.user_id, model: model.name, occurred_at: at, invoice_id: null, key_id: k.key_id });
   gatewayCalls.push({ key_id: k.key_id, model: model.name, provider: model.provider, cost: cost.total, tokens: Number(usage.input_tokens) + Number(usage.output_tokens), occurred_at: at });
   const live = { event_id, user_id: k.user_id, thread_id: null, message_id: null, model: model.name, occurred_at: at, committed_at: now(), cost };
-  for (const c of dashClients) sse(c, 'usage', live);
+  for (const [c, userId] of dashClients) if (!userId || userId === live.user_id) sse(c, 'usage', live);
   scheduleSnapshot();
   return send(res, 200, {
     id: `chatcmpl-${event_id}`,
@@ -1171,6 +1196,88 @@ async function providersApi(req, res, url, path, method) {
   return false;
 }
 
+// ---------------------------------------------------------------- access control (issue 15)
+
+const FAIL_LIMIT = 10;
+const FAIL_WINDOW_MS = 60_000;
+/** Failed credentials per remote address: timestamps within the window. */
+const failedAuth = new Map();
+
+function recordFailure(addr) {
+  const t = Date.now();
+  const list = (failedAuth.get(addr) ?? []).filter((x) => t - x < FAIL_WINDOW_MS);
+  list.push(t);
+  failedAuth.set(addr, list);
+}
+
+function throttled(addr) {
+  const list = (failedAuth.get(addr) ?? []).filter((x) => Date.now() - x < FAIL_WINDOW_MS);
+  if (list.length < FAIL_LIMIT) return null;
+  return Math.max(1, Math.ceil((list[0] + FAIL_WINDOW_MS - Date.now()) / 1000));
+}
+
+/** Who the request's credential is: {caller: 'admin'} | {caller: 'user', user_id, key_id} | null (none). */
+function authenticate(req) {
+  const header = req.headers.authorization;
+  if (header === undefined) return null;
+  const addr = req.socket.remoteAddress ?? '?';
+  const wait = throttled(addr);
+  if (wait !== null) throw Object.assign(new HttpError(429, 'too_many_failed_auth', `too many failed credentials from this address; retry in ${wait} s`), { retryAfter: wait });
+  const m = /^Bearer ([\x21-\x7e]+)$/.exec(header);
+  const cred = m?.[1];
+  if (cred && cred === ADMIN_TOKEN) return { caller: 'admin', user_id: null, key_id: null };
+  const k = cred && [...keys.values()].find((x) => x.secret === cred);
+  if (k && !k.revoked_at && !(k.expires_at && Date.parse(k.expires_at) <= Date.now())) return { caller: 'user', user_id: k.user_id, key_id: k.key_id };
+  recordFailure(addr);
+  throw new HttpError(401, 'invalid_credentials', m ? 'unknown, revoked or expired credential' : 'the Authorization header is not `Bearer <credential>`');
+}
+
+/** Routes a user's key may not call. */
+function adminOnly(method, path) {
+  if (path.startsWith('/api/budgets') || path.startsWith('/api/alerts/') || path === '/api/forecasts') return true;
+  if (path.startsWith('/api/providers') || path === '/api/reconciliation' || path.startsWith('/api/scheduler')) return true;
+  if (path.startsWith('/api/prices') && method !== 'GET') return true;
+  if (/^\/api\/billing\/invoices\/[^/]+\/status$/.test(path)) return true;
+  if (path === '/api/keys' && method === 'POST') return true;
+  if (/^\/api\/keys\/[^/]+$/.test(path) && method === 'PATCH') return true;
+  if (path.startsWith('/api/billing/budget/') && method !== 'GET') return true;
+  if (path === '/api/users' && (method === 'GET' || method === 'POST')) return true;
+  return false;
+}
+
+/** A user's key acts only on its own user's data (403 forbidden otherwise); admin and open mode may act as anyone. */
+function own(req, userId) {
+  const c = req.caller;
+  if (c?.caller === 'user' && userId !== c.user_id) throw new HttpError(403, 'forbidden', "this key may not act on another user's data");
+}
+
+/** Token mode: check the credential, the admin-only routes, and pin a user key's list queries to its user. */
+function guard(req, url, path, method) {
+  if (AUTH !== 'token') return;
+  const c = authenticate(req);
+  if (!c) throw new HttpError(401, 'unauthenticated', 'this server requires `Authorization: Bearer <key or admin token>`');
+  req.caller = c;
+  if (c.caller !== 'user') return;
+  if (adminOnly(method, path)) throw new HttpError(403, 'forbidden', 'admin only');
+  const q = url.searchParams.get('user_id');
+  if (q !== null) own(req, q);
+  else if (['/api/threads', '/api/keys', '/api/usage/events'].includes(path) || path.startsWith('/api/analytics/')) url.searchParams.set('user_id', c.user_id);
+  let m;
+  if ((m = /^\/api\/(?:users|billing\/metrics\/user|billing\/invoices\/user)\/([^/]+)$/.exec(path))) own(req, decodeURIComponent(m[1]));
+  if ((m = /^\/api\/(?:threads|messages|billing\/metrics\/thread|billing\/generate-invoice\/thread)\/([^/]+)(?:\/history)?$/.exec(path)) && m[1] !== 'stream') {
+    const t = threads.get(decodeURIComponent(m[1]));
+    if (t) own(req, t.user_id);
+  }
+  if ((m = /^\/api\/billing\/invoices\/([^/]+)$/.exec(path))) {
+    const inv = invoices.get(decodeURIComponent(m[1]));
+    if (inv) own(req, inv.user_id);
+  }
+  if ((m = /^\/api\/(?:keys|billing\/budget|billing\/spend)\/([^/]+)/.exec(path))) {
+    const k = keys.get(decodeURIComponent(m[1]));
+    if (k) own(req, k.user_id);
+  }
+}
+
 // ---------------------------------------------------------------- routes
 
 async function api(req, res, url) {
@@ -1179,6 +1286,12 @@ async function api(req, res, url) {
   let m;
 
   if (path === '/api/health') return send(res, 200, { status: 'ok' });
+  if (path === '/api/auth/whoami' && method === 'GET') {
+    if (AUTH === 'open') return send(res, 200, { mode: 'open', caller: 'open', user_id: null, key_id: null });
+    const c = authenticate(req);
+    return send(res, 200, { mode: 'token', caller: c ? c.caller : 'anonymous', user_id: c?.user_id ?? null, key_id: c?.key_id ?? null });
+  }
+  guard(req, url, path, method);
 
   // users
   if (path === '/api/users' && method === 'POST') {
@@ -1201,6 +1314,7 @@ async function api(req, res, url) {
   if (path === '/api/threads' && method === 'POST') {
     const b = await readJson(req, ['user_id', 'title', 'model']);
     const userId = b.user_id ?? req.headers['x-user-id'];
+    own(req, userId);
     if (!users.has(userId)) throw new HttpError(404, 'user_not_found', `user ${userId} not found`);
     const model = b.model ?? DEFAULT_MODEL;
     if (!MODELS.some((x) => x.name === model && x.is_active)) throw bad('unknown_model', `unknown model ${model}`);
@@ -1389,13 +1503,14 @@ const server = createServer(async (req, res) => {
   } catch (e) {
     const status = e instanceof HttpError ? e.status : 500;
     if (!(e instanceof HttpError)) console.error(e);
+    if (!res.headersSent && e.retryAfter !== undefined) res.setHeader('Retry-After', String(e.retryAfter));
     if (!res.headersSent) send(res, status, { code: e.code ?? 'internal', message: e.message });
     else res.end();
   }
 });
 
 server.listen(PORT, HOST, () => {
-  console.log(`tally mock server on http://${HOST}:${PORT} (dist: ${DIST})`);
+  console.log(`tally mock server on http://${HOST}:${PORT} (dist: ${DIST}, auth: ${AUTH})`);
 });
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {

@@ -13,6 +13,9 @@
 // The Reconciliation step needs the issue 14 API (/api/providers, /api/reconciliation) and a server
 // started with TALLY_ENCRYPTION_KEY; its connection points at an unreachable loopback port, so
 // "Import now" must fail with provider_error (it never reaches a real provider).
+// Token mode (issue 15), only when TALLY_AUTH_URL (a second node started with --auth token) and
+// TALLY_ADMIN_TOKEN (its admin token) are both set: sign in with the admin token, create a user
+// and a key for them, sign out, sign in with that key: only that user's threads, no admin pages.
 
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +26,8 @@ const BASE = (process.env.TALLY_URL ?? '').replace(/\/+$/, '');
 const SHOTS = resolve(process.env.SCREENSHOT_DIR ?? 'screenshots');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const TIMEOUT = Number(process.env.E2E_TIMEOUT_MS ?? 30_000);
+const AUTH_URL = (process.env.TALLY_AUTH_URL ?? '').replace(/\/+$/, '');
+const ADMIN_TOKEN = process.env.TALLY_ADMIN_TOKEN ?? '';
 
 if (!BASE) {
   console.error('e2e: set TALLY_URL to the running server, e.g. TALLY_URL=http://127.0.0.1:8080');
@@ -267,6 +272,172 @@ async function checkCostsAgainstApi(page, threadId) {
 
 // ---------------------------------------------------------------- the run
 
+/** A request from Node to the token-mode node, with a credential (or none). */
+async function authFetch(path, credential, init = {}) {
+  const headers = { Accept: 'application/json', ...(init.body ? { 'Content-Type': 'application/json' } : {}), ...(credential ? { Authorization: `Bearer ${credential}` } : {}) };
+  const r = await fetch(`${AUTH_URL}${path}`, { ...init, headers });
+  const text = await r.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  return { status: r.status, body };
+}
+
+/** Sign in on the sign-in screen and wait until the header says who is signed in. */
+async function signInAs(p, credential, expected) {
+  await p.locator(tid('sign-in-credential')).fill(credential);
+  await p.locator(tid('sign-in-submit')).click();
+  await Promise.race([
+    p.locator(tid('signed-in-as')).waitFor(),
+    p.locator(tid('sign-in-error')).waitFor().then(async () => {
+      throw new CheckError(`signing in as ${expected} failed: ${await p.locator(tid('sign-in-error')).innerText()}`);
+    }),
+  ]);
+  checkEq(await p.locator(tid('signed-in-as')).innerText(), expected, 'signed in as');
+}
+
+/** The token-mode steps (issue 15) on a fresh browser context; the page is kept for failure screenshots. */
+async function tokenModeSteps(browser, pages) {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: AUTH_URL }).catch(() => {});
+  const tp = await ctx.newPage();
+  pages.token = tp;
+  watch(tp, 'token');
+  const stamp = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+  const member = `e2e-tok-${stamp}`;
+  const other = `e2e-oth-${stamp}`;
+  let memberKey = '';
+  let memberThread = '';
+  let otherThread = '';
+
+  await step(`token mode at ${AUTH_URL}: the API refuses calls without a credential; the UI asks to sign in`, async () => {
+    const anon = await authFetch('/api/threads/', null);
+    checkEq(anon.status, 401, `GET /api/threads/ without a credential (${JSON.stringify(anon.body)})`);
+    checkEq(anon.body?.code, 'unauthenticated', 'error code without a credential');
+    const who = await authFetch('/api/auth/whoami', null);
+    checkEq(who.status, 200, 'whoami without a credential');
+    checkEq(who.body?.mode, 'token', 'whoami mode');
+    checkEq(who.body?.caller, 'anonymous', 'whoami caller without a credential');
+
+    await tp.goto(`${AUTH_URL}/`);
+    await tp.locator(tid('sign-in')).waitFor();
+    checkEq(await tp.locator(tid('sign-in-credential')).getAttribute('type'), 'password', 'the credential field is a password field');
+    checkEq(await tp.locator(tid('open-mode-banner')).count(), 0, 'no open-mode banner in token mode');
+    checkEq(await tp.locator(tid('nav-chat')).count(), 0, 'no navigation before sign-in');
+    await shot(tp, '12-sign-in.png');
+
+    // A wrong credential is refused with its code and not kept.
+    expectFailure(401, '/api/auth/whoami');
+    await tp.locator(tid('sign-in-credential')).fill(`tk-000000000000-${'0'.repeat(64)}`);
+    await tp.locator(tid('sign-in-submit')).click();
+    await tp.locator(tid('sign-in-error')).waitFor();
+    check((await tp.locator(tid('sign-in-error')).innerText()).includes('invalid_credentials'), 'the refusal shows invalid_credentials');
+    checkEq(await tp.evaluate(() => sessionStorage.getItem('tally.credential') ?? localStorage.getItem('tally.credential')), null, 'a refused credential is not stored');
+  });
+
+  await step('token mode: the admin token signs in, creates a user, a thread and a key for them', async () => {
+    await signInAs(tp, ADMIN_TOKEN, 'admin');
+    checkEq(await tp.evaluate(() => sessionStorage.getItem('tally.credential')), ADMIN_TOKEN, 'the admin token is kept in sessionStorage');
+    checkEq(await tp.evaluate(() => localStorage.getItem('tally.credential')), null, 'not in localStorage without "remember me"');
+    await tp.locator(tid('nav-budgets')).waitFor();
+    await tp.locator(tid('nav-reconciliation')).waitFor();
+
+    // Another user with a thread, made through the API: the member must not see it.
+    const mk = await authFetch('/api/users/', ADMIN_TOKEN, { method: 'POST', body: JSON.stringify({ user_id: other }) });
+    checkEq(mk.status, 201, `create ${other} as admin (${JSON.stringify(mk.body)})`);
+    const ot = await authFetch('/api/threads/', ADMIN_TOKEN, { method: 'POST', body: JSON.stringify({ user_id: other }) });
+    checkEq(ot.status, 201, `thread for ${other} as admin (${JSON.stringify(ot.body)})`);
+    otherThread = ot.body.thread_id;
+
+    // The member, through the UI (the admin may act as any user).
+    await tp.locator(tid('user-id-input')).fill(member);
+    await tp.locator(tid('user-id-submit')).click();
+    await tp.locator(tid('new-thread-button')).waitFor();
+    checkEq(await tp.locator(tid('current-user')).innerText(), member, 'the admin acts as the new user');
+    await tp.waitForFunction(() => !!document.querySelector('[data-testid="model-select"]')?.value);
+    await tp.locator(tid('new-thread-button')).click();
+    await tp.waitForURL(/\/threads\/[^/]+$/);
+    memberThread = decodeURIComponent(new URL(tp.url()).pathname.split('/').pop());
+    await tp.locator(`${tid('thread-item')}[data-thread-id="${memberThread}"]`).waitFor();
+
+    await tp.locator(tid('tab-keys')).click();
+    await tp.locator(tid('new-key-button')).click();
+    await tp.locator(tid('key-form-name')).fill('e2e token-mode key');
+    await tp.locator(tid('key-form-submit')).click();
+    await Promise.race([
+      tp.locator(tid('key-secret-value')).waitFor(),
+      tp.locator(tid('key-form-error')).waitFor().then(async () => {
+        throw new CheckError(`creating the key as admin failed: ${await tp.locator(tid('key-form-error')).innerText()}`);
+      }),
+    ]);
+    memberKey = await tp.locator(tid('key-secret-value')).inputValue();
+    check(/^tk-[0-9a-f]{12}-[0-9a-f]{64}$/.test(memberKey), `the new key has the tk-<12 hex>-<64 hex> shape (${memberKey.slice(0, 16)}…)`);
+    await tp.locator(tid('key-secret-dismiss')).click();
+    const who = await authFetch('/api/auth/whoami', memberKey);
+    checkEq(who.body?.caller, 'user', 'whoami caller of the new key');
+    checkEq(who.body?.user_id, member, 'whoami user of the new key');
+  });
+
+  await step('token mode: sign out forgets the admin token', async () => {
+    await tp.locator(tid('sign-out')).click();
+    await tp.locator(tid('sign-in')).waitFor();
+    checkEq(await tp.evaluate(() => sessionStorage.getItem('tally.credential') ?? localStorage.getItem('tally.credential')), null, 'no credential kept after sign-out');
+    check(!(await pageHolds(tp, ADMIN_TOKEN)), 'the admin token is nowhere in the page or storage after sign-out');
+  });
+
+  await step("token mode: the user's key sees only that user's threads, and no admin pages", async () => {
+    await signInAs(tp, memberKey, member);
+    checkEq(await tp.locator(tid('signed-in')).getAttribute('data-caller'), 'user', 'caller kind in the header');
+    checkEq(await tp.locator(tid('current-user')).innerText(), member, 'the chat acts as the signed-in user');
+    checkEq(await tp.locator(tid('switch-user')).count(), 0, 'no "switch user" for a user key');
+    checkEq(await tp.locator(tid('user-id-input')).count(), 0, 'no user-id entry for a user key');
+    checkEq(await tp.locator(tid('nav-budgets')).count(), 0, 'Budgets hidden from a user key');
+    checkEq(await tp.locator(tid('nav-reconciliation')).count(), 0, 'Reconciliation hidden from a user key');
+
+    await tp.locator(`${tid('thread-item')}[data-thread-id="${memberThread}"]`).waitFor();
+    const shown = await tp.locator(tid('thread-item')).evaluateAll((els) => els.map((e) => e.getAttribute('data-thread-id')));
+    check(!shown.includes(otherThread), `the other user's thread ${otherThread} is listed for ${member}`);
+    const own = await authFetch(`/api/threads/?user_id=${encodeURIComponent(member)}`, memberKey);
+    checkEq(own.status, 200, 'own threads with the key');
+    checkEq(JSON.stringify([...shown].sort()), JSON.stringify(own.body.map((t) => t.thread_id).sort()), 'the listed threads are the API answer for the key');
+    check(own.body.every((t) => t.user_id === member), 'the API lists only the member threads for the key');
+    const theirs = await authFetch(`/api/threads/?user_id=${encodeURIComponent(other)}`, memberKey);
+    checkEq(theirs.status, 403, `another user's threads with the key (${JSON.stringify(theirs.body)})`);
+    checkEq(theirs.body?.code, 'forbidden', "error code for another user's data");
+    const admin = await authFetch('/api/budgets', memberKey);
+    checkEq(admin.status, 403, 'an admin-only route with the key');
+
+    // Chat works with the key (the stream request carries it too).
+    await tp.locator(`${tid('thread-item')}[data-thread-id="${memberThread}"]`).click();
+    await tp.waitForFunction(() => !document.querySelector('[data-testid="message-input"]')?.disabled);
+    await sendAndWait(tp, 'Hello from a signed-in user.');
+
+    await tp.locator(tid('tab-keys')).click();
+    await tp.locator(tid('keys-list')).waitFor();
+    checkEq(await tp.locator(tid('new-key-button')).count(), 0, 'no "New key" for a user key');
+    await tp.locator(tid('key-row')).first().waitFor();
+    await shot(tp, '13-token-user.png');
+
+    // A deep link to an admin page explains instead of showing it (the credential survives the reload).
+    await tp.goto(`${AUTH_URL}/budgets`);
+    await tp.locator(tid('admin-only')).waitFor();
+    checkEq(await tp.locator(tid('signed-in-as')).innerText(), member, 'still signed in after a reload');
+
+    // The live dashboard reads its stream with the key in a header: live, and only this user's costs.
+    await tp.locator(tid('nav-dashboard')).click();
+    await tp.waitForFunction(() => document.querySelector('[data-testid="dashboard-connection"]')?.textContent === 'live');
+    await tp.locator(`${tid('dashboard-by-user-row')}`).first().waitFor();
+    const users = await tp.locator(tid('dashboard-by-user-row')).evaluateAll((els) => els.map((e) => e.getAttribute('data-key')));
+    checkEq(JSON.stringify(users), JSON.stringify([member]), 'users on the dashboard of a user key');
+    await shot(tp, '14-token-dashboard.png');
+  });
+  await ctx.close();
+  pages.token = null;
+}
+
 async function main() {
   await mkdir(SHOTS, { recursive: true });
   const profile = await mkdtemp(join(tmpdir(), 'tally-e2e-'));
@@ -283,6 +454,7 @@ async function main() {
   let dash = null;
   let ana = null;
   let rec = null;
+  const extra = { token: null };
   const userId = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
   let threadId = '';
   let threadModel = '';
@@ -813,6 +985,9 @@ async function main() {
       await item.waitFor({ state: 'detached' });
       check(!(await apiGet(rec, '/api/providers')).providers.some((x) => x.connection_id === c.connection_id), 'the deleted connection is gone');
     });
+
+    if (AUTH_URL && ADMIN_TOKEN) await tokenModeSteps(browser, extra);
+    else console.log(`• token mode: not run (${AUTH_URL ? 'TALLY_ADMIN_TOKEN' : 'TALLY_AUTH_URL'} not set; both name a node started with --auth token)`);
   } catch (e) {
     const msg = e instanceof CheckError ? e.message : e?.stack ?? String(e);
     console.log('FAILED');
@@ -823,6 +998,7 @@ async function main() {
       if (dash) await shot(dash, 'failure-dashboard.png');
       if (ana) await shot(ana, 'failure-analytics.png');
       if (rec) await shot(rec, 'failure-reconciliation.png');
+      if (extra.token) await shot(extra.token, 'failure-token.png');
     } catch {
       // the browser may be gone
     }

@@ -1,5 +1,8 @@
 // Client of the Tally HTTP API. Every amount stays the string the server sent.
+// Every call carries the signed-in credential (Authorization: Bearer …) when there is one;
+// a 401 answer anywhere tells the app to go back to sign-in (auth.ts onUnauthorized).
 
+import { authHeaders, getCredential, notifyUnauthorized, parseWhoami, retryAfterSeconds, WhoamiShapeError, type Whoami } from './auth';
 import { readSseStream } from './sse';
 import type {
   AlertBudget,
@@ -71,12 +74,29 @@ async function errorFrom(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message, full);
 }
 
+/**
+ * The error of a failed answer. A 401 also signals the app that the credential is gone or
+ * refused, unless the call was sent with a credential that has since been replaced (a late
+ * answer to a call from before a sign-out or a new sign-in).
+ */
+export async function answerError(res: Response, sent: string | null): Promise<ApiError> {
+  const err = await errorFrom(res);
+  if (res.status === 401 && sent === getCredential()) notifyUnauthorized(err);
+  return err;
+}
+
+/** Headers of an API call: the given ones plus the credential's Authorization header. */
+export function withAuth(headers: Record<string, string>): Record<string, string> {
+  return { ...headers, ...authHeaders() };
+}
+
 async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const sent = getCredential();
   let res: Response;
   try {
     res = await fetch(path, {
       method,
-      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      headers: withAuth(body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' }),
       body: body === undefined ? undefined : JSON.stringify(body),
       signal,
     });
@@ -84,12 +104,58 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
     if ((e as Error)?.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
   }
-  if (!res.ok) throw await errorFrom(res);
+  if (!res.ok) throw await answerError(res, sent);
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }
 
 const enc = encodeURIComponent;
+
+// --- access control ---
+
+/** What whoami says about a credential; `legacy` when the node predates access control (404). */
+export type WhoamiAnswer = (Whoami & { legacy: false }) | { mode: 'open'; caller: 'open'; user_id: null; key_id: null; legacy: true };
+
+/**
+ * Ask the server who `credential` is (no credential: who an anonymous caller is). Only this
+ * credential is sent, never the stored one, and a 401 here does not sign anyone out: it is the
+ * answer (ApiError 401 `invalid_credentials`). A 429 carries `retryAfter` seconds in its body.
+ * A node without the endpoint (404) is an open-mode node from before access control.
+ */
+export async function whoami(credential: string | null, signal?: AbortSignal): Promise<WhoamiAnswer> {
+  let res: Response;
+  try {
+    res = await fetch('/api/auth/whoami', {
+      method: 'GET',
+      headers: credential ? { Accept: 'application/json', Authorization: `Bearer ${credential}` } : { Accept: 'application/json' },
+      signal,
+    });
+  } catch (e) {
+    if ((e as Error)?.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
+  }
+  if (res.status === 404) return { mode: 'open', caller: 'open', user_id: null, key_id: null, legacy: true };
+  if (!res.ok) {
+    const err = await errorFrom(res);
+    if (res.status === 429) {
+      const secs = retryAfterSeconds(res.headers.get('Retry-After'));
+      throw new ApiError(err.status, err.code, err.message, { ...(typeof err.body === 'object' && err.body ? err.body : {}), retryAfter: secs });
+    }
+    throw err;
+  }
+  let body: unknown;
+  try {
+    body = await res.json();
+  } catch {
+    throw new ApiError(res.status, 'bad_whoami', 'the server answered /api/auth/whoami with something that is not JSON');
+  }
+  try {
+    return { ...parseWhoami(body), legacy: false };
+  } catch (e) {
+    if (e instanceof WhoamiShapeError) throw new ApiError(res.status, 'bad_whoami', e.message);
+    throw e;
+  }
+}
 
 // --- users ---
 
@@ -145,11 +211,12 @@ export async function streamMessage(
   handlers: StreamHandlers,
   signal?: AbortSignal,
 ): Promise<StreamDone> {
+  const sent = getCredential();
   let res: Response;
   try {
     res = await fetch('/api/messages/stream', {
       method: 'POST',
-      headers: { Accept: 'text/event-stream', 'Content-Type': 'application/json' },
+      headers: withAuth({ Accept: 'text/event-stream', 'Content-Type': 'application/json' }),
       body: JSON.stringify({ thread_id: req.threadId, user_id: req.userId, content: req.content }),
       signal,
     });
@@ -157,7 +224,7 @@ export async function streamMessage(
     if ((e as Error)?.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `cannot reach the server: ${(e as Error)?.message ?? e}`);
   }
-  if (!res.ok) throw await errorFrom(res);
+  if (!res.ok) throw await answerError(res, sent);
   if (!res.body) throw new ApiError(res.status, 'no_stream', 'the server sent no stream body');
 
   let done: StreamDone | null = null;

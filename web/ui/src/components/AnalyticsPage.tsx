@@ -6,6 +6,7 @@ import { analyticsGroups, analyticsSummary, analyticsTrends, ApiError, getForeca
 import { forecastScope, percentText, presetRange, rangeDays, trendRows } from '../analytics';
 import { errorText, formatTime } from '../format';
 import { useAsync } from '../hooks';
+import { useCanAdmin, usePinnedUser } from '../session';
 import { kindLabel, kindOrder } from '../kinds';
 import { formatQuantity, formatUsd } from '../money';
 import type { AnalyticsFilters, AnalyticsGroup, AnalyticsQuery, TrendPeriod } from '../types';
@@ -46,7 +47,9 @@ export function AnalyticsPage() {
   const [filters, setFilters] = useState<AnalyticsFilters>({});
   const [period, setPeriod] = useState<TrendPeriod>('daily');
 
-  const query: AnalyticsQuery = useMemo(() => ({ ...range, ...filters }), [range, filters]);
+  // A user's key sees its own usage only (the server scopes it too): the user filter is fixed.
+  const pinned = usePinnedUser();
+  const query: AnalyticsQuery = useMemo(() => ({ ...range, ...filters, ...(pinned ? { user_id: pinned } : {}) }), [range, filters, pinned]);
   const qKey = JSON.stringify(query);
   const badRange = rangeDays(range.date_from, range.date_to) === 0;
 
@@ -56,7 +59,9 @@ export function AnalyticsPage() {
     [qKey],
   );
   const trends = useAsync(() => (badRange ? Promise.resolve(null) : analyticsTrends(query, period)), [qKey, period]);
-  const scope = forecastScope(filters);
+  // Forecasts are admin-only on the server: a user's key does not ask for them.
+  const admin = useCanAdmin();
+  const scope = admin ? forecastScope(filters) : null;
   const forecast = useAsync(() => (scope ? getForecast(scope, HORIZON) : Promise.resolve(null)), [scope]);
 
   const rows = useMemo(
@@ -79,7 +84,9 @@ export function AnalyticsPage() {
   });
 
   let forecastNote: JSX.Element | null = null;
-  if (!scope) {
+  if (!admin) {
+    forecastNote = <p className="muted small" data-testid="analytics-forecast-note" data-code="admin_only">Forecasts are shown to admins only.</p>;
+  } else if (!scope) {
     forecastNote = <p className="muted small" data-testid="analytics-forecast-note">No forecast for this combination of filters (forecasts cover the total or one user, provider, model or key).</p>;
   } else if (forecast.error) {
     const e = forecast.error;
@@ -147,7 +154,13 @@ export function AnalyticsPage() {
           {FILTERS.map(({ key, label }) => (
             <label key={key}>
               {label}
-              <input value={draft[key] ?? ''} placeholder="all" onChange={(e) => setDraft({ ...draft, [key]: e.target.value })} data-testid={`analytics-filter-${key}`} />
+              <input
+                value={key === 'user_id' && pinned ? pinned : (draft[key] ?? '')}
+                placeholder="all"
+                disabled={key === 'user_id' && !!pinned}
+                onChange={(e) => setDraft({ ...draft, [key]: e.target.value })}
+                data-testid={`analytics-filter-${key}`}
+              />
             </label>
           ))}
           <button type="submit" data-testid="analytics-apply">

@@ -1,8 +1,11 @@
-// The live cost dashboard at /dashboard, fed by GET /api/dashboard/stream (server-sent events).
+// The live cost dashboard at /dashboard, fed by GET /api/dashboard/stream (server-sent events,
+// read with fetch so the request carries the signed-in credential; the server scopes the
+// snapshot to a user's key).
 
 import { useEffect, useReducer, useState } from 'react';
 import { applySnapshot, applyUsage, initialDash, type DashState } from '../dashboardState';
-import { shortId } from '../format';
+import { followEventStream, type StreamState } from '../eventStream';
+import { errorText, shortId } from '../format';
 import { formatUsd } from '../money';
 import type { DashboardUsage, Snapshot } from '../types';
 import { Freshness } from './Freshness';
@@ -19,44 +22,35 @@ function reduce(s: DashState, a: Action): DashState {
   return a.type === 'snapshot' ? applySnapshot(s, a.snap, a.now) : applyUsage(s, a.ev, a.now);
 }
 
-type Conn = 'connecting' | 'live' | 'reconnecting' | 'closed';
-
 interface Props {
   streamUrl?: string;
 }
 
 export function Dashboard({ streamUrl = '/api/dashboard/stream' }: Props) {
   const [state, dispatch] = useReducer(reduce, initialDash);
-  const [conn, setConn] = useState<Conn>('connecting');
+  const [conn, setConn] = useState<StreamState>('connecting');
+  const [connError, setConnError] = useState<string | null>(null);
   const [topN, setTopN] = useState(10);
 
-  useEffect(() => {
-    const es = new EventSource(streamUrl);
-    es.onopen = () => setConn('live');
-    es.onerror = () => setConn(es.readyState === 2 ? 'closed' : 'reconnecting');
-    const onSnapshot = (e: MessageEvent) => {
-      try {
-        dispatch({ type: 'snapshot', snap: JSON.parse(e.data) as Snapshot, now: Date.now() });
-        setConn('live');
-      } catch {
-        // ignore a malformed frame; the next snapshot replaces it
-      }
-    };
-    const onUsage = (e: MessageEvent) => {
-      try {
-        dispatch({ type: 'usage', ev: JSON.parse(e.data) as DashboardUsage, now: Date.now() });
-      } catch {
-        // ignore
-      }
-    };
-    es.addEventListener('snapshot', onSnapshot as EventListener);
-    es.addEventListener('usage', onUsage as EventListener);
-    return () => {
-      es.removeEventListener('snapshot', onSnapshot as EventListener);
-      es.removeEventListener('usage', onUsage as EventListener);
-      es.close();
-    };
-  }, [streamUrl]);
+  useEffect(
+    () =>
+      followEventStream({
+        url: streamUrl,
+        onState: (st, err) => {
+          setConn(st);
+          setConnError(err && st === 'closed' ? errorText(err) : null);
+        },
+        onEvent: (ev) => {
+          try {
+            if (ev.event === 'snapshot') dispatch({ type: 'snapshot', snap: JSON.parse(ev.data) as Snapshot, now: Date.now() });
+            else if (ev.event === 'usage') dispatch({ type: 'usage', ev: JSON.parse(ev.data) as DashboardUsage, now: Date.now() });
+          } catch {
+            // ignore a malformed frame; the next snapshot replaces it
+          }
+        },
+      }),
+    [streamUrl],
+  );
 
   const s = state.snapshot;
   return (
@@ -104,7 +98,12 @@ export function Dashboard({ streamUrl = '/api/dashboard/stream' }: Props) {
         </div>
       </div>
 
-      {!s && <p className="muted">Waiting for the first snapshot…</p>}
+      {connError && (
+        <p className="error" role="alert" data-testid="dashboard-error">
+          The live stream stopped: {connError}
+        </p>
+      )}
+      {!s && !connError && <p className="muted">Waiting for the first snapshot…</p>}
       {s && (
         <div className="dash-grid">
           <TopCosts

@@ -2,6 +2,7 @@ import { useState } from 'react';
 import { getInvoice, setInvoiceStatus } from '../api';
 import { errorText, formatTime, formatTimeShort, shortId } from '../format';
 import { useAsync } from '../hooks';
+import { useCanAdmin } from '../session';
 import { kindLabel } from '../kinds';
 import { formatQuantity, formatUnitPrice, formatUsd } from '../money';
 
@@ -14,6 +15,8 @@ interface Props {
 /** One invoice with its line items; pending invoices can be marked paid. */
 export function InvoiceDetail({ invoiceId, onChanged, onClose }: Props) {
   const inv = useAsync(() => getInvoice(invoiceId), [invoiceId]);
+  // Changing an invoice's status is admin-only.
+  const admin = useCanAdmin();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -101,7 +104,7 @@ export function InvoiceDetail({ invoiceId, onChanged, onClose }: Props) {
               ))}
             </tbody>
           </table>
-          {i.status !== 'paid' && (
+          {admin && i.status !== 'paid' && (
             <button type="button" data-testid="mark-paid" onClick={markPaid} disabled={busy}>
               {busy ? 'Saving…' : 'Mark paid'}
             </button>

@@ -1,6 +1,7 @@
 import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { AlertBudget, Figures, PriceVersion, UsageEvent } from '../types';
+import { SessionContext } from '../session';
 import { AnalyticsPage } from './AnalyticsPage';
 import { BudgetsPage } from './BudgetsPage';
 import { DataTab } from './DataTab';
@@ -107,6 +108,29 @@ describe('AnalyticsPage', () => {
     fireEvent.click(screen.getByTestId('analytics-apply'));
     await waitFor(() => expect(calls.some((c) => c.url.startsWith('/api/forecasts?scope=provider%3Aopenai')), 'forecast of the filtered provider').toBe(true));
     expect(calls.some((c) => c.url.includes('/api/analytics/by-model?') && c.url.includes('provider=openai')), 'filters reach the breakdowns').toBe(true);
+  });
+});
+
+describe('AnalyticsPage for a user key', () => {
+  it('does not ask for forecasts (admin-only) and says why', async () => {
+    handler = (_m, url) => {
+      const path = url.split('?')[0];
+      if (path === '/api/analytics/summary') return { status: 200, body: { date_from: 'x', date_to: 'y', figures: figures('0.1') } };
+      if (path === '/api/analytics/trends') return { status: 200, body: { period: 'daily', date_from: 'x', date_to: 'y', buckets: [] } };
+      if (path.startsWith('/api/analytics/')) return { status: 200, body: { groups: [] } };
+      return undefined;
+    };
+    render(
+      <SessionContext.Provider value={{ mode: 'token', caller: 'user', userId: 'bob', keyId: null }}>
+        <AnalyticsPage />
+      </SessionContext.Provider>,
+    );
+    await waitFor(() => expect(screen.getByTestId('analytics-forecast-note').getAttribute('data-code')).toBe('admin_only'));
+    await waitFor(() => expect(calls.some((c) => c.url.startsWith('/api/analytics/summary'))).toBe(true));
+    expect(calls.some((c) => c.url.startsWith('/api/forecasts'))).toBe(false);
+    // The user filter is fixed to the signed-in user.
+    expect(calls.filter((c) => c.url.startsWith('/api/analytics/')).every((c) => c.url.includes('user_id=bob'))).toBe(true);
+    expect((screen.getByTestId('analytics-filter-user_id') as HTMLInputElement).disabled).toBe(true);
   });
 });
 

@@ -3,6 +3,7 @@ import { deleteKeyBudget, keyBudgets, putKeyBudget, revokeKey, rotateKey } from 
 import { PERIODS, durationText, periodNoun } from '../budget';
 import { errorText, formatTime } from '../format';
 import { useAsync } from '../hooks';
+import { useCanAdmin, useSession } from '../session';
 import { budgetInput, draftFromBudget, emptyBudgetDraft, keyStatus, type BudgetDraft } from '../keys';
 import type { KeyView, KeyWithSecret } from '../types';
 import { BudgetBar } from './BudgetBar';
@@ -23,6 +24,11 @@ type Editing = { mode: 'add' | 'edit'; draft: BudgetDraft } | null;
 
 /** One key: its facts, budget windows (with add/edit), spend by model and provider, revoke and rotate. */
 export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Props) {
+  // Budgets are set by admins only; a user sees the bars.
+  const admin = useCanAdmin();
+  // Rotating or revoking the key this browser is signed in with ends the session (the next call answers 401).
+  const session = useSession();
+  const signedInWith = session.mode === 'token' && session.keyId !== null && session.keyId === k.key_id;
   const [budgetsVersion, setBudgetsVersion] = useState(0);
   const budgets = useAsync(() => keyBudgets(k.key_id), [k.key_id, version, budgetsVersion]);
   const [editing, setEditing] = useState<Editing>(null);
@@ -114,7 +120,7 @@ export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Pr
       {sortedBudgets.map((b) => (
         <div key={b.budget_id} className="budget-item">
           <BudgetBar budget={b} now={now} />
-          {live && !editing && (
+          {admin && live && !editing && (
             <div className="row budget-actions">
               <button type="button" className="link" data-testid="key-budget-edit" onClick={() => setEditing({ mode: 'edit', draft: draftFromBudget(b) })}>
                 edit
@@ -158,7 +164,7 @@ export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Pr
           </div>
         </div>
       )}
-      {live && !editing && freePeriod && (
+      {admin && live && !editing && freePeriod && (
         <button type="button" className="secondary small-button" data-testid="key-budget-add" onClick={() => setEditing({ mode: 'add', draft: emptyBudgetDraft(freePeriod) })}>
           + Add budget
         </button>
@@ -166,6 +172,11 @@ export function KeyDetail({ k, now, version, onChanged, onRotated, onClose }: Pr
 
       <KeySpendCard keyId={k.key_id} version={version + budgetsVersion} />
 
+      {live && signedInWith && (
+        <p className="notice small" data-testid="key-signed-in-with">
+          You are signed in with this key: rotating or revoking it signs you out.
+        </p>
+      )}
       {live && (
         <div className="row key-actions">
           <Confirm

@@ -1,6 +1,7 @@
 import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BudgetView, KeyView, Model } from '../types';
+import { SessionContext } from '../session';
 import { KeysTab } from './KeysTab';
 
 const KEY_ID = '0192f000-0000-7000-8000-00000000c001';
@@ -234,5 +235,24 @@ describe('KeysTab', () => {
     render(<KeysTab userId="alice" models={MODELS} />);
     expect((await screen.findByTestId('keys-unavailable')).textContent).toContain('GET /api/keys answered 404');
     expect((screen.getByTestId('new-key-button') as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it("a user's key sees its keys and budget bars, but no create or budget actions (admin-only)", async () => {
+    handler = server([key()]);
+    render(
+      <SessionContext.Provider value={{ mode: 'token', caller: 'user', userId: 'alice', keyId: KEY_ID }}>
+        <KeysTab userId="alice" models={MODELS} />
+      </SessionContext.Provider>,
+    );
+    const row = await screen.findByTestId('key-row');
+    expect(screen.queryByTestId('new-key-button')).toBeNull();
+    expect(screen.getByTestId('keys-admin-note').textContent).toContain('admin');
+    fireEvent.click(row);
+    const detail = await screen.findByTestId('key-detail');
+    await waitFor(() => expect(within(detail).getAllByTestId('key-budget-bar').length).toBe(1));
+    expect(within(detail).queryByTestId('key-budget-edit')).toBeNull();
+    expect(within(detail).queryByTestId('key-budget-add')).toBeNull();
+    expect(within(detail).queryByTestId('key-budget-remove')).toBeNull();
+    expect(within(detail).getByTestId('key-signed-in-with').textContent).toContain('signs you out');
   });
 });

@@ -4,6 +4,7 @@ import { durationText } from '../budget';
 import { errorText, formatTimeShort } from '../format';
 import { useAsync } from '../hooks';
 import { allowedModelsText, keyStatus } from '../keys';
+import { useCanAdmin } from '../session';
 import type { KeyWithSecret, Model } from '../types';
 import { KeyDetail } from './KeyDetail';
 import { KeyForm } from './KeyForm';
@@ -19,6 +20,8 @@ const CLOCK_MS = 15_000;
 
 /** The user's virtual keys of the gateway: list, create (secret shown once), budgets, spend, revoke, rotate. */
 export function KeysTab({ userId, models }: Props) {
+  // Creating keys and setting their budgets is admin-only; a user sees their keys and spend.
+  const admin = useCanAdmin();
   const [version, setVersion] = useState(0);
   const keys = useAsync(() => listKeys(userId), [userId, version]);
   const [openId, setOpenId] = useState<string | null>(null);
@@ -51,7 +54,11 @@ export function KeysTab({ userId, models }: Props) {
     <div className="keys-tab">
       {secret && <SecretPanel title={secret.title} secret={secret.value} onDismiss={() => setSecret(null)} />}
 
-      {creating ? (
+      {!admin ? (
+        <p className="muted small" data-testid="keys-admin-note">
+          New keys and key budgets are set by an admin.
+        </p>
+      ) : creating ? (
         <KeyForm userId={userId} models={models} onCreated={onCreated} onCancel={() => setCreating(false)} />
       ) : (
         <div className="actions">

@@ -4,6 +4,7 @@ import { errorText } from '../format';
 import { isTokenKind, kindLabel } from '../kinds';
 import { formatUnitPrice } from '../money';
 import { useAsync } from '../hooks';
+import { useCanAdmin } from '../session';
 import type { Model, PriceVersion } from '../types';
 import { PriceForm } from './PriceForm';
 import { PriceTable, VerifiedCell } from './PriceTable';
@@ -18,6 +19,8 @@ interface Props {
 
 /** Model for new threads; token and resource prices per model with their history and a form for new versions. */
 export function SettingsTab({ models, newThreadModel, onNewThreadModel, threadModel, onChanged }: Props) {
+  // Adding and verifying prices is for admins; a user's key sees the prices only.
+  const admin = useCanAdmin();
   const [model, setModel] = useState<string>(threadModel ?? newThreadModel);
   const [saved, setSaved] = useState(0);
   useEffect(() => {
@@ -93,7 +96,7 @@ export function SettingsTab({ models, newThreadModel, onNewThreadModel, threadMo
                     </td>
                     <td className="num money small">{formatUnitPrice(v.price, isTokenKind(v.kind) ? 'tokens' : 'units')}</td>
                     <td className="small">
-                      <VerifiedCell v={v} onVerify={onVerify} busy={verifying === v.id} />
+                      <VerifiedCell v={v} onVerify={admin ? onVerify : undefined} busy={verifying === v.id} />
                     </td>
                   </tr>
                 ))}
@@ -103,18 +106,20 @@ export function SettingsTab({ models, newThreadModel, onNewThreadModel, threadMo
         )}
       </section>
 
-      <section className="card">
-        <PriceForm
-          models={models}
-          model={model}
-          onModel={setModel}
-          knownKinds={knownKinds}
-          onSaved={() => {
-            setSaved((s) => s + 1);
-            onChanged();
-          }}
-        />
-      </section>
+      {admin && (
+        <section className="card" data-testid="price-form-card">
+          <PriceForm
+            models={models}
+            model={model}
+            onModel={setModel}
+            knownKinds={knownKinds}
+            onSaved={() => {
+              setSaved((s) => s + 1);
+              onChanged();
+            }}
+          />
+        </section>
+      )}
 
       {history.error ? <p className="error">{errorText(history.error)}</p> : null}
       <section className="card">

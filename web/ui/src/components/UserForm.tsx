@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
 import { ensureUser } from '../api';
 import { errorText } from '../format';
+import { useSession } from '../session';
 
 const USER_ID = /^[A-Za-z0-9_.@-]{1,64}$/;
 
@@ -13,6 +14,7 @@ export function UserForm({ onUser }: Props) {
   const [value, setValue] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const session = useSession();
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -36,7 +38,11 @@ export function UserForm({ onUser }: Props) {
   return (
     <form className="card user-form" onSubmit={submit}>
       <h2>Who is chatting?</h2>
-      <p className="muted">Enter a user id. There is no login: a new id creates a user, a known one picks it up again.</p>
+      <p className="muted">
+        {session.mode === 'token'
+          ? 'Signed in as admin, you may act as any user: a new id creates a user, a known one picks it up again.'
+          : 'Enter a user id. There is no login: a new id creates a user, a known one picks it up again.'}
+      </p>
       <label>
         User id
         <input
