@@ -83,6 +83,10 @@ struct AuthArgs {
     /// only (TALLY_ADMIN_TOKEN, at least 24 characters) or from `tally admin-token create`.
     #[arg(long, env = "TALLY_AUTH", value_parser = ["open", "token"])]
     auth: Option<String>,
+    /// The admin token for `--auth token` (at least 24 printable characters). Give it in the
+    /// environment, not as a flag: flags show in `ps`.
+    #[arg(long, env = "TALLY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 /// What `serve` needs to start the gateway.
@@ -451,7 +455,8 @@ fn load_catalog(path: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
 
 /// The node's access control: `--auth` (default `open` on a loopback bind, else `token`);
 /// `open` beyond loopback is refused, as is a short TALLY_ADMIN_TOKEN.
-fn access_control(flag: Option<&str>, listener: &TcpListener, store: &Store) -> anyhow::Result<tally_web::auth::Auth> {
+fn access_control(args: &AuthArgs, listener: &TcpListener, store: &Store) -> anyhow::Result<tally_web::auth::Auth> {
+    let flag = args.auth.as_deref();
     use tally_web::auth::{Auth, AuthMode};
     let ip = listener.local_addr()?.ip();
     let loopback = ip.is_loopback();
@@ -466,8 +471,7 @@ fn access_control(flag: Option<&str>, listener: &TcpListener, store: &Store) -> 
             "--auth open is allowed only on a loopback address, and {ip} is not: use --auth token (with TALLY_ADMIN_TOKEN or `tally admin-token create`), or bind 127.0.0.1"
         );
     }
-    // From the environment only, never a flag (flags show in `ps`).
-    let env_token = std::env::var("TALLY_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    let env_token = args.admin_token.clone().filter(|t| !t.is_empty());
     let auth = Auth::new(mode, env_token.as_deref(), store.clone()).context("TALLY_ADMIN_TOKEN")?;
     match mode {
         AuthMode::Open => tracing::warn!(
@@ -668,7 +672,7 @@ fn main() -> anyhow::Result<()> {
             };
             gateway.notify.validate().context("alert delivery (--smtp-url, --alert-from, --alert-email, --alert-webhook-url)")?;
             let listener = TcpListener::bind(&bind).with_context(|| format!("TALLY_BIND: cannot listen on {bind}"))?;
-            let auth = access_control(access.auth.as_deref(), &listener, &store)?;
+            let auth = access_control(&access, &listener, &store)?;
             let config = ActorSystemConfig {
                 persister: PersisterConfig {
                     max_ops: batch_max_ops,
