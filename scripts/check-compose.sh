@@ -193,7 +193,7 @@ while IFS='|' read -r kind svc sub flags envs; do
     if grep -qE -- "(^|[[:space:],])$f([[:space:]=,<]|$)" <<<"$HELP"; then accepted=$((accepted + 1)); else missing "$f" "$svc: flag of 'tally $sub'"; fi
   done
   for e in $envs; do
-    if grep -qF -- "env: $e=" <<<"$HELP"; then accepted=$((accepted + 1)); else missing "$e" "$svc: variable of 'tally $sub'"; fi
+    if grep -qE -- "env: $e(=|\])" <<<"$HELP"; then accepted=$((accepted + 1)); else missing "$e" "$svc: variable of 'tally $sub'"; fi
   done
   info "$svc: tally $sub${flags:+ $flags}${envs:+ [$envs]} checked"
 done <<<"$plan"
