@@ -5,6 +5,7 @@ pub mod error;
 pub mod gateway;
 pub mod import_cli;
 pub mod metrics;
+pub mod openapi;
 pub mod price_sync_cli;
 pub mod providers;
 pub mod routes;

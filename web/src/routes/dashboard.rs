@@ -20,12 +20,14 @@ fn event(name: &str, data: impl serde::Serialize) -> Option<sse::Event> {
 }
 
 /// The current dashboard snapshot as JSON.
+#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Current totals", body = Object)))]
 #[get("/api/dashboard/snapshot")]
 pub async fn snapshot(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(state.dashboard.current(&state.cache).await)
 }
 
 /// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
+#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Server-sent events: snapshot, then deltas", body = String, content_type = "text/event-stream")))]
 #[get("/api/dashboard/stream")]
 pub async fn stream(state: web::Data<AppState>) -> impl Responder {
     let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
