@@ -717,6 +717,8 @@ async fn serve(
     let embedded_ingest = consumer.is_none().then(|| (actors.billing.clone().recipient(), cluster.ingest));
     let mut server = actix_web::HttpServer::new(move || {
         let mut app = actix_web::App::new()
+            // Innermost: a NUL in a path, query or body is 400 `invalid_text` on every backend.
+            .wrap(actix_web::middleware::from_fn(tally_web::text::reject_nul))
             .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("tally::http"))
             // Outermost: every request gets its server span (continuing an incoming traceparent) and metrics.
             .wrap(actix_web::middleware::from_fn(tally_web::metrics::record_request));

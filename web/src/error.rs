@@ -6,6 +6,7 @@ use serde::Serialize;
 use tally_actors::ActorError;
 use tally_domain::DomainError;
 use tally_store::StoreError;
+use uuid::Uuid;
 
 /// An API failure. `status()` maps every variant in one exhaustive match.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +90,13 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
     /// Human explanation.
     pub message: String,
+    /// Set on 500 answers: the id under which the cause was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
+
+/// Code of every 500 answer (the specific code and the cause are logged, never sent).
+pub const INTERNAL_CODE: &str = "internal";
 
 impl ApiError {
     /// 400 with a code.
@@ -138,7 +145,17 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unavailable { .. } | ApiError::RateLimited { .. }) {
             resp.insert_header(("Retry-After", "1"));
         }
-        resp.json(ErrorBody { code: self.code(), message: self.to_string() })
+        if let ApiError::Internal { code, message } = self {
+            // The cause may be a database's or a library's own text: log it, answer only an id.
+            let request_id = Uuid::now_v7().to_string();
+            tracing::error!(request.id = %request_id, error.code = code, error = %message, "Request failed with an internal error.");
+            return resp.json(ErrorBody {
+                code: INTERNAL_CODE,
+                message: format!("internal error; quote request id {request_id} when reporting it"),
+                request_id: Some(request_id),
+            });
+        }
+        resp.json(ErrorBody { code: self.code(), message: self.to_string(), request_id: None })
     }
 }
 
@@ -154,7 +171,8 @@ impl From<DomainError> for ApiError {
             | DomainError::InvalidModel(_)
             | DomainError::InvalidBudgetPeriod(_)
             | DomainError::InvalidTimeZone(_)
-            | DomainError::InvalidPriceList(_) => ApiError::BadRequest { code, message },
+            | DomainError::InvalidPriceList(_)
+            | DomainError::InvalidText { .. } => ApiError::BadRequest { code, message },
             DomainError::NoPrice { .. } => ApiError::Unprocessable { code, message },
             DomainError::RewritesHistory { .. } | DomainError::NotContiguous { .. } => {
                 ApiError::Conflict { code, message }
@@ -179,9 +197,20 @@ impl From<ActorError> for ApiError {
             ActorError::TurnInProgress => ApiError::Conflict { code, message },
             ActorError::Invalid { .. } => ApiError::BadRequest { code, message },
             ActorError::Domain(d) => ApiError::from(d),
-            ActorError::Storage { retryable: true, .. } => ApiError::Unavailable { code, message },
-            ActorError::Storage { retryable: false, code: "conflict", .. } => ApiError::Conflict { code, message },
-            ActorError::Storage { retryable: false, code: "invalid", .. } => ApiError::BadRequest { code, message },
+            // Storage messages carry the database's own text (constraint names, values, server
+            // messages): logged here, never answered. A 500 is logged with its request id instead.
+            ActorError::Storage { retryable: true, .. } => {
+                tracing::warn!(error.code = code, error = %message, "Storage unavailable; answered 503.");
+                ApiError::Unavailable { code, message: "storage is unavailable; retry later".into() }
+            }
+            ActorError::Storage { retryable: false, code: "conflict", .. } => {
+                tracing::info!(error.code = code, error = %message, "Storage conflict; answered 409.");
+                ApiError::Conflict { code, message: "the change conflicts with existing data".into() }
+            }
+            ActorError::Storage { retryable: false, code: "invalid", .. } => {
+                tracing::info!(error.code = code, error = %message, "Storage refused the input; answered 400.");
+                ApiError::BadRequest { code, message: "the input cannot be stored (a reference or a constraint is not met)".into() }
+            }
             ActorError::Storage { retryable: false, .. } => ApiError::Internal { code, message },
             ActorError::Provider { code: "rate_limited", .. } => ApiError::RateLimited { code, message },
             ActorError::Provider { .. } => ApiError::Unavailable { code, message },

@@ -11,6 +11,7 @@ pub mod providers;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod text;
 pub mod views;
 
 pub use error::ApiError;
