@@ -238,3 +238,44 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: &ApiError) -> (u16, serde_json::Value) {
+        let resp = e.error_response();
+        let status = resp.status().as_u16();
+        let bytes = actix_web::body::MessageBody::try_into_bytes(resp.into_body()).unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[test]
+    fn a_database_failure_answers_a_generic_500_with_a_request_id() {
+        let pg = "invalid byte sequence for encoding \"UTF8\": 0x00";
+        let e = ApiError::from(StoreError::Database(pg.into()));
+        let (status, b) = body(&e);
+        assert_eq!(status, 500, "a non-retryable database failure is a 500");
+        assert_eq!(b["code"], "internal", "the code is generic: {b}");
+        let id = b["request_id"].as_str().unwrap_or_default();
+        assert!(Uuid::parse_str(id).is_ok(), "a request id to quote: {b}");
+        let text = b.to_string();
+        assert!(!text.contains("UTF8") && !text.contains("0x00") && !text.contains("database"), "no database text: {text}");
+    }
+
+    #[test]
+    fn storage_conflicts_invalid_input_and_outages_keep_their_status_but_not_the_database_text() {
+        let secret = "duplicate key value violates unique constraint \"dim_users_pkey\"";
+        let cases = [
+            (StoreError::Conflict(secret.into()), 409, "conflict"),
+            (StoreError::Invalid(secret.into()), 400, "invalid"),
+            (StoreError::Pool(secret.into()), 503, "database_unavailable"),
+        ];
+        for (e, want_status, want_code) in cases {
+            let (status, b) = body(&ApiError::from(e));
+            assert_eq!((status, b["code"].as_str()), (want_status, Some(want_code)), "status and code kept: {b}");
+            assert!(!b.to_string().contains("dim_users_pkey"), "no database text in {b}");
+            assert!(b.get("request_id").is_none(), "only 500s carry a request id: {b}");
+        }
+    }
+}

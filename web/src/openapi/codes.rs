@@ -13,7 +13,8 @@ pub const BAD_REQUEST: &[&str] = &[
     "invalid_range", "invalid_rpm_limit", "invalid_scope", "invalid_status", "invalid_thresholds", "invalid_timezone",
     "invalid_title", "invalid_tolerance", "invalid_trigger", "invalid_user_id", "invalid_username",
     "invalid_webhook_url", "missing_period", "missing_user_id", "negative_price", "unknown_model", "user_id_mismatch",
-    "invalid_base_url", "encryption_key_missing", "invalid_scope_value", "invalid_horizon", "invalid_csv",
+    "invalid_base_url", "encryption_key_missing", "invalid_admin_key", "invalid_allowed_models", "invalid_filter",
+    "invalid_max_budget", "invalid_split", "invalid_task", "price_in_past", "invalid_scope_value", "invalid_horizon", "invalid_csv",
     // Domain and actors.
     "negative_quantity", "fractional_tokens", "invalid_usage_kind", "invalid_model", "invalid_budget_period",
     "invalid_time_zone", "empty_message", "message_too_long", "invalid",
@@ -42,6 +43,7 @@ pub const UNAVAILABLE: &[&str] = &[
 /// Codes of the gateway (`/v1/*`), in OpenAI's `error.code` or Anthropic's `error.type`.
 pub const GATEWAY: &[&str] = &[
     "invalid_body", "invalid_json", "invalid_max_tokens", "invalid_parameter", "missing_max_tokens", "missing_model",
+    "max_tokens_required", "max_tokens_too_large", "model_not_supported_on_route", "unbounded_input",
     "invalid_messages", "invalid_tool_arguments", "unsupported_parameter", "unsupported_content", "invalid_text",
     "missing_api_key", "invalid_api_key", "revoked_api_key", "expired_api_key", "budget_exceeded", "model_not_allowed",
     "model_not_found", "payload_too_large", "rate_limited", "upstream_unavailable", "budget_unavailable",
