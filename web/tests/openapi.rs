@@ -339,3 +339,15 @@ async fn spec_and_offline_docs_are_served_and_the_spa_still_catches_the_rest() {
     assert_eq!((s, b["code"].as_str()), (404, Some("route_not_found")), "unknown API paths stay 404: {b}");
     node.stop().await;
 }
+
+/// Findings of scripts/schemathesis.sh, each kept fixed in the spec.
+#[test]
+fn schemathesis_findings_stay_fixed() {
+    let spec = spec();
+    // ST105: /metrics answers OpenMetrics text, not text/plain.
+    let metrics = &spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    assert!(metrics.get("application/openmetrics-text").is_some(), "/metrics documents its real content type: {metrics}");
+    // ST103: rotating a revoked key is 409 key_revoked.
+    let rotate = &spec["paths"]["/api/keys/{key_id}/rotate"]["post"]["responses"];
+    assert!(rotate["409"].is_object(), "rotate documents 409 (key_revoked): {rotate}");
+}

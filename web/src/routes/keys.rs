@@ -375,7 +375,7 @@ pub async fn revoke_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Resu
 }
 
 /// Give a key a new secret (same id, budgets and usage); the old secret stops working.
-#[utoipa::path(tag = "keys", responses((status = 200, description = "The key with its new secret", body = Object)))]
+#[utoipa::path(tag = "keys", responses((status = 200, description = "The key with its new secret", body = Object), (status = 409, description = "key_revoked", body = crate::openapi::ErrorBody)))]
 #[post("/api/keys/{key_id}/rotate")]
 pub async fn rotate_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let key_id = parse_key_id(&path)?;
@@ -383,7 +383,9 @@ pub async fn rotate_key(gw: web::Data<Gateway>, path: web::Path<String>) -> Resu
     let new = keys::with_public_id(old.public_id.clone())?;
     let hash = new.hash.clone();
     let k = blocking(&gw.store, move |s| s.rotate_key(key_id, &hash)).await.map_err(|e| match e {
-        ApiError::Conflict { message, .. } => ApiError::Conflict { code: "key_revoked", message },
+        ApiError::Conflict { .. } => {
+            ApiError::Conflict { code: "key_revoked", message: format!("key {key_id} is revoked; it cannot be rotated") }
+        }
         other => key_not_found(other),
     })?;
     gw.keys.forget(&k.public_id);

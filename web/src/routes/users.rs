@@ -52,8 +52,9 @@ pub async fn create_user(state: web::Data<AppState>, body: web::Json<CreateUser>
         }
     }
     let record = UserRecord { user_id, username, email: body.email, created_at: Utc::now() };
+    let taken = format!("user {} already exists", record.user_id);
     let created = blocking(&state.store, move |s| s.create_user(&record)).await.map_err(|e| match e {
-        ApiError::Conflict { message, .. } => ApiError::Conflict { code: "user_exists", message },
+        ApiError::Conflict { .. } => ApiError::Conflict { code: "user_exists", message: taken },
         other => other,
     })?;
     Ok(HttpResponse::Created().json(created))
