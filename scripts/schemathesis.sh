@@ -74,15 +74,16 @@ run_pass() {
   # whatever its tail names (an asset, index.html, or another route such as /openapi.json).
   # Both have their own tests (web/tests/dashboard.rs, web/tests/openapi.rs).
   local rc=0
+  # From $OUT: Schemathesis keeps its example database in ./.schemathesis.
   # shellcheck disable=SC2086
-  "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
+  (cd "$OUT" && "$VENV/bin/schemathesis" run "$BASE/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --exclude-path /api/dashboard/stream --exclude-path '/{tail}' \
     --phases examples,coverage,fuzzing \
     --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --request-timeout 20 --workers 2 \
     --seed "${TALLY_SCHEMATHESIS_SEED:-20261204}" --no-color \
     --report junit --report-junit-path "$OUT/$name.junit.xml" --suppress-health-check all \
-    "${auth[@]}" ${TALLY_SCHEMATHESIS_ARGS:-} || rc=$?
+    "${auth[@]}" ${TALLY_SCHEMATHESIS_ARGS:-}) || rc=$?
   stop_node
   if grep -q -E 'panicked|Request failed with an internal error' "$log"; then
     echo "schemathesis ($name): the node logged a panic or an internal error; see $log" >&2

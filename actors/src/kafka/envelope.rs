@@ -564,7 +564,7 @@ mod tests {
             ("provider", |p| p.provider = Some("anth\0ropic".into())),
             ("event_type", |p| p.event_type = "token\0usage".into()),
             ("source", |p| p.source = "in\0gest".into()),
-            ("idempotency_key", |p| p.idempotency_key = Some("k\01".into())),
+            ("idempotency_key", |p| p.idempotency_key = Some("k\0-1".into())),
             ("task", |p| p.task = Some("t\0".into())),
         ];
         for (field, set) in cases {
