@@ -22,6 +22,9 @@ cargo test --workspace --no-fail-fast -- --test-threads="${TALLY_TEST_THREADS:-4
 echo "== gateway: the stock openai/anthropic SDKs against tally serve (pytest; budgets across nodes on Redis + PostgreSQL)"
 scripts/gateway-tests.sh
 
+echo "== API contract: schemathesis against a live node, SQLite then PostgreSQL (bounded, ~3 min)"
+scripts/schemathesis.sh
+
 echo "== ui unit tests (vitest)"
 (cd web/ui && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test --silent)
 

@@ -828,7 +828,9 @@ async fn serve(
     let mut server = actix_web::HttpServer::new(move || {
         let mut app = actix_web::App::new()
             .app_data(actix_web::web::Data::new(auth.clone()))
-            // Innermost of the three: access control sees the matched route.
+            // Innermost: a NUL in a path, query or body is 400 `invalid_text` on every backend.
+            .wrap(actix_web::middleware::from_fn(tally_web::text::reject_nul))
+            // Then access control, which sees the matched route.
             .wrap(actix_web::middleware::from_fn(tally_web::auth::guard))
             // The path only, never the query string or headers (no credential is ever logged).
             .wrap(actix_web::middleware::Logger::new("%{method}xi %U %s %Dms").custom_request_replace("method", |r| r.method().to_string()).log_target("tally::http"))

@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use tally_actors::kafka::envelope::{valid_user_id, MAX_MODEL_LEN, MAX_USER_ID_LEN};
 use tally_actors::kafka::InferenceEvent;
+use tally_domain::text::check_text;
 use tally_domain::{Usage, UsageKind};
 use uuid::Uuid;
 
@@ -116,6 +117,21 @@ fn quantity(kind: &str, v: &serde_json::Value) -> Result<Decimal, Rejection> {
 /// Validate one event's JSON text. `now` and `max_future_skew` bound `occurred_at`.
 pub fn validate(raw: &str, now: DateTime<Utc>, max_future_skew: Duration) -> Result<ValidEvent, Rejection> {
     let w: WireEvent = serde_json::from_str(raw).map_err(|e| Rejection::new("invalid_event", format!("malformed event: {e}")))?;
+    // One rule for text on every backend (PostgreSQL cannot store NUL): before any other check.
+    let texts = [
+        ("event_id", w.event_id.as_deref()),
+        ("idempotency_key", w.idempotency_key.as_deref()),
+        ("user_id", Some(w.user_id.as_str())),
+        ("model", Some(w.model.as_str())),
+        ("provider", w.provider.as_deref()),
+        ("event_type", Some(w.event_type.as_str())),
+        ("occurred_at", Some(w.occurred_at.as_str())),
+        ("source", w.source.as_deref()),
+        ("task", w.task.as_deref()),
+    ];
+    for (field, value) in texts.into_iter().filter_map(|(f, v)| v.map(|v| (f, v))).chain(w.quantities.keys().map(|k| ("quantities", k.as_str()))) {
+        check_text(field, value).map_err(|e| Rejection::new(e.code(), e.to_string()))?;
+    }
     if !user_ok(&w.user_id) {
         return Err(Rejection::new(
             "invalid_user_id",
@@ -221,6 +237,16 @@ mod tests {
 
     fn code(patch: serde_json::Value) -> Option<&'static str> {
         validate(&event(patch), Utc::now(), SKEW).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn nul_in_any_text_field_is_rejected_as_invalid_text() {
+        for field in ["idempotency_key", "user_id", "model", "provider", "event_type", "occurred_at", "source", "task", "event_id"] {
+            assert_eq!(code(serde_json::json!({ field: "a\u{0}b" })), Some("invalid_text"), "NUL in {field} is invalid_text");
+        }
+        let nul_kind = serde_json::json!({"quantities": {"input\u{0}tokens": 1}});
+        assert_eq!(code(nul_kind), Some("invalid_text"), "NUL in a quantity name is invalid_text");
+        assert_eq!(code(serde_json::json!({"idempotency_key": "k-1"})), None, "the same event without NUL is valid");
     }
 
     #[test]

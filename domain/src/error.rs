@@ -41,6 +41,9 @@ pub enum DomainError {
     /// A published price list (LiteLLM's JSON) is malformed.
     #[error("price list is invalid: {0}")]
     InvalidPriceList(String),
+    /// Text from outside holds a character no backend may store alike (NUL).
+    #[error("{field} must not contain NUL (U+0000)")]
+    InvalidText { field: String },
 }
 
 impl DomainError {
@@ -59,6 +62,7 @@ impl DomainError {
             DomainError::InvalidBudgetPeriod(_) => "invalid_budget_period",
             DomainError::InvalidTimeZone(_) => "invalid_time_zone",
             DomainError::InvalidPriceList(_) => "invalid_price_list",
+            DomainError::InvalidText { .. } => "invalid_text",
         }
     }
 }

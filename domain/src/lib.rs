@@ -12,6 +12,7 @@ pub mod invoice;
 pub mod money;
 pub mod pricing;
 pub mod price_sync;
+pub mod text;
 pub mod usage;
 
 pub use budget::{

@@ -46,7 +46,7 @@ pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 
 /// Who may call the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// Anyone who reaches the port may act as any user (loopback binds only).
@@ -98,7 +98,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/openapi.json", Access::Public),
     ("GET", "/docs", Access::Public),
     ("GET", "/docs/", Access::Public),
-    ("GET", "/docs/{tail:.*}", Access::Public),
+    ("GET", "/docs/{_:.*}", Access::Public),
     ("GET", "/{tail:.*}", Access::Public),
     // The gateway checks its own keys.
     ("GET", "/v1/models", Access::Gateway),
@@ -508,7 +508,7 @@ pub async fn guard(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<
 }
 
 /// `GET /api/auth/whoami`: the node's mode and who the presented credential is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     /// `open` or `token`.
     pub mode: AuthMode,
@@ -521,6 +521,11 @@ pub struct WhoAmI {
 }
 
 /// The node's access mode and the caller (no credential needed; a wrong one is 401).
+#[utoipa::path(tag = "auth", responses(
+    (status = 200, description = "The mode and who is calling", body = WhoAmI),
+    (status = 401, description = "A credential was sent and is wrong: code `invalid_credentials`", body = crate::openapi::ErrorBody),
+    (status = 429, description = "Too many failed authentications from this address: code `too_many_failed_auth`", body = crate::openapi::ErrorBody),
+))]
 #[get("/api/auth/whoami")]
 pub async fn whoami(req: HttpRequest, auth: Option<web::Data<Auth>>) -> Result<HttpResponse, ApiError> {
     let mode = auth.as_ref().map_or(AuthMode::Open, |a| a.mode());

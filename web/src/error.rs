@@ -6,6 +6,7 @@ use serde::Serialize;
 use tally_actors::ActorError;
 use tally_domain::DomainError;
 use tally_store::StoreError;
+use uuid::Uuid;
 
 /// An API failure. `status()` maps every variant in one exhaustive match.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,13 @@ pub struct ErrorBody<'a> {
     pub code: &'a str,
     /// Human explanation.
     pub message: String,
+    /// Set on 500 answers: the id under which the cause was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
+
+/// Code of every 500 answer (the specific code and the cause are logged, never sent).
+pub const INTERNAL_CODE: &str = "internal";
 
 impl ApiError {
     /// 400 with a code.
@@ -158,7 +165,17 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unavailable { .. } | ApiError::RateLimited { .. }) {
             resp.insert_header(("Retry-After", "1"));
         }
-        resp.json(ErrorBody { code: self.code(), message: self.to_string() })
+        if let ApiError::Internal { code, message } = self {
+            // The cause may be a database's or a library's own text: log it, answer only an id.
+            let request_id = Uuid::now_v7().to_string();
+            tracing::error!(request.id = %request_id, error.code = code, error = %message, "Request failed with an internal error.");
+            return resp.json(ErrorBody {
+                code: INTERNAL_CODE,
+                message: format!("internal error; quote request id {request_id} when reporting it"),
+                request_id: Some(request_id),
+            });
+        }
+        resp.json(ErrorBody { code: self.code(), message: self.to_string(), request_id: None })
     }
 }
 
@@ -174,7 +191,8 @@ impl From<DomainError> for ApiError {
             | DomainError::InvalidModel(_)
             | DomainError::InvalidBudgetPeriod(_)
             | DomainError::InvalidTimeZone(_)
-            | DomainError::InvalidPriceList(_) => ApiError::BadRequest { code, message },
+            | DomainError::InvalidPriceList(_)
+            | DomainError::InvalidText { .. } => ApiError::BadRequest { code, message },
             DomainError::NoPrice { .. } => ApiError::Unprocessable { code, message },
             DomainError::RewritesHistory { .. } | DomainError::NotContiguous { .. } => {
                 ApiError::Conflict { code, message }
@@ -199,9 +217,20 @@ impl From<ActorError> for ApiError {
             ActorError::TurnInProgress => ApiError::Conflict { code, message },
             ActorError::Invalid { .. } => ApiError::BadRequest { code, message },
             ActorError::Domain(d) => ApiError::from(d),
-            ActorError::Storage { retryable: true, .. } => ApiError::Unavailable { code, message },
-            ActorError::Storage { retryable: false, code: "conflict", .. } => ApiError::Conflict { code, message },
-            ActorError::Storage { retryable: false, code: "invalid", .. } => ApiError::BadRequest { code, message },
+            // Storage messages carry the database's own text (constraint names, values, server
+            // messages): logged here, never answered. A 500 is logged with its request id instead.
+            ActorError::Storage { retryable: true, .. } => {
+                tracing::warn!(error.code = code, error = %message, "Storage unavailable; answered 503.");
+                ApiError::Unavailable { code, message: "storage is unavailable; retry later".into() }
+            }
+            ActorError::Storage { retryable: false, code: "conflict", .. } => {
+                tracing::info!(error.code = code, error = %message, "Storage conflict; answered 409.");
+                ApiError::Conflict { code, message: "the change conflicts with existing data".into() }
+            }
+            ActorError::Storage { retryable: false, code: "invalid", .. } => {
+                tracing::info!(error.code = code, error = %message, "Storage refused the input; answered 400.");
+                ApiError::BadRequest { code, message: "the input cannot be stored (a reference or a constraint is not met)".into() }
+            }
             ActorError::Storage { retryable: false, .. } => ApiError::Internal { code, message },
             ActorError::Provider { code: "rate_limited", .. } => ApiError::RateLimited { code, message },
             ActorError::Provider { .. } => ApiError::Unavailable { code, message },
@@ -226,6 +255,47 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
             J::Serialize(s) => ApiError::Internal { code: "internal", message: s.to_string() },
             J::Payload(p) => ApiError::bad_request("invalid_body", format!("could not read body: {p}")),
             other => ApiError::bad_request("invalid_body", other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(e: &ApiError) -> (u16, serde_json::Value) {
+        let resp = e.error_response();
+        let status = resp.status().as_u16();
+        let bytes = actix_web::body::MessageBody::try_into_bytes(resp.into_body()).unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[test]
+    fn a_database_failure_answers_a_generic_500_with_a_request_id() {
+        let pg = "invalid byte sequence for encoding \"UTF8\": 0x00";
+        let e = ApiError::from(StoreError::Database(pg.into()));
+        let (status, b) = body(&e);
+        assert_eq!(status, 500, "a non-retryable database failure is a 500");
+        assert_eq!(b["code"], "internal", "the code is generic: {b}");
+        let id = b["request_id"].as_str().unwrap_or_default();
+        assert!(Uuid::parse_str(id).is_ok(), "a request id to quote: {b}");
+        let text = b.to_string();
+        assert!(!text.contains("UTF8") && !text.contains("0x00") && !text.contains("database"), "no database text: {text}");
+    }
+
+    #[test]
+    fn storage_conflicts_invalid_input_and_outages_keep_their_status_but_not_the_database_text() {
+        let secret = "duplicate key value violates unique constraint \"dim_users_pkey\"";
+        let cases = [
+            (StoreError::Conflict(secret.into()), 409, "conflict"),
+            (StoreError::Invalid(secret.into()), 400, "invalid"),
+            (StoreError::Pool(secret.into()), 503, "database_unavailable"),
+        ];
+        for (e, want_status, want_code) in cases {
+            let (status, b) = body(&ApiError::from(e));
+            assert_eq!((status, b["code"].as_str()), (want_status, Some(want_code)), "status and code kept: {b}");
+            assert!(!b.to_string().contains("dim_users_pkey"), "no database text in {b}");
+            assert!(b.get("request_id").is_none(), "only 500s carry a request id: {b}");
         }
     }
 }

@@ -6,11 +6,13 @@ pub mod error;
 pub mod gateway;
 pub mod import_cli;
 pub mod metrics;
+pub mod openapi;
 pub mod price_sync_cli;
 pub mod providers;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod text;
 pub mod views;
 
 pub use error::ApiError;

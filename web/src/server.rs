@@ -77,6 +77,8 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             .service(prices::sync_resource())
             .service(dashboard::snapshot)
             .service(dashboard::stream)
+            // The contract and its docs page: before the catch-all, which would take `/docs`.
+            .configure(crate::openapi::docs::configure)
             .service(web::resource("/{tail:.*}").route(web::get().to(ui::serve)).default_service(web::to(not_found)))
             .default_service(web::to(not_found));
     }

@@ -301,6 +301,21 @@ impl InferenceEvent {
     /// Validate and turn an envelope into the BillingActor's usage event.
     pub fn into_usage_event(env: Envelope<InferenceEvent>) -> Result<UsageEvent, ActorError> {
         let p = env.payload;
+        // One rule for text on every backend (PostgreSQL cannot store NUL): such an event is
+        // dead-lettered with `invalid_text`, never handed to the persister.
+        for (field, value) in [
+            ("user_id", Some(p.user_id.as_str())),
+            ("model", Some(p.model.as_str())),
+            ("provider", p.provider.as_deref()),
+            ("event_type", Some(p.event_type.as_str())),
+            ("source", Some(p.source.as_str())),
+            ("idempotency_key", p.idempotency_key.as_deref()),
+            ("task", p.task.as_deref()),
+        ] {
+            if let Some(v) = value {
+                tally_domain::text::check_text(field, v)?;
+            }
+        }
         let invalid = |code: &'static str, message: String| ActorError::Invalid { code, message };
         let user_ok = valid_user_id(&p.user_id);
         if !user_ok {
@@ -433,6 +448,7 @@ impl ProcessedEvent {
     pub fn validate(&self) -> Result<(), ActorError> {
         let invalid =
             |code: &'static str, message: String| Err(ActorError::Invalid { code, message });
+        tally_domain::text::check_text("model", &self.model)?;
         if !valid_user_id(&self.user_id) {
             return invalid("invalid_user_id", format!("user id {:?} is not valid", self.user_id));
         }
@@ -538,6 +554,26 @@ mod tests {
         });
         assert_eq!(code, Some("invalid_task"), "a bad task is dead-lettered with its code");
         assert!(InferenceEvent::into_usage_event(sample()).is_ok_and(|e| e.successful), "absent: successful");
+    }
+
+    #[test]
+    fn nul_in_any_text_field_is_refused_as_invalid_text_before_persisting() {
+        type Set = fn(&mut InferenceEvent);
+        let cases: [(&str, Set); 6] = [
+            ("model", |p| p.model = "claude\0".into()),
+            ("provider", |p| p.provider = Some("anth\0ropic".into())),
+            ("event_type", |p| p.event_type = "token\0usage".into()),
+            ("source", |p| p.source = "in\0gest".into()),
+            ("idempotency_key", |p| p.idempotency_key = Some("k\0-1".into())),
+            ("task", |p| p.task = Some("t\0".into())),
+        ];
+        for (field, set) in cases {
+            let mut env = sample();
+            set(&mut env.payload);
+            let code = InferenceEvent::into_usage_event(env).err().map(|e| e.code());
+            assert_eq!(code, Some("invalid_text"), "NUL in {field} is refused (dead-lettered) as invalid_text");
+        }
+        assert!(InferenceEvent::into_usage_event(sample()).is_ok(), "the same event without NUL is billed");
     }
 
     #[test]

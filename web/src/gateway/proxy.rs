@@ -78,15 +78,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(list_models);
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "gateway", request_body = crate::openapi::GatewayRequest, responses((status = 200, description = "OpenAI chat completion (or server-sent chunks when stream is true)", body = Object), (status = 400, description = "Invalid request", body = crate::openapi::OpenAiError), (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::openapi::OpenAiError), (status = 402, description = "budget_exceeded", body = crate::openapi::OpenAiError), (status = 403, description = "Model not allowed for this key", body = crate::openapi::OpenAiError), (status = 404, description = "model_not_found", body = crate::openapi::OpenAiError), (status = 413, description = "payload_too_large", body = crate::openapi::OpenAiError), (status = 429, description = "rate_limited", body = crate::openapi::OpenAiError), (status = 502, description = "upstream_unavailable", body = crate::openapi::OpenAiError), (status = 503, description = "A dependency is down", body = crate::openapi::OpenAiError), (status = 500, description = "internal", body = crate::openapi::OpenAiError)))]
 async fn chat_completions(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
     handle(req, body, gw, Route::ChatCompletions).await
 }
 
+#[utoipa::path(post, path = "/v1/messages", tag = "gateway", request_body = crate::openapi::GatewayRequest, responses((status = 200, description = "Anthropic message (or server-sent events when stream is true)", body = Object), (status = 400, description = "Invalid request", body = crate::openapi::AnthropicError), (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::openapi::AnthropicError), (status = 402, description = "budget_exceeded", body = crate::openapi::AnthropicError), (status = 403, description = "Model not allowed for this key", body = crate::openapi::AnthropicError), (status = 404, description = "model_not_found", body = crate::openapi::AnthropicError), (status = 413, description = "payload_too_large", body = crate::openapi::AnthropicError), (status = 429, description = "rate_limited", body = crate::openapi::AnthropicError), (status = 502, description = "upstream_unavailable", body = crate::openapi::AnthropicError), (status = 503, description = "A dependency is down", body = crate::openapi::AnthropicError), (status = 500, description = "internal", body = crate::openapi::AnthropicError)))]
 async fn messages(req: HttpRequest, body: web::Payload, gw: web::Data<Gateway>) -> HttpResponse {
     handle(req, body, gw, Route::Messages).await
 }
 
 /// `GET /v1/models`: the OpenAI list of the models this key may use.
+#[utoipa::path(tag = "gateway", responses((status = 200, description = "OpenAI model list", body = Object), (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::openapi::OpenAiError), (status = 503, description = "A dependency is down", body = crate::openapi::OpenAiError)))]
 #[get("/v1/models")]
 pub async fn list_models(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let key = match authenticate(&req, &gw).await {

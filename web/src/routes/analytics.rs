@@ -34,7 +34,8 @@ pub const DEFAULT_EVENTS_PAGE: i64 = 100;
 pub const MAX_EVENTS_PAGE: i64 = 1_000;
 
 /// Query string of the analytics endpoints (each reads the fields it needs).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyticsQuery {
     /// First day, `YYYY-MM-DD` (default: 29 days before `date_to`).
@@ -185,6 +186,7 @@ fn nullable(v: String) -> Value {
 }
 
 /// Totals over the range and filters.
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/summary")]
 pub async fn summary(
     state: web::Data<AppState>,
@@ -201,6 +203,7 @@ pub async fn summary(
 }
 
 /// Spend by user.
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/by-user")]
 pub async fn by_user(
     state: web::Data<AppState>,
@@ -215,6 +218,7 @@ pub async fn by_user(
 }
 
 /// Spend by model (with its provider).
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/by-model")]
 pub async fn by_model(
     state: web::Data<AppState>,
@@ -231,6 +235,7 @@ pub async fn by_model(
 }
 
 /// Spend by provider.
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/by-provider")]
 pub async fn by_provider(
     state: web::Data<AppState>,
@@ -245,6 +250,7 @@ pub async fn by_provider(
 }
 
 /// Spend by gateway key (`key_id` null: usage not made through the gateway).
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/by-key")]
 pub async fn by_key(
     state: web::Data<AppState>,
@@ -269,6 +275,7 @@ pub async fn by_key(
 }
 
 /// The most expensive task labels (`task` null: unlabelled usage).
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/top-tasks")]
 pub async fn top_tasks(
     state: web::Data<AppState>,
@@ -367,6 +374,7 @@ fn split_dim(raw: Option<&str>) -> Result<Option<Dim>, ApiError> {
 }
 
 /// Spend over time, zero-filled, optionally split.
+#[utoipa::path(tag = "analytics", params(AnalyticsQuery), responses((status = 200, description = "Rollup groups for the range", body = Object)))]
 #[get("/api/analytics/trends")]
 pub async fn trends(
     state: web::Data<AppState>,
@@ -419,7 +427,8 @@ pub async fn trends(
 }
 
 /// Query string of the usage log.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only this user.
@@ -495,6 +504,7 @@ pub fn event_json(e: &ListedEvent) -> Value {
 }
 
 /// The usage log: filtered, newest first, paged by cursor through any number of events.
+#[utoipa::path(tag = "analytics", params(EventsQuery), responses((status = 200, description = "A page of usage events, newest first", body = Object)))]
 #[get("/api/usage/events")]
 pub async fn usage_events(
     state: web::Data<AppState>,
@@ -536,6 +546,7 @@ pub async fn usage_events(
 }
 
 /// One usage event in full: lines, the gateway call, the stored prompt and response.
+#[utoipa::path(tag = "analytics", responses((status = 200, description = "One usage event with its lines", body = Object)))]
 #[get("/api/usage/events/{event_id}")]
 pub async fn usage_event(
     state: web::Data<AppState>,

@@ -84,6 +84,7 @@ fn invalidate_invoiced(cache: &Cache, invoice: &Invoice) {
 }
 
 /// Cost metrics of a user.
+#[utoipa::path(tag = "billing", responses((status = 200, description = "Cost summary of a user", body = Object)))]
 #[get("/api/billing/metrics/user/{user_id}")]
 pub async fn user_metrics(
     state: web::Data<AppState>,
@@ -111,6 +112,7 @@ pub async fn user_metrics(
 }
 
 /// Cost metrics of a thread.
+#[utoipa::path(tag = "billing", responses((status = 200, description = "Cost summary of a thread", body = Object)))]
 #[get("/api/billing/metrics/thread/{thread_id}")]
 pub async fn thread_metrics(
     state: web::Data<AppState>,
@@ -135,6 +137,7 @@ pub async fn thread_metrics(
 }
 
 /// Generate an invoice for a thread's usage not yet invoiced (409 when there is none).
+#[utoipa::path(tag = "billing", responses((status = 201, description = "The invoice", body = Object), (status = 409, description = "nothing_to_invoice", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable", body = crate::openapi::ErrorBody)))]
 #[post("/api/billing/generate-invoice/thread/{thread_id}")]
 pub async fn invoice_thread(
     state: web::Data<AppState>,
@@ -170,7 +173,8 @@ pub async fn invoice_thread(
 }
 
 /// Query of the user invoice generator.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodQuery {
     /// Period start (inclusive); default: the beginning.
@@ -180,6 +184,7 @@ pub struct PeriodQuery {
 }
 
 /// Generate an invoice for a user's uninvoiced usage in a period.
+#[utoipa::path(tag = "billing", params(PeriodQuery), responses((status = 201, description = "The invoice", body = Object), (status = 409, description = "nothing_to_invoice", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable", body = crate::openapi::ErrorBody)))]
 #[post("/api/billing/generate-invoice/user/{user_id}")]
 pub async fn invoice_user(
     state: web::Data<AppState>,
@@ -228,6 +233,7 @@ pub async fn invoice_user(
 }
 
 /// A user's invoices, newest first.
+#[utoipa::path(tag = "billing", responses((status = 200, description = "Invoices of a user", body = [Object])))]
 #[get("/api/billing/invoices/user/{user_id}")]
 pub async fn user_invoices(
     state: web::Data<AppState>,
@@ -242,6 +248,7 @@ pub async fn user_invoices(
 }
 
 /// One invoice with its lines.
+#[utoipa::path(tag = "billing", responses((status = 200, description = "The invoice with its lines", body = Object)))]
 #[get("/api/billing/invoices/{invoice_id}")]
 pub async fn get_invoice(
     state: web::Data<AppState>,
@@ -257,14 +264,16 @@ pub async fn get_invoice(
 }
 
 /// Body of the status change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusBody {
     /// `pending` or `paid`.
+    #[schema(value_type = String, examples("paid"))]
     pub status: InvoiceStatus,
 }
 
 /// Set an invoice's status (mark paid).
+#[utoipa::path(tag = "billing", request_body = StatusBody, responses((status = 200, description = "The invoice", body = Object), (status = 409, description = "Status change not allowed", body = crate::openapi::ErrorBody)))]
 #[post("/api/billing/invoices/{invoice_id}/status")]
 pub async fn set_invoice_status(
     state: web::Data<AppState>,

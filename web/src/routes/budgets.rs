@@ -381,6 +381,7 @@ async fn load(state: &web::Data<BudgetsApi>, id: Uuid) -> Result<AlertBudget, Ap
 }
 
 /// `POST /api/budgets`: create a budget (201).
+#[utoipa::path(tag = "budgets", request_body = crate::openapi::BudgetBody, responses((status = 201, description = "The budget", body = Object)))]
 #[post("/api/budgets")]
 async fn create_budget(
     state: web::Data<BudgetsApi>,
@@ -392,6 +393,7 @@ async fn create_budget(
 }
 
 /// `GET /api/budgets`: every budget, oldest first.
+#[utoipa::path(tag = "budgets", responses((status = 200, description = "Every budget", body = Object)))]
 #[get("/api/budgets")]
 async fn list_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, ApiError> {
     let budgets = blocking(api(&state).store(), |s| s.list_alert_budgets()).await?;
@@ -400,6 +402,7 @@ async fn list_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, ApiE
 }
 
 /// `GET /api/budgets/check`: every budget's current window (spend, projection, fired thresholds).
+#[utoipa::path(tag = "budgets", responses((status = 200, description = "Every budget window", body = Object)))]
 #[get("/api/budgets/check")]
 async fn check_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, ApiError> {
     let now = Utc::now();
@@ -411,6 +414,7 @@ async fn check_budgets(state: web::Data<BudgetsApi>) -> Result<HttpResponse, Api
 }
 
 /// `GET /api/budgets/{id}`.
+#[utoipa::path(tag = "budgets", responses((status = 200, description = "The budget", body = Object)))]
 #[get("/api/budgets/{id}")]
 async fn get_budget(
     state: web::Data<BudgetsApi>,
@@ -421,6 +425,7 @@ async fn get_budget(
 }
 
 /// `PATCH /api/budgets/{id}`: change the given fields.
+#[utoipa::path(tag = "budgets", request_body = crate::openapi::BudgetBody, responses((status = 200, description = "The budget", body = Object)))]
 #[patch("/api/budgets/{id}")]
 async fn patch_budget(
     state: web::Data<BudgetsApi>,
@@ -436,6 +441,7 @@ async fn patch_budget(
 }
 
 /// `DELETE /api/budgets/{id}` (204; its deliveries stay in the log).
+#[utoipa::path(tag = "budgets", responses((status = 204, description = "Deleted")))]
 #[delete("/api/budgets/{id}")]
 async fn delete_budget(
     state: web::Data<BudgetsApi>,
@@ -454,6 +460,7 @@ async fn delete_budget(
 }
 
 /// `POST /api/budgets/{id}/test_alert`: send a test alert over the budget's channels now.
+#[utoipa::path(tag = "budgets", responses((status = 200, description = "Deliveries made", body = Object)))]
 #[post("/api/budgets/{id}/test_alert")]
 async fn test_alert(
     state: web::Data<BudgetsApi>,
@@ -466,7 +473,8 @@ async fn test_alert(
 }
 
 /// Query of the delivery log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliveriesQuery {
     budget_id: Option<String>,
@@ -474,6 +482,7 @@ struct DeliveriesQuery {
 }
 
 /// `GET /api/alerts/deliveries?budget_id=&limit=`: the delivery log, newest first.
+#[utoipa::path(tag = "budgets", params(DeliveriesQuery), responses((status = 200, description = "Delivery log, newest first", body = Object)))]
 #[get("/api/alerts/deliveries")]
 async fn list_deliveries(
     state: web::Data<BudgetsApi>,
@@ -515,6 +524,11 @@ impl super::prices::PriceAlerts for tally_actors::notify::Notifier {
         });
     }
 }
+
+/// The spec entries of this module (its handlers stay private); merged by [`crate::openapi::spec`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(check_budgets, create_budget, list_budgets, get_budget, patch_budget, delete_budget, test_alert, list_deliveries))]
+pub struct ApiDoc;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

@@ -27,6 +27,7 @@ fn event(name: &str, data: impl serde::Serialize) -> Option<sse::Event> {
 }
 
 /// The current dashboard snapshot as JSON.
+#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Current totals", body = Object)))]
 #[get("/api/dashboard/snapshot")]
 pub async fn snapshot(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     if let Some(user) = caller.user().map(str::to_string) {
@@ -95,6 +96,7 @@ async fn user_feed(state: &AppState, user: String) -> Result<mpsc::Receiver<sse:
 }
 
 /// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
+#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Server-sent events: snapshot, then deltas", body = String, content_type = "text/event-stream")))]
 #[get("/api/dashboard/stream")]
 pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<impl Responder, ApiError> {
     let rx = match caller.user() {

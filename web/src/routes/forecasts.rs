@@ -306,7 +306,8 @@ fn is_fresh(f: &StoredForecast, horizon: usize, today: NaiveDate) -> bool {
 }
 
 /// Query string of `GET /api/forecasts`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForecastQuery {
     /// `total` (default), `provider:NAME`, `model:NAME`, `user:ID` or `key:UUID`.
     pub scope: Option<String>,
@@ -359,6 +360,7 @@ fn body(f: &StoredForecast, history: &History, horizon: usize) -> Value {
 }
 
 /// `GET /api/forecasts?scope=&horizon=`: today's stored forecast of the scope, else a new fit.
+#[utoipa::path(tag = "forecasts", params(ForecastQuery), responses((status = 200, description = "Forecast of a scope", body = Object), (status = 422, description = "Not enough history", body = crate::openapi::ErrorBody)))]
 #[get("/api/forecasts")]
 pub async fn get_forecast(
     state: web::Data<ForecastState>,
@@ -388,7 +390,7 @@ pub async fn get_forecast(
 }
 
 /// Body of `POST /api/forecasts/train`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     /// Scopes to train; absent or empty: total, each provider and each model with usage.
@@ -444,6 +446,7 @@ async fn default_scopes(store: &Store) -> Result<Vec<Scope>, ApiError> {
 }
 
 /// `POST /api/forecasts/train`: fit and store the given scopes (default: total, providers, models).
+#[utoipa::path(tag = "forecasts", request_body = inline(Option<TrainRequest>), responses((status = 200, description = "Trained and skipped scopes", body = Object)))]
 #[post("/api/forecasts/train")]
 pub async fn train(
     state: web::Data<ForecastState>,

@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Alive.
+#[utoipa::path(tag = "health", responses((status = 200, description = "Alive", body = Object)))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
@@ -14,6 +15,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready: the database answers (503 otherwise). The cache is reported but never makes the node unready:
 /// reads fall back to the database while it is away.
+#[utoipa::path(tag = "health", responses((status = 200, description = "Ready: storage answers", body = Object), (status = 503, description = "A dependency is down", body = crate::openapi::ErrorBody)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     blocking(&state.store, |s| s.ping()).await?;

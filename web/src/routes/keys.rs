@@ -33,7 +33,7 @@ const DEFAULT_USAGE_DAYS: i64 = 30;
 const MAX_USAGE_DAYS: i64 = 366;
 
 /// A budget given with a new key or by `PUT /api/billing/budget/...`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetInput {
     /// Limit per period, USD (decimal string or number).
@@ -49,7 +49,7 @@ pub struct BudgetInput {
 }
 
 /// Body of `POST /api/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// Owner.
@@ -68,7 +68,7 @@ pub struct CreateKey {
 }
 
 /// Body of `PATCH /api/keys/{key_id}`: absent fields stay; `null` clears an optional one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKey {
     /// New label.
@@ -94,7 +94,8 @@ where
 }
 
 /// `?user_id=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KeysQuery {
     /// Only this user's keys.
@@ -102,7 +103,8 @@ pub struct KeysQuery {
 }
 
 /// `?period=` of the spend report, `?period=` to delete a budget.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PeriodQuery {
     /// `daily`, `weekly` or `monthly`.
@@ -110,7 +112,8 @@ pub struct PeriodQuery {
 }
 
 /// `?days=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DaysQuery {
     /// Days back from today (UTC), including today.
@@ -256,6 +259,7 @@ fn key_not_found(e: ApiError) -> ApiError {
 }
 
 /// Create a key; the answer carries the secret, once.
+#[utoipa::path(tag = "keys", request_body = CreateKey, responses((status = 201, description = "The key with its secret (shown once)", body = Object)))]
 #[post("/api/keys")]
 pub async fn create_key(gw: web::Data<Gateway>, body: web::Json<CreateKey>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -310,6 +314,7 @@ pub async fn create_key(gw: web::Data<Gateway>, body: web::Json<CreateKey>) -> R
 }
 
 /// Keys of a user (or all).
+#[utoipa::path(tag = "keys", params(KeysQuery), responses((status = 200, description = "Keys (no secrets)", body = [Object])))]
 #[get("/api/keys")]
 pub async fn list_keys(
     gw: web::Data<Gateway>,
@@ -330,6 +335,7 @@ pub async fn list_keys(
 }
 
 /// One key.
+#[utoipa::path(tag = "keys", responses((status = 200, description = "The key", body = Object)))]
 #[get("/api/keys/{key_id}")]
 pub async fn get_key(
     gw: web::Data<Gateway>,
@@ -341,6 +347,7 @@ pub async fn get_key(
 }
 
 /// Change a key's name, models, expiry or rate limit.
+#[utoipa::path(tag = "keys", request_body = PatchKey, responses((status = 200, description = "The key", body = Object)))]
 #[patch("/api/keys/{key_id}")]
 pub async fn patch_key(
     gw: web::Data<Gateway>,
@@ -370,6 +377,7 @@ pub async fn patch_key(
 }
 
 /// Revoke a key: refused by the gateway from now on (every node within the key cache's TTL).
+#[utoipa::path(tag = "keys", responses((status = 200, description = "The revoked key", body = Object)))]
 #[post("/api/keys/{key_id}/revoke")]
 pub async fn revoke_key(
     gw: web::Data<Gateway>,
@@ -385,6 +393,7 @@ pub async fn revoke_key(
 }
 
 /// Give a key a new secret (same id, budgets and usage); the old secret stops working.
+#[utoipa::path(tag = "keys", responses((status = 200, description = "The key with its new secret", body = Object), (status = 409, description = "key_revoked", body = crate::openapi::ErrorBody)))]
 #[post("/api/keys/{key_id}/rotate")]
 pub async fn rotate_key(
     gw: web::Data<Gateway>,
@@ -396,7 +405,9 @@ pub async fn rotate_key(
     let new = keys::with_public_id(old.public_id.clone())?;
     let hash = new.hash.clone();
     let k = blocking(&gw.store, move |s| s.rotate_key(key_id, &hash)).await.map_err(|e| match e {
-        ApiError::Conflict { message, .. } => ApiError::Conflict { code: "key_revoked", message },
+        ApiError::Conflict { .. } => {
+            ApiError::Conflict { code: "key_revoked", message: format!("key {key_id} is revoked; it cannot be rotated") }
+        }
         other => key_not_found(other),
     })?;
     gw.keys.forget(&k.public_id);
@@ -450,6 +461,7 @@ async fn delete_budget_of(gw: &Gateway, scope: BudgetScope, period: Option<Strin
 }
 
 /// Set (insert or replace) the key's budget for one period.
+#[utoipa::path(tag = "keys", request_body = BudgetInput, responses((status = 200, description = "The budget", body = Object)))]
 #[put("/api/billing/budget/{key_id}")]
 pub async fn put_key_budget(
     gw: web::Data<Gateway>,
@@ -462,6 +474,7 @@ pub async fn put_key_budget(
 }
 
 /// The key's budgets: spend, reserved, remaining, window and alert state.
+#[utoipa::path(tag = "keys", responses((status = 200, description = "Budgets of the key", body = Object)))]
 #[get("/api/billing/budget/{key_id}")]
 pub async fn get_key_budget(
     gw: web::Data<Gateway>,
@@ -474,6 +487,7 @@ pub async fn get_key_budget(
 }
 
 /// Delete the key's budget of `?period=`.
+#[utoipa::path(tag = "keys", params(PeriodQuery), responses((status = 204, description = "Deleted")))]
 #[delete("/api/billing/budget/{key_id}")]
 pub async fn delete_key_budget(
     gw: web::Data<Gateway>,
@@ -486,6 +500,7 @@ pub async fn delete_key_budget(
 }
 
 /// Set the budget of all of a user's keys for one period.
+#[utoipa::path(tag = "keys", request_body = BudgetInput, responses((status = 200, description = "The budget", body = Object)))]
 #[put("/api/billing/budget/user/{user_id}")]
 pub async fn put_user_budget(
     gw: web::Data<Gateway>,
@@ -502,6 +517,7 @@ pub async fn put_user_budget(
 }
 
 /// A user's budgets (over all their keys).
+#[utoipa::path(tag = "keys", responses((status = 200, description = "Budgets of the user", body = Object)))]
 #[get("/api/billing/budget/user/{user_id}")]
 pub async fn get_user_budget(
     gw: web::Data<Gateway>,
@@ -516,6 +532,7 @@ pub async fn get_user_budget(
 }
 
 /// Delete a user's budget of `?period=`.
+#[utoipa::path(tag = "keys", params(PeriodQuery), responses((status = 204, description = "Deleted")))]
 #[delete("/api/billing/budget/user/{user_id}")]
 pub async fn delete_user_budget(
     gw: web::Data<Gateway>,
@@ -551,6 +568,7 @@ pub struct SpendReport {
 }
 
 /// `GET /api/billing/spend/{key_id}?period=daily|weekly|monthly` (default monthly).
+#[utoipa::path(tag = "keys", params(PeriodQuery), responses((status = 200, description = "Spend per budget window", body = Object)))]
 #[get("/api/billing/spend/{key_id}")]
 pub async fn key_spend(
     gw: web::Data<Gateway>,
@@ -601,6 +619,7 @@ pub struct UsageDay {
 }
 
 /// `GET /api/keys/{key_id}/usage?days=N`: per UTC day, zero-filled, oldest first.
+#[utoipa::path(tag = "keys", params(DaysQuery), responses((status = 200, description = "Daily usage of a key", body = Object)))]
 #[get("/api/keys/{key_id}/usage")]
 pub async fn key_usage(
     gw: web::Data<Gateway>,

@@ -22,7 +22,7 @@ use crate::views::{history_views, MessageView};
 pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// Body of `POST /api/messages/` and `/api/messages/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     /// Thread to post in.
@@ -98,6 +98,7 @@ async fn start_turn(
 }
 
 /// Send a message and wait for the whole reply.
+#[utoipa::path(tag = "messages", params(("X-User-Id" = Option<String>, Header, description = "Caller user id, when not in the body")), request_body = SendBody, responses((status = 200, description = "The whole turn: reply, usage, cost", body = Object), (status = 409, description = "turn_in_progress", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable (no_price)", body = crate::openapi::ErrorBody), (status = 429, description = "Provider rate limited", body = crate::openapi::ErrorBody)))]
 #[post("/api/messages/")]
 pub async fn send_message(
     state: web::Data<AppState>,
@@ -134,6 +135,7 @@ fn sse_event(event: ChatEvent) -> Option<sse::Event> {
 /// Send a message and stream the reply as server-sent events:
 /// `start`, then `delta`s (and `usage` updates), then `done` with usage, cost and the thread total
 /// (or `error`). If the client disconnects, the reply is still completed and billed.
+#[utoipa::path(tag = "messages", params(("X-User-Id" = Option<String>, Header, description = "Caller user id, when not in the body")), request_body = SendBody, responses((status = 200, description = "Server-sent events: start, delta, usage, done or error", body = String, content_type = "text/event-stream"), (status = 409, description = "turn_in_progress", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable (no_price)", body = crate::openapi::ErrorBody), (status = 429, description = "Provider rate limited", body = crate::openapi::ErrorBody)))]
 #[post("/api/messages/stream")]
 pub async fn stream_message(
     state: web::Data<AppState>,
@@ -149,6 +151,7 @@ pub async fn stream_message(
 }
 
 /// History of a thread: messages with usage, cost by kind and running totals.
+#[utoipa::path(tag = "messages", responses((status = 200, description = "Messages with running totals", body = Object)))]
 #[get("/api/messages/{thread_id}/history")]
 pub async fn history(
     state: web::Data<AppState>,

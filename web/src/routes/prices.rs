@@ -38,6 +38,7 @@ pub struct ModelView {
 }
 
 /// Models with their current prices.
+#[utoipa::path(tag = "prices", responses((status = 200, description = "Catalogue models", body = [Object])))]
 #[get("/api/models")]
 pub async fn list_models(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let models = blocking(&state.store, |s| s.list_models()).await?;
@@ -58,7 +59,8 @@ pub async fn list_models(state: web::Data<AppState>) -> Result<HttpResponse, Api
 }
 
 /// Query of the price listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PriceQuery {
     /// Only this model.
@@ -150,6 +152,7 @@ pub struct PriceListing {
 
 /// Price versions: current ones, or the full history with `history=true`; each with
 /// `verified_at` and `stale`.
+#[utoipa::path(tag = "prices", params(PriceQuery), responses((status = 200, description = "Price versions", body = [Object])))]
 #[get("/api/prices")]
 pub async fn list_prices(
     state: web::Data<AppState>,
@@ -171,6 +174,7 @@ pub async fn list_prices(
 }
 
 /// Mark a current price version verified now; returns it as listed.
+#[utoipa::path(tag = "prices", responses((status = 200, description = "The version, verified now", body = Object)))]
 #[post("/api/prices/{id}/verify")]
 pub async fn verify_price(
     state: web::Data<AppState>,
@@ -186,7 +190,8 @@ pub async fn verify_price(
 }
 
 /// Query of `POST /api/prices/sync`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SyncQuery {
     /// Report without changing anything (default false).
@@ -195,11 +200,12 @@ pub struct SyncQuery {
 }
 
 /// One price the sync changed (or would change).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncChange {
     /// Model name.
     pub model: String,
     /// Usage kind.
+    #[schema(value_type = String)]
     pub kind: UsageKind,
     /// Price per million before (`null`: no version of this kind).
     pub old: Option<Decimal>,
@@ -210,7 +216,7 @@ pub struct SyncChange {
 }
 
 /// Body of the sync's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SyncResponse {
     /// Whether this was a dry run.
     pub dry_run: bool,
@@ -235,6 +241,7 @@ pub fn sync_resource() -> actix_web::Resource {
 /// Diff LiteLLM's `model_prices_and_context_window.json` (the body) against the current
 /// prices; unless `dry_run`, add a version (effective now, through the BillingActor so the
 /// in-memory price book follows) for each change and mark the unchanged versions verified.
+#[utoipa::path(post, path = "/api/prices/sync", tag = "prices", params(SyncQuery), request_body = crate::openapi::PriceList, responses((status = 200, description = "What changed (or would)", body = SyncResponse), (status = 409, description = "price_rewrites_history or price_not_contiguous", body = crate::openapi::ErrorBody)))]
 pub async fn sync_prices(
     state: web::Data<AppState>,
     q: web::Query<SyncQuery>,
@@ -359,7 +366,7 @@ pub async fn stale_price_job(
 }
 
 /// Body of `POST /api/prices`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrice {
     /// Model name.
@@ -382,6 +389,7 @@ pub struct PriceChange {
 }
 
 /// Add a price version: closes the current version at `effective_from`.
+#[utoipa::path(tag = "prices", request_body = NewPrice, responses((status = 201, description = "The closed and created versions", body = Object), (status = 409, description = "price_rewrites_history or price_not_contiguous", body = crate::openapi::ErrorBody)))]
 #[post("/api/prices")]
 pub async fn add_price(state: web::Data<AppState>, body: web::Json<NewPrice>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();

@@ -57,7 +57,7 @@ fn respond(e: ImportsError) -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /api/providers` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// `anthropic` or `openai`.
@@ -70,6 +70,7 @@ pub struct CreateBody {
     pub base_url: Option<String>,
 }
 
+#[utoipa::path(tag = "providers", request_body = CreateBody, responses((status = 201, description = "The connection (key masked)", body = Object), (status = 409, description = "connection_exists", body = crate::openapi::ErrorBody)))]
 #[post("/api/providers")]
 async fn create(imports: web::Data<ProviderImports>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     // Parsed by hand: serde's message for a bad body could quote the admin key.
@@ -82,6 +83,7 @@ async fn create(imports: web::Data<ProviderImports>, body: web::Bytes) -> Result
     }
 }
 
+#[utoipa::path(tag = "providers", responses((status = 200, description = "Connections", body = Object)))]
 #[get("/api/providers")]
 async fn list(imports: web::Data<ProviderImports>) -> Result<HttpResponse, ApiError> {
     match imports.list_connections().await {
@@ -94,6 +96,7 @@ fn connection_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("connection_not_found", format!("no provider connection {raw:?}")))
 }
 
+#[utoipa::path(tag = "providers", responses((status = 200, description = "The removed connection", body = Object)))]
 #[delete("/api/providers/{id}")]
 async fn remove(imports: web::Data<ProviderImports>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = connection_id(&id)?;
@@ -112,6 +115,7 @@ fn instant(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_range", format!("{field} must be an RFC 3339 instant or YYYY-MM-DD")))
 }
 
+#[utoipa::path(tag = "providers", params(crate::openapi::ImportQuery), responses((status = 200, description = "The import run", body = Object), (status = 502, description = "The provider failed; the run is recorded", body = Object)))]
 #[post("/api/providers/{id}/import")]
 async fn import(
     imports: web::Data<ProviderImports>,
@@ -135,6 +139,7 @@ async fn import(
     }
 }
 
+#[utoipa::path(tag = "providers", params(crate::openapi::RunsQuery), responses((status = 200, description = "Import runs, newest first", body = Object)))]
 #[get("/api/providers/{id}/runs")]
 async fn runs(
     imports: web::Data<ProviderImports>,
@@ -161,6 +166,7 @@ fn day(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_date", format!("{field} must be a day, YYYY-MM-DD (got {raw:?})")))
 }
 
+#[utoipa::path(tag = "providers", params(crate::openapi::ReconciliationQuery), responses((status = 200, description = "Daily drift between provider and Tally", body = Object)))]
 #[get("/api/reconciliation")]
 async fn reconciliation(
     imports: web::Data<ProviderImports>,
@@ -203,5 +209,7 @@ async fn reconciliation(
     }
 }
 
-
-
+/// The spec entries of this module (its handlers stay private); merged by [`crate::openapi::spec`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, remove, import, runs, reconciliation))]
+pub struct ApiDoc;

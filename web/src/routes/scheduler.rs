@@ -32,13 +32,14 @@ pub struct JobsResponse {
 }
 
 /// Every job with its schedule, next run, last run and whether it runs here now.
+#[utoipa::path(get, path = "/api/scheduler/jobs", tag = "scheduler", responses((status = 200, description = "Jobs", body = Object)))]
 pub async fn list_jobs(scheduler: web::Data<Scheduler>) -> Result<HttpResponse, ApiError> {
     let jobs = scheduler.jobs().await?;
     Ok(HttpResponse::Ok().json(JobsResponse { running: scheduler.is_running(), jobs }))
 }
 
 /// Body of `POST /api/scheduler/jobs/{id}/trigger`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Triggered {
     /// The job.
     pub job_id: String,
@@ -47,6 +48,7 @@ pub struct Triggered {
 }
 
 /// Run a job now on this node: 202 with the run id.
+#[utoipa::path(post, path = "/api/scheduler/jobs/{id}/trigger", tag = "scheduler", params(("id" = String, Path, description = "Job id")), responses((status = 202, description = "Run started", body = Triggered)))]
 pub async fn trigger_job(scheduler: web::Data<Scheduler>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let job_id = path.into_inner();
     let run_id = scheduler.trigger(&job_id).await?;
@@ -54,7 +56,8 @@ pub async fn trigger_job(scheduler: web::Data<Scheduler>, path: web::Path<String
 }
 
 /// Query of `GET /api/scheduler/history`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Only this job.
@@ -71,6 +74,7 @@ pub struct HistoryResponse {
 }
 
 /// Run history, newest first, on every node.
+#[utoipa::path(get, path = "/api/scheduler/history", tag = "scheduler", params(HistoryQuery), responses((status = 200, description = "Runs, newest first", body = Object)))]
 pub async fn history(scheduler: web::Data<Scheduler>, q: web::Query<HistoryQuery>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);

@@ -19,7 +19,7 @@ use crate::views::{history_views, MessageView};
 pub const MAX_TITLE_LEN: usize = 200;
 
 /// Body of `POST /api/threads/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateThread {
     /// Owner (or the X-User-Id header).
@@ -31,7 +31,8 @@ pub struct CreateThread {
 }
 
 /// Query of `GET /api/threads/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListThreads {
     /// Only this user's threads.
@@ -65,6 +66,7 @@ pub struct ThreadDetail {
 }
 
 /// Create a thread for an existing user.
+#[utoipa::path(tag = "threads", params(("X-User-Id" = Option<String>, Header, description = "Caller user id, when not in the body")), request_body = CreateThread, responses((status = 201, description = "Created", body = Object)))]
 #[post("/api/threads/")]
 pub async fn create_thread(
     state: web::Data<AppState>,
@@ -121,6 +123,7 @@ pub async fn check_thread_owner(state: &AppState, caller: &crate::auth::Caller, 
 }
 
 /// List threads, newest activity first, with running totals.
+#[utoipa::path(tag = "threads", params(ListThreads), responses((status = 200, description = "Threads with running totals", body = [Object])))]
 #[get("/api/threads/")]
 pub async fn list_threads(
     state: web::Data<AppState>,
@@ -156,6 +159,7 @@ pub async fn list_threads(
 }
 
 /// Rejoin a thread: the thread, its messages with costs, and its total.
+#[utoipa::path(tag = "threads", responses((status = 200, description = "The thread with its messages", body = Object)))]
 #[get("/api/threads/{thread_id}")]
 pub async fn get_thread(
     state: web::Data<AppState>,

@@ -13,7 +13,7 @@ use crate::state::AppState;
 pub const MAX_NAME_LEN: usize = 200;
 
 /// Body of `POST /api/users/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Chosen user id; generated when absent.
@@ -25,7 +25,8 @@ pub struct CreateUser {
 }
 
 /// Paging query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page size.
@@ -35,6 +36,7 @@ pub struct PageQuery {
 }
 
 /// Create a user (409 if the id is taken).
+#[utoipa::path(tag = "users", request_body = CreateUser, responses((status = 201, description = "Created", body = Object), (status = 409, description = "user_exists", body = crate::openapi::ErrorBody)))]
 #[post("/api/users/")]
 pub async fn create_user(state: web::Data<AppState>, body: web::Json<CreateUser>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -50,14 +52,16 @@ pub async fn create_user(state: web::Data<AppState>, body: web::Json<CreateUser>
         }
     }
     let record = UserRecord { user_id, username, email: body.email, created_at: Utc::now() };
+    let taken = format!("user {} already exists", record.user_id);
     let created = blocking(&state.store, move |s| s.create_user(&record)).await.map_err(|e| match e {
-        ApiError::Conflict { message, .. } => ApiError::Conflict { code: "user_exists", message },
+        ApiError::Conflict { .. } => ApiError::Conflict { code: "user_exists", message: taken },
         other => other,
     })?;
     Ok(HttpResponse::Created().json(created))
 }
 
 /// List users.
+#[utoipa::path(tag = "users", params(PageQuery), responses((status = 200, description = "Users", body = [Object])))]
 #[get("/api/users/")]
 pub async fn list_users(
     state: web::Data<AppState>,
@@ -76,6 +80,7 @@ pub async fn list_users(
 }
 
 /// One user.
+#[utoipa::path(tag = "users", responses((status = 200, description = "The user", body = Object)))]
 #[get("/api/users/{user_id}")]
 pub async fn get_user(
     state: web::Data<AppState>,
