@@ -684,7 +684,7 @@ def final_checks(cl, args, ledger, side, timeline, t0):
     c.check(all(extra_chat[u] <= side.chat_failed[u] for u in extra_chat),
             f"chat: turns billed without an answer {dict(extra_chat)} <= failed turns {dict(side.chat_failed)}")
     bad_gw = [e for e, (_, _, cost) in side.gw_ok.items() if e not in by_evt or Decimal(by_evt[e][3]) != cost]
-    c.check(bool(side.gw_ok) and not bad_gw, f"gateway: {len(side.gw_ok)} answered calls billed once at their exact cost ({len(bad_gw)} not)")
+    c.check(bool(side.gw_ok) and not bad_gw, f"gateway: {len(side.gw_ok)} answered calls billed once at their exact cost ({len(bad_gw)} not: {bad_gw[:5]})")
     key_spend = {name: Decimal(s) for name, s in cl.psql(
         "SELECT e.user_id, sum(e.cost_total) FROM api_events e WHERE e.source = 'gateway' GROUP BY e.user_id")}
     small = key_spend.get("gw-small", Decimal(0))
