@@ -32,5 +32,8 @@ echo "== browser end-to-end tests (chromium)"
 cargo build --quiet
 scripts/e2e.sh
 
+echo "== chaos soak, short: 20,000 events through 2 nodes + 2 collectors while each fault strikes once (bench/chaos.sh)"
+bench/chaos.sh --short 20000
+
 echo "== docker-compose file matches the binary's commands and flags"
 scripts/check-compose.sh --strict

@@ -13,6 +13,9 @@
 //! positioned, and an event is stored before it is published; so an event published
 //! before the bridge's start position was stored before the dashboard's load and is in
 //! it, and one published after is consumed (the dashboard skips ids it already has).
+//! A record the broker does not acknowledge (broker down or restarting) is sent again with
+//! backoff for up to [`PUBLISH_RETRIES`] attempts (about ten minutes), so a broker restart
+//! leaves no dashboard short (bench/chaos.sh found that it did: the record was dropped).
 //! The database stays the source of truth: a node that dies between commit and publish
 //! leaves other dashboards short of its last events until they restart. Undecodable or
 //! inconsistent records go to `processed-events.dlq` with the reason.
@@ -34,6 +37,7 @@ use crate::kafka::dlq::{self, DeadLetter};
 use crate::kafka::envelope::{pack, producer_in_prefix, unpack, Batch, Envelope, ProcessedEvent, ProcessedRecord};
 use crate::kafka::kafka_error;
 use crate::kafka::producer::{millis, pack_by_partition, partition_for_user, Destination, KafkaProducer};
+use crate::kafka::retry::{retry, RetryPolicy};
 use crate::kafka::topics::{ensure_topics, partitions_of, Topic};
 
 /// How long start-up may spend reading partition metadata and end offsets.
@@ -46,6 +50,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 const FETCH_WAIT_MAX: Duration = Duration::from_millis(250);
 /// Pause after a consumer error before reading again.
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
+/// Retries of a `processed-events` record the broker did not acknowledge: with the retry
+/// module's pauses (up to 2 s each) about ten minutes, enough for a broker restart; a
+/// longer outage leaves other dashboards short of those events until they restart
+/// (bounded so an endless outage does not hold every record of it in memory).
+pub const PUBLISH_RETRIES: usize = 300;
 
 /// A running feed bridge; call [`FeedBridgeHandle::shutdown`] to stop it.
 pub struct FeedBridgeHandle {
@@ -287,15 +296,28 @@ fn publish_record(config: &KafkaConfig, producer: &KafkaProducer, record: Encode
     let span = tracing::info_span!("feed.publish", event.id = %record.first_event, events = record.events);
     record.trace.attach(&span);
     let topic = config.topic(Topic::ProcessedEvents);
-    let delivery = span.in_scope(|| {
-        let to = Destination { topic: &topic, partition: Some(record.partition) };
-        producer.send_traced(to, &record.key, &record.body, OwnedHeaders::new(), Some(record.record_id), &record.trace)
-    });
-    // Enqueued now; the acknowledgement is only watched for errors.
+    let send = {
+        let producer = producer.clone();
+        move |record: &EncodedRecord| {
+            let to = Destination { topic: &topic, partition: Some(record.partition) };
+            producer.send_traced(to, &record.key, &record.body, OwnedHeaders::new(), Some(record.record_id), &record.trace)
+        }
+    };
+    // Enqueued now (in order with the node's other records); the acknowledgement is watched.
+    let delivery = span.in_scope(|| send(&record));
     tokio::spawn(async move {
-        if let Err(e) = delivery.await {
-            tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
-            tracing::debug!(error = %e, "Feed bridge: publishing processed events failed.");
+        let Err(e) = delivery.await else { return };
+        tally_observability::metrics::kafka_produce_error(Topic::ProcessedEvents.name());
+        if !e.is_retryable() {
+            tracing::warn!(error = %e, "Feed bridge: publishing processed events failed; other dashboards miss them until they restart.");
+            return;
+        }
+        // Dashboards fold each event id once, so a record sent again out of order (or twice,
+        // when only the acknowledgement was lost) changes no total.
+        let policy = RetryPolicy::times(PUBLISH_RETRIES);
+        let resent = retry(policy, "Feed bridge: publishing processed events", ActorError::is_retryable, || span.in_scope(|| send(&record))).await;
+        if let Err(e) = resent {
+            tracing::warn!(error = %e, "Feed bridge: publishing processed events failed; other dashboards miss them until they restart.");
         }
     });
 }
