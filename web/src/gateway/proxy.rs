@@ -838,6 +838,19 @@ pub mod fuzzing {
 mod tests {
     use super::*;
 
+    /// Fuzzing finding (fuzz/corpus/gateway_request/regression-float-roundtrip.json): a number
+    /// written out in full (`0.000...0001`) was read 1 ulp off and relayed upstream so; with
+    /// serde_json's `float_roundtrip` the body sent upstream re-parses to what was read, and
+    /// that is the nearest double to what the client wrote.
+    #[test]
+    fn client_numbers_reach_the_upstream_exactly() {
+        let raw = br#"{"model":"m","temperature":0.0000000000000000000000000001,"top_p":0.30000000000000004}"#;
+        let Ok(body) = parse_body(raw) else { panic!("the body is valid JSON") };
+        assert_eq!(body["temperature"].as_f64(), Some(1e-28), "the client's number is read as the nearest double");
+        let relayed = serde_json::from_str::<Value>(&body.to_string()).ok();
+        assert_eq!(relayed, Some(body), "the body sent upstream reads back as the body the gateway checked");
+    }
+
     #[test]
     fn images_by_reference_and_tools_add_to_the_input_bound() {
         let inline = json!({"messages": [{"role": "user", "content": [
