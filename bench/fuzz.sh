@@ -56,8 +56,10 @@ if [ "$ENGINE" = libfuzzer ]; then
   done
   BIN_DIR="$TARGET_DIR/fuzz/x86_64-unknown-linux-gnu/release"
 else
-  echo "== building the fuzz driver (dev profile)" >&2
-  cargo build --quiet -p tally-fuzz --bin tally-fuzz
+  echo "== building the fuzz driver (dev profile, as the test suite builds it)" >&2
+  # The test build's feature set, so that after `cargo test --workspace` this builds nothing
+  # (`cargo build -p tally-fuzz` would unify features differently and rebuild shared crates).
+  cargo test --workspace --no-run --quiet
   DRIVER="$TARGET_DIR/debug/tally-fuzz"
 fi
 
