@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets --quiet
 echo "== rust tests"
 cargo test --workspace --no-fail-fast -- --test-threads="${TALLY_TEST_THREADS:-4}"
 
+echo "== fuzzing: every fuzz target for 15 s (built-in driver on the dev build; bench/fuzz.sh 600 for the coverage-guided record)"
+bench/fuzz.sh 15 --engine std
+
 echo "== gateway: the stock openai/anthropic SDKs against tally serve (pytest; budgets across nodes on Redis + PostgreSQL)"
 scripts/gateway-tests.sh
 

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use tally_domain::UsageKind;
+use uuid::Uuid;
 
 use crate::error::ImportError;
 use crate::http::Client;
@@ -106,38 +107,43 @@ fn cost_item(r: &Obj<'_>, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Co
     })
 }
 
+/// The usage buckets of one page of the usage report, appended to `usage`; a group that
+/// `seen` already holds (the same bucket and group twice in one report) is an error.
+pub(crate) fn usage_page(page: &Obj<'_>, seen: &mut HashSet<Uuid>, usage: &mut Vec<UsageBucket>) -> Result<(), ImportError> {
+    for b in page.objects("data")? {
+        let (start, end, results) = bucket(&b)?;
+        for r in results {
+            if let Some(u) = usage_item(&r, start, end)? {
+                if !seen.insert(u.event_id()) {
+                    return Err(invalid(r.endpoint(), r.path(), format!("repeats group {} of the bucket", u.group_key())));
+                }
+                usage.push(u);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cost items of one page of the cost report, appended to `costs`.
+pub(crate) fn cost_page(page: &Obj<'_>, costs: &mut Vec<CostItem>) -> Result<(), ImportError> {
+    for b in page.objects("data")? {
+        let (start, end, results) = bucket(&b)?;
+        for r in results {
+            costs.push(cost_item(&r, start, end)?);
+        }
+    }
+    Ok(())
+}
+
 /// Both reports over `[from, to)`.
 pub(crate) async fn fetch(client: &Client, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Report, ImportError> {
     let range = format!("starting_at={}&ending_at={}", stamp(from), stamp(to));
     let mut usage = Vec::new();
     let mut seen = HashSet::new();
     let usage_query = format!("{range}&bucket_width=1h&limit={USAGE_PAGE_LIMIT}&{}", group_by(&USAGE_GROUP_BY));
-    let mut pages = read_all(client, USAGE_PATH, &usage_query, |page| {
-        for b in page.objects("data")? {
-            let (start, end, results) = bucket(&b)?;
-            for r in results {
-                if let Some(u) = usage_item(&r, start, end)? {
-                    if !seen.insert(u.event_id()) {
-                        return Err(invalid(r.endpoint(), r.path(), format!("repeats group {} of the bucket", u.group_key())));
-                    }
-                    usage.push(u);
-                }
-            }
-        }
-        Ok(())
-    })
-    .await?;
+    let mut pages = read_all(client, USAGE_PATH, &usage_query, |page| usage_page(page, &mut seen, &mut usage)).await?;
     let mut costs = Vec::new();
     let cost_query = format!("{range}&bucket_width=1d&limit={COST_PAGE_LIMIT}&{}", group_by(&COST_GROUP_BY));
-    pages += read_all(client, COST_PATH, &cost_query, |page| {
-        for b in page.objects("data")? {
-            let (start, end, results) = bucket(&b)?;
-            for r in results {
-                costs.push(cost_item(&r, start, end)?);
-            }
-        }
-        Ok(())
-    })
-    .await?;
+    pages += read_all(client, COST_PATH, &cost_query, |page| cost_page(page, &mut costs)).await?;
     Ok(Report { usage, costs, pages, requests: client.requests() })
 }

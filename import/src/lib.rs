@@ -21,6 +21,8 @@
 mod anthropic;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gate;
 mod http;
 mod model;

@@ -21,6 +21,15 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
+/// The envelope of a page: `has_more` (a boolean), `next_page` (present, string or null), and
+/// `data` checked to be an array.
+pub(crate) fn envelope(page: &Obj<'_>) -> Result<(bool, Option<String>), ImportError> {
+    let has_more = page.boolean("has_more")?;
+    let next = page.nullable_string("next_page")?;
+    page.array("data")?;
+    Ok((has_more, next))
+}
+
 /// Read every page of `endpoint?query`; `each` gets the envelope of each page (its `data` is
 /// checked to be an array, `has_more` a boolean, `next_page` present). Returns the page count.
 pub(crate) async fn read_all(
@@ -41,9 +50,7 @@ pub(crate) async fn read_all(
         // Errors name the page after the first, so a bad page 7 is found quickly.
         let label = if pages == 1 { endpoint.to_string() } else { format!("{endpoint} (page {pages})") };
         let page = Obj::body(&label, &body)?;
-        let has_more = page.boolean("has_more")?;
-        let next = page.nullable_string("next_page")?;
-        page.array("data")?;
+        let (has_more, next) = envelope(&page)?;
         each(&page)?;
         match (has_more, next) {
             (false, _) => return Ok(pages),

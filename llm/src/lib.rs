@@ -8,6 +8,8 @@
 
 mod anthropic;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 mod openai;
 mod retry;

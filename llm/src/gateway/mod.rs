@@ -19,7 +19,7 @@ use crate::error::LlmError;
 use crate::types::TokenUsage;
 
 mod anthropic;
-mod http;
+pub(crate) mod http;
 mod openai;
 mod router;
 mod simulator;

@@ -5,6 +5,7 @@
 //! call; the task reads the upstream to its final usage (bounded by [`DRAIN_TIMEOUT`]),
 //! bills it and settles the hold, so what was spent upstream is always billed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use super::budgets::{check_alerts, limit_of};
 use super::error::{ErrorShape, GatewayError};
 use super::keys::KeyRefusal;
 use super::translate;
-use super::{Gateway, MAX_GATEWAY_BODY_BYTES};
+use super::{Gateway, ModelInfo, MAX_GATEWAY_BODY_BYTES};
 
 /// After the client goes away mid-stream, how long the upstream is still read for its final usage.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -175,7 +176,12 @@ struct Plan {
     extra_input: Result<u64, GatewayError>,
 }
 
-fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Plan, GatewayError> {
+/// The request body as JSON.
+fn parse_body(raw: &[u8]) -> Result<Value, GatewayError> {
+    serde_json::from_slice(raw).map_err(|e| GatewayError::invalid("invalid_json", format!("the body is not valid JSON: {e}"), None))
+}
+
+fn plan(route: Route, body: &Value, models: &HashMap<String, ModelInfo>, key: &KeyRecord) -> Result<Plan, GatewayError> {
     let obj = body.as_object().ok_or_else(|| GatewayError::invalid("invalid_body", "the body must be a JSON object", None))?;
     let model = obj
         .get("model")
@@ -183,7 +189,7 @@ fn plan(route: Route, body: &Value, gw: &Gateway, key: &KeyRecord) -> Result<Pla
         .filter(|m| !m.is_empty())
         .ok_or_else(|| GatewayError::invalid("missing_model", "`model` is required", Some("model")))?
         .to_string();
-    let info = gw.models.get(&model).ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
+    let info = models.get(&model).ok_or_else(|| GatewayError::UnknownModel(model.clone()))?;
     let claude = info.provider == "anthropic";
     if route == Route::Messages && !claude {
         return Err(GatewayError::invalid(
@@ -355,9 +361,8 @@ async fn admit_and_call(
     let key = authenticate(req, &gw).await?;
     let task = task_label(req.headers())?;
     let raw = read_body(payload).await?;
-    let body: Value = serde_json::from_slice(&raw)
-        .map_err(|e| GatewayError::invalid("invalid_json", format!("the body is not valid JSON: {e}"), None))?;
-    let plan = plan(route, &body, &gw, &key)?;
+    let body = parse_body(&raw)?;
+    let plan = plan(route, &body, &gw.models, &key)?;
     let now = Utc::now();
     if let Some(limit) = key.rpm_limit {
         gw.rpm.admit(key.key_id, limit, now).map_err(|retry_after_secs| GatewayError::RateLimited { limit, retry_after_secs })?;
@@ -770,9 +775,84 @@ async fn keep_payload(gw: &Gateway, call: &Call, o: &Outcome) {
     }
 }
 
+/// Entry points for the fuzz targets (`fuzz/`): a request body checked as the handler checks
+/// it, and an upstream frame encoded for the client. Not an API: hidden from the docs.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::HashMap;
+
+    use actix_web::web::Bytes;
+    use serde_json::Value;
+    use tally_llm::gateway::SseFrame;
+    use tally_store::KeyRecord;
+
+    use super::{encode, parse_body, plan, upstream_body, Route};
+    use crate::gateway::error::GatewayError;
+    use crate::gateway::translate::StreamTranslator;
+    use crate::gateway::ModelInfo;
+
+    /// What an accepted request body turned into.
+    #[derive(Debug)]
+    pub struct Checked {
+        /// The model asked for.
+        pub model: String,
+        /// Output tokens one choice may generate.
+        pub max_output: u64,
+        /// Choices asked for.
+        pub choices: u64,
+        /// Messages in the body.
+        pub messages: usize,
+        /// Whether the body is translated (OpenAI client, Claude model).
+        pub translate: bool,
+        /// Input tokens the bytes do not bound, or why the cost has no bound.
+        pub extra_input: Result<u64, GatewayError>,
+        /// The body sent upstream.
+        pub upstream_body: Value,
+    }
+
+    /// `raw` checked as `POST` on `route` checks it before any budget or upstream is touched.
+    pub fn check_request(
+        route: Route,
+        raw: &[u8],
+        models: &HashMap<String, ModelInfo>,
+        key: &KeyRecord,
+    ) -> Result<Checked, GatewayError> {
+        let body = parse_body(raw)?;
+        let p = plan(route, &body, models, key)?;
+        let upstream_body = upstream_body(body, &p)?;
+        Ok(Checked {
+            model: p.model,
+            max_output: p.max_output,
+            choices: p.choices,
+            messages: p.messages,
+            translate: p.translate,
+            extra_input: p.extra_input,
+            upstream_body,
+        })
+    }
+
+    /// The bytes the client gets for one upstream frame (translated when `translator` is given).
+    pub fn encode_frame(frame: &SseFrame, translator: Option<&mut StreamTranslator>) -> Vec<Bytes> {
+        encode(frame, translator)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing finding (fuzz/corpus/gateway_request/regression-float-roundtrip.json): a number
+    /// written out in full (`0.000...0001`) was read 1 ulp off and relayed upstream so; with
+    /// serde_json's `float_roundtrip` the body sent upstream re-parses to what was read, and
+    /// that is the nearest double to what the client wrote.
+    #[test]
+    fn client_numbers_reach_the_upstream_exactly() {
+        let raw = br#"{"model":"m","temperature":0.0000000000000000000000000001,"top_p":0.30000000000000004}"#;
+        let Ok(body) = parse_body(raw) else { panic!("the body is valid JSON") };
+        assert_eq!(body["temperature"].as_f64(), Some(1e-28), "the client's number is read as the nearest double");
+        let relayed = serde_json::from_str::<Value>(&body.to_string()).ok();
+        assert_eq!(relayed, Some(body), "the body sent upstream reads back as the body the gateway checked");
+    }
 
     #[test]
     fn images_by_reference_and_tools_add_to_the_input_bound() {
