@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod analytics;
+pub mod archive;
 pub mod cache;
 pub mod error;
 pub mod forecasts;

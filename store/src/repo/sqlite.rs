@@ -230,3 +230,8 @@ pub(crate) mod ops {
 pub(crate) mod providers {
     include!("providers_queries.rs");
 }
+
+/// Archive queries (month rows, archive state, moving rows out and back) for this backend.
+pub(crate) mod archive {
+    include!("archive_queries.rs");
+}

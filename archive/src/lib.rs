@@ -1,0 +1,1 @@
+//! tally-archive: placeholder
