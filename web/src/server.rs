@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::routes::{analytics, billing, dashboard, health, messages, metrics, prices, threads, ui, users};
+use crate::routes::{analytics, archives, billing, dashboard, health, messages, metrics, prices, threads, ui, users};
 use crate::state::AppState;
 
 /// Largest accepted JSON body.
@@ -76,6 +76,7 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             .service(prices::sync_resource())
             .service(dashboard::snapshot)
             .service(dashboard::stream)
+            .service(archives::list_archives)
             .service(web::resource("/{tail:.*}").route(web::get().to(ui::serve)).default_service(web::to(not_found)))
             .default_service(web::to(not_found));
     }
