@@ -47,6 +47,21 @@ fn round_trip(db: &TestDb) {
     assert_eq!(totals(&store), before_totals, "analytics, rollups and invoice totals unchanged while archived");
     let january = LineFilter { from: Some(at("2026-01-01T00:00:00Z")), to: Some(at("2026-02-01T00:00:00Z")), ..Default::default() };
     assert!(store.usage_events(&january, 100).unwrap().is_empty(), "January's raw events are out of the hot tables");
+    // The hot index answers exact per-user and per-thread costs of the archived months.
+    let archived_before = |user: &str, thread: Option<uuid::Uuid>| -> rust_decimal::Decimal {
+        before_raw
+            .events
+            .iter()
+            .filter(|e| e.user_id == user && e.occurred_at < at("2026-03-01T00:00:00Z"))
+            .filter(|e| thread.is_none() || e.thread_id == thread)
+            .map(|e| e.cost.total)
+            .sum()
+    };
+    let sum = |v: Vec<tally_store::archive::ArchivedCost>| v.iter().map(|c| c.cost_total).sum::<rust_decimal::Decimal>();
+    assert_eq!(sum(store.archived_costs(Some("alice"), None).unwrap()), archived_before("alice", None), "alice's archived cost");
+    let bobs_thread = Some(fx.threads[1].thread_id);
+    assert_eq!(sum(store.archived_costs(None, bobs_thread).unwrap()), archived_before("bob", bobs_thread), "bob's thread's archived cost");
+    assert_eq!(store.archived_costs(None, None).unwrap().len(), 10, "ten archived events indexed");
 
     // A re-sent January event is still a duplicate, and counts nowhere twice.
     let again = store.write_batch(&[WriteOp::Usage(fx.january_event.clone())]).unwrap();

@@ -557,3 +557,31 @@ impl Store {
         run!(self, write, archive::commit_restore(month, rows, before_commit, DbTime::now()))
     }
 }
+
+/// One archived event as the hot index keeps it: enough for exact per-user, per-thread and
+/// per-message cost totals of archived months (line detail needs `tally archive restore`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchivedCost {
+    /// The event.
+    pub event_id: Uuid,
+    /// Owner.
+    pub user_id: String,
+    /// Thread, if any.
+    pub thread_id: Option<Uuid>,
+    /// Message, if any.
+    pub message_id: Option<Uuid>,
+    /// Exact cost.
+    pub cost_total: Decimal,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// `YYYY-MM` of its archive.
+    pub month: String,
+}
+
+impl Store {
+    /// Archived events of a user and/or thread (both `None`: all), oldest first: what the hot
+    /// totals of a user or thread must add for months whose events were archived.
+    pub fn archived_costs(&self, user_id: Option<&str>, thread_id: Option<Uuid>) -> Result<Vec<ArchivedCost>, StoreError> {
+        run!(self, read, archive::archived_costs(user_id, thread_id))
+    }
+}

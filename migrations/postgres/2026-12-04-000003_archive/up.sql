@@ -20,6 +20,7 @@ CREATE TABLE archived_events (
     occurred_at  TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX archived_events_by_month ON archived_events (month);
+CREATE INDEX archived_events_by_user ON archived_events (user_id, occurred_at);
 CREATE INDEX archived_events_by_thread ON archived_events (thread_id) WHERE thread_id IS NOT NULL;
 
 -- An event whose id was archived is a duplicate: skip its row (returning NULL from a BEFORE

@@ -322,3 +322,42 @@ pub(crate) fn commit_restore(
         ]))
     })
 }
+
+/// Archived events of a user and/or thread: (message id, event id, cost), oldest first.
+pub(crate) fn archived_costs(
+    conn: &mut Conn,
+    user_id: Option<&str>,
+    thread_id: Option<uuid::Uuid>,
+) -> Result<Vec<crate::archive::ArchivedCost>, StoreError> {
+    let mut q = archived_events::table.into_boxed();
+    if let Some(u) = user_id {
+        q = q.filter(archived_events::user_id.eq(u.to_string()));
+    }
+    if let Some(t) = thread_id {
+        q = q.filter(archived_events::thread_id.eq(DbUuid(t)));
+    }
+    let rows: Vec<(DbUuid, String, Option<DbUuid>, Option<DbUuid>, crate::sql_types::DbDecimal, DbTime, String)> = q
+        .order((archived_events::occurred_at.asc(), archived_events::event_id.asc()))
+        .select((
+            archived_events::event_id,
+            archived_events::user_id,
+            archived_events::thread_id,
+            archived_events::message_id,
+            archived_events::cost_total,
+            archived_events::occurred_at,
+            archived_events::month,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(event_id, user_id, thread_id, message_id, cost, at, month)| crate::archive::ArchivedCost {
+            event_id: event_id.0,
+            user_id,
+            thread_id: thread_id.map(|x| x.0),
+            message_id: message_id.map(|x| x.0),
+            cost_total: cost.0,
+            occurred_at: at.get(),
+            month,
+        })
+        .collect())
+}
