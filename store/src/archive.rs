@@ -578,6 +578,33 @@ pub struct ArchivedCost {
     pub month: String,
 }
 
+/// An `archived_events` row as read.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = archived_events)]
+pub(crate) struct ArchivedCostRow {
+    pub event_id: DbUuid,
+    pub month: String,
+    pub user_id: String,
+    pub thread_id: Option<DbUuid>,
+    pub message_id: Option<DbUuid>,
+    pub cost_total: DbDecimal,
+    pub occurred_at: DbTime,
+}
+
+impl From<ArchivedCostRow> for ArchivedCost {
+    fn from(r: ArchivedCostRow) -> Self {
+        ArchivedCost {
+            event_id: r.event_id.0,
+            user_id: r.user_id,
+            thread_id: r.thread_id.map(|x| x.0),
+            message_id: r.message_id.map(|x| x.0),
+            cost_total: r.cost_total.0,
+            occurred_at: r.occurred_at.get(),
+            month: r.month,
+        }
+    }
+}
+
 impl Store {
     /// Archived events of a user and/or thread (both `None`: all), oldest first: what the hot
     /// totals of a user or thread must add for months whose events were archived.

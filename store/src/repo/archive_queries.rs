@@ -336,28 +336,9 @@ pub(crate) fn archived_costs(
     if let Some(t) = thread_id {
         q = q.filter(archived_events::thread_id.eq(DbUuid(t)));
     }
-    let rows: Vec<(DbUuid, String, Option<DbUuid>, Option<DbUuid>, crate::sql_types::DbDecimal, DbTime, String)> = q
+    let rows: Vec<crate::archive::ArchivedCostRow> = q
         .order((archived_events::occurred_at.asc(), archived_events::event_id.asc()))
-        .select((
-            archived_events::event_id,
-            archived_events::user_id,
-            archived_events::thread_id,
-            archived_events::message_id,
-            archived_events::cost_total,
-            archived_events::occurred_at,
-            archived_events::month,
-        ))
+        .select(crate::archive::ArchivedCostRow::as_select())
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(event_id, user_id, thread_id, message_id, cost, at, month)| crate::archive::ArchivedCost {
-            event_id: event_id.0,
-            user_id,
-            thread_id: thread_id.map(|x| x.0),
-            message_id: message_id.map(|x| x.0),
-            cost_total: cost.0,
-            occurred_at: at.get(),
-            month,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Into::into).collect())
 }
