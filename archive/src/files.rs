@@ -1,7 +1,7 @@
 //! The Parquet files of a month: one per table, Snappy-compressed, decimals as exact text,
 //! ids as hyphenated text, instants as UTC microsecond timestamps (what the database stores).
 //!
-//! Each file is written to `<name>.tmp`, synced, renamed into place, and its directory synced,
+//! Each file is written to a temp file of its own, synced, renamed into place, and its directory synced,
 //! so a crash leaves either the old file, or the new one whole, never a torn file.
 
 use std::fs::File;
@@ -189,7 +189,9 @@ pub fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
 
 /// Write `bytes` to `dir/name` atomically: temp file, sync, rename, sync the directory.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    // A name of its own: two archivers writing the same month never share a temp file (their
+    // final files are byte-identical for the same rows, so the last rename wins harmlessly).
+    let tmp = dir.join(format!("{name}.{}.{}.tmp", std::process::id(), uuid::Uuid::now_v7().simple()));
     let path = dir.join(name);
     let mut file = File::create(&tmp).map_err(|e| ArchiveError::io(&tmp, e))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| ArchiveError::io(&tmp, e))?;

@@ -96,3 +96,27 @@ fn sqlite_crash_at_every_failpoint() {
 fn postgres_crash_mid_delete_and_after() {
     crash_then_resume(&TestDb::postgres(), &[("mid_delete", "hot"), ("after_delete", "archived")]);
 }
+
+/// A late January event arrives between writing the files and moving the rows: the move sees
+/// rows that differ from the files, the archiver rewrites them, and the late event is archived too.
+#[test]
+fn sqlite_late_event_after_the_files_were_written() {
+    let db = TestDb::sqlite();
+    let store = db.open();
+    let fx = fixture(&store);
+    crash_at(&db, "run", "after_readback");
+    assert_eq!(store.archive_month("2026-01").unwrap().map(|m| m.status), Some(tally_store::archive::ArchiveStatus::Written), "files written, rows hot");
+    let mut late = fx.january_event.clone();
+    late.event_id = uuid::Uuid::now_v7();
+    late.idempotency_key = None;
+    late.occurred_at = at("2026-01-20T00:00:00Z");
+    let outcome = store.write_batch(&[tally_store::WriteOp::Usage(late.clone())]).unwrap();
+    assert_eq!(outcome.inserted_events, vec![late.event_id], "the late event is stored hot");
+    let with_late = totals(&store);
+    let outcomes = Archiver::new(store.clone(), db.archive_dir()).run(day("2026-02-01"), today()).unwrap();
+    assert_eq!(outcomes.len(), 1, "January archived: {outcomes:?}");
+    assert_eq!(outcomes[0].rows.get("api_events"), Some(&7), "the late event moved with the other six");
+    assert_eq!(store.archived_event_count("2026-01").unwrap(), 7, "seven archived ids");
+    assert_eq!(store.hot_event_count(at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z")).unwrap(), 0, "nothing of January left hot");
+    assert_eq!(totals(&store), with_late, "totals, late event included, unchanged by archiving");
+}

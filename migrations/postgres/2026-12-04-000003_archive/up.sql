@@ -24,7 +24,9 @@ CREATE INDEX archived_events_by_user ON archived_events (user_id, occurred_at);
 CREATE INDEX archived_events_by_thread ON archived_events (thread_id) WHERE thread_id IS NOT NULL;
 
 -- An event whose id was archived is a duplicate: skip its row (returning NULL from a BEFORE
--- trigger drops just this row; RETURNING does not report it).
+-- trigger drops just this row; RETURNING does not report it). The trigger itself is created by
+-- the first archive (store/src/repo/postgres.rs, SKIP_ARCHIVED_TRIGGER), so a store that never
+-- archives pays nothing for it on the write path.
 CREATE FUNCTION api_events_skip_archived() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM archived_events WHERE event_id = NEW.event_id) THEN
@@ -33,5 +35,3 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER api_events_skip_archived BEFORE INSERT ON api_events
-    FOR EACH ROW EXECUTE FUNCTION api_events_skip_archived();

@@ -1,3 +1,3 @@
-DROP TRIGGER api_events_skip_archived;
+DROP TRIGGER IF EXISTS api_events_skip_archived;
 DROP TABLE archived_events;
 DROP TABLE archive_months;

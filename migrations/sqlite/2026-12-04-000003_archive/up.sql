@@ -30,10 +30,6 @@ CREATE INDEX archived_events_by_month ON archived_events (month);
 CREATE INDEX archived_events_by_user ON archived_events (user_id, occurred_at);
 CREATE INDEX archived_events_by_thread ON archived_events (thread_id) WHERE thread_id IS NOT NULL;
 
--- An event whose id was archived is a duplicate: skip its row (RAISE(IGNORE) drops just this
--- row, and RETURNING does not report it, so the batch counts it as a duplicate).
-CREATE TRIGGER api_events_skip_archived BEFORE INSERT ON api_events
-WHEN EXISTS (SELECT 1 FROM archived_events WHERE event_id = NEW.event_id)
-BEGIN
-    SELECT RAISE(IGNORE);
-END;
+-- The trigger that keeps archived ids duplicates (api_events_skip_archived) is created by the
+-- first archive, in its moving transaction (store/src/repo/sqlite.rs, SKIP_ARCHIVED_TRIGGER):
+-- a store that never archives pays nothing for it on the write path.

@@ -175,6 +175,8 @@ pub(crate) fn commit_archive(
         let (from, to) = (DbTime::new(range.from), DbTime::new(range.to));
         let rows = month_rows_in(conn, from, to)?;
         check(&rows)?;
+        // From now on, ids in archived_events are duplicates (idempotent; see SKIP_ARCHIVED_TRIGGER).
+        diesel::sql_query(super::SKIP_ARCHIVED_TRIGGER).execute(conn)?;
         let index: Vec<ArchivedEventRow> = rows
             .events
             .iter()
