@@ -28,6 +28,9 @@ const ANTHROPIC_IMPORT_SCHEDULE: &str = "5 * * * *";
 const OPENAI_IMPORT_SCHEDULE: &str = "10 */6 * * *";
 /// When forecasts are retrained (cron, UTC): daily at 00:30, once yesterday is complete.
 const FORECAST_RETRAIN_SCHEDULE: &str = "30 0 * * *";
+/// When closed months past the retention policy are archived (cron, UTC): daily at 01:15
+/// (daily, so a run that failed or crashed is finished the next day).
+const ARCHIVE_SCHEDULE: &str = "15 1 * * *";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default listen address of the collector role.
 const DEFAULT_COLLECTOR_BIND: &str = "127.0.0.1:8090";
@@ -97,6 +100,8 @@ struct GatewaySetup {
     lease: Duration,
     /// Keep prompts and responses.
     store_payloads: bool,
+    /// Scheduled archiving: months to keep hot and the archive directory.
+    archive_policy: Option<(u32, std::path::PathBuf)>,
     /// Cluster mode: budgets shared in this Redis.
     redis_url: Option<String>,
     /// How alerts are delivered (email, webhook, log).
@@ -296,6 +301,9 @@ enum Command {
         /// Access control.
         #[command(flatten)]
         access: AuthArgs,
+        /// Scheduled archiving (off by default).
+        #[command(flatten)]
+        archive: ArchivePolicyArgs,
     },
     /// Run the ingest role: `POST /v1/events` -> Kafka `inference-events` (cluster mode).
     Collector {
@@ -343,6 +351,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminTokenCommand,
     },
+    /// Retention: move usage events of closed months to Parquet files, list, restore, verify (docs/archive.md).
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Keys Tally holds: provider admin keys encrypted at rest.
     Keys {
         #[command(subcommand)]
@@ -365,6 +378,139 @@ enum ImportCommand {
         #[arg(long, env = "TALLY_NODE_URL", default_value = tally_web::price_sync_cli::DEFAULT_NODE_URL)]
         node: String,
     },
+}
+
+/// Where archives live, and the database they come from.
+#[derive(Debug, clap::Args)]
+struct ArchiveArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Archive directory (one subdirectory per month); default: `archive/` next to a SQLite
+    /// database, else ./data/archive.
+    #[arg(long, env = "TALLY_ARCHIVE_DIR")]
+    archive_dir: Option<std::path::PathBuf>,
+}
+
+/// The scheduled retention policy of `serve`.
+#[derive(Debug, clap::Args)]
+struct ArchivePolicyArgs {
+    /// Keep this many months of usage events hot (the current month counts as one) and archive
+    /// older closed months daily; off when unset.
+    #[arg(long, env = "TALLY_ARCHIVE_KEEP_MONTHS")]
+    archive_keep_months: Option<u32>,
+    /// Archive directory of the policy (see `tally archive --help`).
+    #[arg(long, env = "TALLY_ARCHIVE_DIR")]
+    archive_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    /// Archive every closed month that ended on or before DATE (never the current month).
+    Run {
+        /// YYYY-MM-DD: months ending on or before this day are archived.
+        #[arg(long)]
+        before: String,
+        #[command(flatten)]
+        args: ArchiveArgs,
+    },
+    /// List archived months (state, rows, exact totals, files).
+    List {
+        #[command(flatten)]
+        args: ArchiveArgs,
+    },
+    /// Put an archived month (YYYY-MM) back into the hot tables (idempotent).
+    Restore {
+        /// YYYY-MM.
+        month: String,
+        #[command(flatten)]
+        args: ArchiveArgs,
+    },
+    /// Check every archived month's files against its manifest and the database; non-zero exit on a problem.
+    Verify {
+        #[command(flatten)]
+        args: ArchiveArgs,
+    },
+}
+
+/// The archive directory: the flag, else `archive/` next to a SQLite file, else the default.
+fn archive_dir(explicit: Option<&std::path::Path>, database_url: &str) -> std::path::PathBuf {
+    if let Some(dir) = explicit {
+        return dir.to_path_buf();
+    }
+    database_url
+        .strip_prefix("sqlite://")
+        .filter(|p| !p.starts_with(":memory:"))
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.join("archive")))
+        .unwrap_or_else(|| std::path::PathBuf::from(tally_archive::DEFAULT_ARCHIVE_DIR))
+}
+
+fn run_archive(command: ArchiveCommand) -> anyhow::Result<()> {
+    let args = match &command {
+        ArchiveCommand::Run { args, .. }
+        | ArchiveCommand::List { args }
+        | ArchiveCommand::Restore { args, .. }
+        | ArchiveCommand::Verify { args } => args,
+    };
+    let dir = archive_dir(args.archive_dir.as_deref(), &args.db.database_url);
+    // Validate the input before touching the database.
+    let before = match &command {
+        ArchiveCommand::Run { before, .. } => Some(tally_archive::month::parse_date(before).context("--before")?),
+        _ => None,
+    };
+    if let ArchiveCommand::Restore { month, .. } = &command {
+        tally_archive::month::parse_month(month).context("MONTH")?;
+    }
+    let (store, _) = open_store(&args.db)?;
+    let archiver = tally_archive::Archiver::new(store, &dir);
+    let today = chrono::Utc::now().date_naive();
+    match command {
+        ArchiveCommand::Run { .. } => {
+            let before = before.context("--before")?;
+            let outcomes = archiver.run(before, today)?;
+            if outcomes.is_empty() {
+                println!("nothing to archive before {before} in {}", dir.display());
+            }
+            for o in outcomes {
+                println!("{}\t{}\tcost {}\trows {:?}", o.month, o.action, o.cost_total, o.rows);
+            }
+        }
+        ArchiveCommand::List { .. } => {
+            println!("month\tstatus\tevents\tcost_total\tarchived_at\tverified_at\tlocation");
+            for m in archiver.list()? {
+                let manifest = m.manifest.as_deref().and_then(|t| tally_archive::Manifest::parse(t).ok());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    m.month,
+                    m.status.as_str(),
+                    manifest.as_ref().map(|x| x.totals.overall.events.to_string()).unwrap_or_default(),
+                    manifest.as_ref().map(|x| x.totals.overall.cost_total.to_string()).unwrap_or_default(),
+                    m.archived_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    m.verified_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    m.location
+                );
+            }
+        }
+        ArchiveCommand::Restore { month, .. } => {
+            let o = archiver.restore(&month)?;
+            println!("{}\t{}\tcost {}\trows {:?}", o.month, o.action, o.cost_total, o.rows);
+        }
+        ArchiveCommand::Verify { .. } => {
+            let reports = archiver.verify(chrono::Utc::now())?;
+            let mut bad = 0;
+            for r in &reports {
+                if r.problems.is_empty() {
+                    println!("{}\tok\tlate hot events {}", r.month, r.late_hot_events);
+                } else {
+                    bad += 1;
+                    println!("{}\tFAILED\t{}", r.month, r.problems.join("; "));
+                }
+            }
+            if bad > 0 {
+                anyhow::bail!("{bad} archived month(s) failed verification");
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -587,6 +733,10 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             Ok(())
+    },
+        Command::Archive { command } => {
+            let _guard = tally_observability::init_node("tally-archive", tally_observability::LogFormat::Human, None)?;
+            run_archive(command)
         }
         Command::Keys { command: KeysCommand::RotateEncryption { db } } => {
             let _guard = tally_observability::init_node("tally-keys", tally_observability::LogFormat::Human, None)?;
@@ -632,6 +782,7 @@ fn main() -> anyhow::Result<()> {
             ingest,
             gateway,
             access,
+            archive,
         } => {
             let kafka = kafka.config()?;
             let ingest = ingest.config()?;
@@ -639,6 +790,12 @@ fn main() -> anyhow::Result<()> {
             if batch_max_ops == 0 {
                 anyhow::bail!("TALLY_BATCH_MAX_OPS must be at least 1");
             }
+            if archive.archive_keep_months == Some(0) {
+                anyhow::bail!("TALLY_ARCHIVE_KEEP_MONTHS must be at least 1 (the current month)");
+            }
+            let archive_policy = archive
+                .archive_keep_months
+                .map(|n| (n, archive_dir(archive.archive_dir.as_deref(), &db.database_url)));
             let (store, catalog) = open_store(&db)?;
             let redis_url = cache.redis_url.clone();
             let cache = cache.open()?;
@@ -653,6 +810,7 @@ fn main() -> anyhow::Result<()> {
                         .context("gateway upstreams (ANTHROPIC_*/OPENAI_* variables)")?,
                 ),
                 lease: Duration::from_secs(gateway.budget_lease_secs),
+                archive_policy,
                 store_payloads: gateway.store_payloads,
                 redis_url,
                 notify: NotifyConfig {
@@ -779,6 +937,24 @@ async fn serve(
             let e = e.clone();
             async move { e.evaluate_now().await }
         }))?;
+        if let Some((keep, dir)) = gateway.archive_policy.clone() {
+            let archiver = tally_archive::Archiver::new(actors.store.clone(), dir);
+            scheduler.register(Job::new("archive", "Archive usage of old months", ARCHIVE_SCHEDULE, move || {
+                let a = archiver.clone();
+                async move {
+                    // Parquet writing and the database move block: off the event loop.
+                    let today = chrono::Utc::now().date_naive();
+                    match tokio::task::spawn_blocking(move || a.run_policy(keep, today)).await {
+                        Ok(Ok(outcomes)) => Ok(format!(
+                            "{} month(s) archived",
+                            outcomes.iter().filter(|o| o.action == "archived").count()
+                        )),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(format!("archive task failed: {e}")),
+                    }
+                }
+            }))?;
+        }
         let s = actors.store.clone();
         scheduler.register(Job::new("forecast-retrain", "Retrain cost forecasts", FORECAST_RETRAIN_SCHEDULE, move || {
             tally_web::routes::forecasts::retrain_all(s.clone())

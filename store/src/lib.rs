@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod analytics;
+pub mod archive;
 pub mod cache;
 pub mod error;
 pub mod forecasts;

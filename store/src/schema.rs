@@ -569,3 +569,37 @@ diesel::table! {
         at -> UtcInstant,
     }
 }
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::UtcInstant;
+
+    /// Archived months (issue 16): the resumable archive state machine and its manifest.
+    archive_months (month) {
+        month -> Text,
+        status -> Text,
+        location -> Text,
+        manifest -> Nullable<Text>,
+        updated_at -> UtcInstant,
+        archived_at -> Nullable<UtcInstant>,
+        verified_at -> Nullable<UtcInstant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::sql_types::{ExactDecimal, UtcInstant, UuidKey};
+
+    /// The hot index of archived events: duplicates stay duplicates, totals stay answerable.
+    archived_events (event_id) {
+        event_id -> UuidKey,
+        month -> Text,
+        user_id -> Text,
+        thread_id -> Nullable<UuidKey>,
+        message_id -> Nullable<UuidKey>,
+        cost_total -> ExactDecimal,
+        occurred_at -> UtcInstant,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(archived_events, api_events);

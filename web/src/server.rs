@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
-use crate::routes::{analytics, billing, dashboard, health, messages, metrics, prices, threads, ui, users};
+use crate::routes::{analytics, archives, billing, dashboard, health, messages, metrics, prices, threads, ui, users};
 use crate::state::AppState;
 
 /// Largest accepted JSON body.
@@ -79,6 +79,7 @@ pub fn configure(state: AppState, http: HttpConfig) -> impl FnOnce(&mut web::Ser
             .service(dashboard::stream)
             // The contract and its docs page: before the catch-all, which would take `/docs`.
             .configure(crate::openapi::docs::configure)
+            .service(archives::list_archives)
             .service(web::resource("/{tail:.*}").route(web::get().to(ui::serve)).default_service(web::to(not_found)))
             .default_service(web::to(not_found));
     }

@@ -131,3 +131,17 @@ pub(crate) mod providers {
 pub(crate) mod admin {
     include!("admin_queries.rs");
 }
+
+/// Created by the first archive (the function is the migration's): an event whose id was
+/// archived is a duplicate. Creating it locks `api_events` against inserts until the first
+/// archive's transaction commits; later archives find it and take no lock.
+const SKIP_ARCHIVED_TRIGGER: &str = "DO $$ BEGIN \
+     IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'api_events_skip_archived') THEN \
+     CREATE TRIGGER api_events_skip_archived BEFORE INSERT ON api_events \
+     FOR EACH ROW EXECUTE FUNCTION api_events_skip_archived(); \
+     END IF; END $$";
+
+/// Archive queries (month rows, archive state, moving rows out and back) for this backend.
+pub(crate) mod archive {
+    include!("archive_queries.rs");
+}

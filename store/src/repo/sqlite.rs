@@ -235,3 +235,14 @@ pub(crate) mod providers {
 pub(crate) mod admin {
     include!("admin_queries.rs");
 }
+
+/// Created by the first archive: an event whose id was archived is a duplicate. RAISE(IGNORE)
+/// drops just this row, and RETURNING does not report it, so the batch counts it a duplicate.
+const SKIP_ARCHIVED_TRIGGER: &str = "CREATE TRIGGER IF NOT EXISTS api_events_skip_archived BEFORE INSERT ON api_events \
+     WHEN EXISTS (SELECT 1 FROM archived_events WHERE event_id = NEW.event_id) \
+     BEGIN SELECT RAISE(IGNORE); END";
+
+/// Archive queries (month rows, archive state, moving rows out and back) for this backend.
+pub(crate) mod archive {
+    include!("archive_queries.rs");
+}

@@ -1,6 +1,7 @@
 //! Route handlers, one file per resource.
 
 pub mod analytics;
+pub mod archives;
 pub mod billing;
 pub mod budgets;
 pub mod dashboard;

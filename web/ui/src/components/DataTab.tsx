@@ -5,6 +5,7 @@ import { useAsync } from '../hooks';
 import { kindLabel } from '../kinds';
 import { formatQuantity, formatUsd } from '../money';
 import type { UsageEvent } from '../types';
+import { ArchivedMonths } from './ArchivedMonths';
 
 /** Events per page of the usage log. */
 const PAGE = 100;
@@ -98,6 +99,7 @@ export function DataTab({ userId, version }: Props) {
           </table>
         )}
       </section>
+      <ArchivedMonths version={version} />
       <section className="card" data-testid="usage-events">
         <h4>Raw usage events</h4>
         {first.error ? <p className="error">{errorText(first.error)}</p> : null}

@@ -1,0 +1,3 @@
+DROP TRIGGER IF EXISTS api_events_skip_archived;
+DROP TABLE archived_events;
+DROP TABLE archive_months;
