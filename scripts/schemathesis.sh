@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The API contract against a live node: Schemathesis (pinned, from PyPI) generates requests from
 # /openapi.json for every operation and checks that no answer is a 5xx and that every answer
-# conforms to the spec (status code, content type, body schema). Two passes: a fresh node on
-# SQLite, then one on PostgreSQL (scripts/services.sh). Each pass is bounded in time.
-#   scripts/schemathesis.sh                  both passes
+# conforms to the spec (status code, content type, body schema). Four passes, each a fresh node:
+# both access modes (open; token, calling as the admin) on SQLite and on PostgreSQL
+# (scripts/services.sh). Each pass is bounded in time.
+#   scripts/schemathesis.sh                  all four passes
+#   TALLY_SCHEMATHESIS_PASSES="sqlite:token" ...  chosen passes
 #   TALLY_SCHEMATHESIS_BACKENDS=sqlite ...   one pass
 #   TALLY_SCHEMATHESIS_TOKEN=<admin token>   sent as `Authorization: Bearer` (token mode)
 #   TALLY_SCHEMATHESIS_ARGS="--seed 1 ..."   extra `schemathesis run` arguments
@@ -15,7 +17,7 @@ cd "$ROOT"
 VERSION=4.32.5
 VENV="${XDG_CACHE_HOME:-$HOME/.cache}/tally/schemathesis-$VERSION"
 # Per pass: at most this many seconds of generated requests, and cases per operation.
-MAX_TIME=${TALLY_SCHEMATHESIS_MAX_TIME:-75}
+MAX_TIME=${TALLY_SCHEMATHESIS_MAX_TIME:-45}
 MAX_EXAMPLES=${TALLY_SCHEMATHESIS_MAX_EXAMPLES:-15}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
@@ -45,10 +47,10 @@ trap stop_node EXIT
 
 # Start a node on a free loopback port (simulated LLM); sets BASE.
 start_node() {
-  local db_url=$1 log=$2
+  local db_url=$1 log=$2 mode=$3
   : >"$log.out"
-  TALLY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64) TALLY_SIM_TOKEN_DELAY_MS=1 \
-    "$TALLY_BIN" serve --bind 127.0.0.1:0 --database-url "$db_url" >"$log.out" 2>"$log" &
+  TALLY_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64) TALLY_SIM_TOKEN_DELAY_MS=1 TALLY_ADMIN_TOKEN="$ADMIN_TOKEN" \
+    "$TALLY_BIN" serve --auth "$mode" --bind 127.0.0.1:0 --database-url "$db_url" >"$log.out" 2>"$log" &
   NODE_PID=$!
   BASE=
   for _ in $(seq 1 300); do
@@ -62,12 +64,15 @@ start_node() {
 }
 
 run_pass() {
-  local name=$1 db_url=$2
+  local name=$1 db_url=$2 mode=$3
   local log="$OUT/$name.log"
-  echo "== schemathesis: $name ($MAX_TIME s at most)" >&2
-  start_node "$db_url" "$log"
+  echo "== schemathesis: $name, $mode mode ($MAX_TIME s at most)" >&2
+  start_node "$db_url" "$log" "$mode"
   local auth=()
-  if [ -n "${TALLY_SCHEMATHESIS_TOKEN:-}" ]; then
+  if [ "$mode" = token ]; then
+    # Token mode: the whole API as the admin (the refusals of other callers are tests/access.rs's).
+    auth=(-H "Authorization: Bearer ${TALLY_SCHEMATHESIS_TOKEN:-$ADMIN_TOKEN}")
+  elif [ -n "${TALLY_SCHEMATHESIS_TOKEN:-}" ]; then
     auth=(-H "Authorization: Bearer $TALLY_SCHEMATHESIS_TOKEN")
   fi
   # Excluded: the dashboard's SSE stream never ends (a feed), and the SPA's catch-all answers
@@ -94,17 +99,22 @@ run_pass() {
 }
 
 status=0
-for backend in ${TALLY_SCHEMATHESIS_BACKENDS:-sqlite postgres}; do
+ADMIN_TOKEN="schemathesis-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+# Both modes on both backends: open on SQLite and token on PostgreSQL, then the other way round.
+for pass in ${TALLY_SCHEMATHESIS_PASSES:-sqlite:open postgres:token sqlite:token postgres:open}; do
+  backend=${pass%%:*}
+  mode=${pass#*:}
+  case " ${TALLY_SCHEMATHESIS_BACKENDS:-sqlite postgres} " in *" $backend "*) ;; *) continue ;; esac
   case "$backend" in
     sqlite)
       rm -f "$OUT/sqlite.db"*
-      run_pass sqlite "sqlite://$OUT/sqlite.db" || status=1
+      run_pass "sqlite-$mode" "sqlite://$OUT/sqlite.db" "$mode" || status=1
       ;;
     postgres)
       admin=${TALLY_TEST_POSTGRES_URL:?TALLY_TEST_POSTGRES_URL is not set: scripts/services.sh start && eval "\$(scripts/services.sh env)"}
       db="tally_schemathesis_$$_$(date +%s)"
       psql "$admin" -q -c "CREATE DATABASE \"$db\"" >/dev/null
-      run_pass postgres "${admin%/*}/$db" || status=1
+      run_pass "postgres-$mode" "${admin%/*}/$db" "$mode" || status=1
       psql "$admin" -q -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || true
       ;;
     *) echo "unknown backend $backend (sqlite or postgres)" >&2; exit 2 ;;

@@ -338,7 +338,12 @@ impl Handler<BillBatch> for BillingActor {
                         };
                         if duplicate {
                             duplicates += 1;
-                        } else {
+                        }
+                        // Duplicates are announced too (once per batch): a commit whose answer was
+                        // lost (the database crashed mid-commit) is retried and then reads as a
+                        // duplicate, and would otherwise never reach the live dashboards. Every
+                        // receiver of the feed counts an event once by its id.
+                        if first {
                             stored.push(announce(event, &cost, committed_at));
                         }
                         Ok(BilledUsage { cost, duplicate })

@@ -97,7 +97,6 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/auth/whoami", Access::Public),
     ("GET", "/openapi.json", Access::Public),
     ("GET", "/docs", Access::Public),
-    ("GET", "/docs/", Access::Public),
     ("GET", "/docs/{_:.*}", Access::Public),
     ("GET", "/{tail:.*}", Access::Public),
     // The gateway checks its own keys.

@@ -33,6 +33,9 @@ async fn docs_redirect() -> HttpResponse {
     responses(
         (status = 200, description = "One result per event, in order", body = Object),
         (status = 400, description = "The body is not a batch of events", body = Object),
+        (status = 401, description = "Token mode: no credential, or a wrong one (codes unauthenticated, invalid_credentials)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Token mode: ingest needs the admin token, not a user's key (code forbidden)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address (code too_many_failed_auth)", body = crate::openapi::ErrorBody),
         (status = 413, description = "Too large or too many events", body = Object),
         (status = 503, description = "Overloaded or a dependency is down; retry", body = Object),
     ),

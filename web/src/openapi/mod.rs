@@ -165,7 +165,7 @@ pub struct ReconciliationQuery {
         license(name = "MIT")
     ),
     paths(
-        health::healthz, health::readyz, metrics::metrics, crate::auth::whoami,
+        health::healthz, health::readyz, metrics::metrics, crate::auth::whoami, crate::routes::archives::list_archives,
         users::create_user, users::list_users, users::get_user,
         threads::create_thread, threads::list_threads, threads::get_thread,
         messages::send_message, messages::stream_message, messages::history,
@@ -192,7 +192,7 @@ pub struct ReconciliationQuery {
         (name = "prices"), (name = "dashboard"), (name = "forecasts"), (name = "budgets", description = "Alert budgets and the delivery log"),
         (name = "providers", description = "Provider usage import and reconciliation"), (name = "scheduler"),
         (name = "keys", description = "Virtual keys and their budgets"), (name = "gateway", description = "OpenAI- and Anthropic-compatible endpoints"),
-        (name = "ingest", description = "External usage events"), (name = "meta", description = "This document, its docs page, the UI")
+        (name = "ingest", description = "External usage events"), (name = "archives", description = "Retention: months moved to Parquet files"), (name = "auth", description = "Access mode and the caller"), (name = "meta", description = "This document, its docs page, the UI")
     )
 )]
 pub struct ApiDoc;

@@ -88,6 +88,7 @@ fn view(m: ArchiveMonth) -> ArchiveView {
 }
 
 /// `GET /api/archives`: every month in the archive, oldest first.
+#[utoipa::path(tag = "archives", responses((status = 200, description = "Months and their archive state: status, row counts, exact totals, files, when archived and verified", body = Object)))]
 #[get("/api/archives")]
 pub async fn list_archives(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let months = blocking(&state.store, |s| s.archive_months()).await?;

@@ -106,6 +106,32 @@ pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<impl R
     Ok(sse::Sse::from_infallible_receiver(rx).with_keep_alive(HEARTBEAT))
 }
 
+/// Event ids a stream has sent lately (bounded: the oldest half is forgotten when full).
+#[derive(Default)]
+struct RecentIds {
+    set: HashSet<Uuid>,
+    order: std::collections::VecDeque<Uuid>,
+}
+
+/// Ids a stream remembers to skip repeats.
+const RECENT_IDS: usize = 100_000;
+
+impl RecentIds {
+    /// Whether `id` is new (and remember it).
+    fn insert(&mut self, id: Uuid) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS {
+            for old in self.order.drain(..RECENT_IDS / 2) {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
 /// Everyone's feed (the admin, open mode).
 async fn all_feed(state: &AppState) -> mpsc::Receiver<sse::Event> {
     let (tx, rx) = mpsc::channel::<sse::Event>(CLIENT_BUFFER);
@@ -121,6 +147,7 @@ async fn all_feed(state: &AppState) -> mpsc::Receiver<sse::Event> {
     tokio::spawn(async move {
         let _client = tally_observability::metrics::sse_client_connected();
         let mut tick = tokio::time::interval(SNAPSHOT_INTERVAL);
+        let mut recent = RecentIds::default();
         loop {
             tokio::select! {
                 received = feed.recv() => match received {
@@ -130,6 +157,10 @@ async fn all_feed(state: &AppState) -> mpsc::Receiver<sse::Event> {
                         // snapshot is dropped below. A client gone away is dropped here.
                         let mut gone = false;
                         for priced in batch.iter() {
+                            // The feed may announce an event again (a retried commit): send it once.
+                            if !recent.insert(priced.event_id) {
+                                continue;
+                            }
                             if let Some(e) = event("usage", priced) {
                                 match tx.try_send(e) {
                                     Ok(()) => {}
