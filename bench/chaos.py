@@ -514,7 +514,9 @@ def run_faults(cl, args, ledger, timeline, stop, short):
         (0.10, "SIGKILL node-a (restart after 5 s)", lambda: (cl.kill9("node-a"), time.sleep(5), cl.node_start("node-a"))),
         (0.25, "broker SIGKILL + restart after 3 s", lambda: (cl.kill9("tansu"), time.sleep(3), cl.broker_start())),
         (0.40, f"Redis stopped for {redis_down:g} s", lambda: (cl.kill9("redis"), mark_redis(timeline, "down"), time.sleep(redis_down),
-                                                          cl.redis_start(), mark_redis(timeline, "up"))),
+                                                          # "up" is when the restart begins: a call answered after it may
+                                                          # have reached the new Redis (within wait_port's polling gap).
+                                                          mark_redis(timeline, "up"), cl.redis_start())),
         (0.55, "SIGKILL collector-1 (restart after 3 s)", lambda: (cl.kill9("collector-1"), time.sleep(3), cl.collector_start("collector-1"))),
         (0.70, "PostgreSQL restart (immediate stop, start)", lambda: cl.pg_restart()),
         (0.85, "SIGKILL node-b (restart after 5 s)", lambda: (cl.kill9("node-b"), time.sleep(5), cl.node_start("node-b"))),
