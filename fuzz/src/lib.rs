@@ -96,6 +96,7 @@ pub fn ingest(data: &[u8]) {
                     "fractional_tokens",
                     "empty_usage",
                     "invalid_event_id",
+                    "invalid_text",
                 ],
                 &r,
             ),
@@ -170,7 +171,7 @@ pub fn envelope(data: &[u8]) {
             Err(e) => check_code(
                 "inference event",
                 e.code(),
-                &["invalid_user_id", "invalid_model", "invalid_task", "empty_usage", "negative_quantity", "fractional_tokens"],
+                &["invalid_user_id", "invalid_model", "invalid_task", "empty_usage", "negative_quantity", "fractional_tokens", "invalid_text"],
                 &e,
             ),
         }
