@@ -28,7 +28,7 @@ use tally_store::Store;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::gateway::keys::{hash_key, KeyCache, KeyRefusal};
+use crate::gateway::keys::{hash_key, random_hex, same_digest, KeyCache, KeyRefusal};
 
 /// Prefix of admin tokens made by `tally admin-token create`.
 pub const ADMIN_TOKEN_PREFIX: &str = "tat-";
@@ -389,11 +389,6 @@ impl Auth {
     }
 }
 
-/// Equality of two hex digests without an early exit.
-fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The public id of a `tat-<public>-<secret>` token, if it has that shape.
 pub fn admin_public_id_of(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(ADMIN_TOKEN_PREFIX)?;
@@ -408,13 +403,8 @@ pub fn new_admin_token(name: &str) -> Result<(AdminTokenRecord, String), ApiErro
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("invalid_name", "name must be 1-100 characters without control characters"));
     }
-    let random = |n: usize| -> Result<String, ApiError> {
-        let mut buf = vec![0u8; n];
-        getrandom::fill(&mut buf).map_err(|e| ApiError::Internal { code: "rng", message: format!("no randomness: {e}") })?;
-        Ok(crate::gateway::keys::hex(&buf))
-    };
-    let public_id = random(ADMIN_PUBLIC_BYTES)?;
-    let token = format!("{ADMIN_TOKEN_PREFIX}{public_id}-{}", random(ADMIN_SECRET_BYTES)?);
+    let public_id = random_hex(ADMIN_PUBLIC_BYTES)?;
+    let token = format!("{ADMIN_TOKEN_PREFIX}{public_id}-{}", random_hex(ADMIN_SECRET_BYTES)?);
     let record = AdminTokenRecord {
         token_id: tally_domain::new_id(),
         public_id,

@@ -44,7 +44,7 @@ impl std::fmt::Debug for NewKey {
     }
 }
 
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String, ApiError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| ApiError::Internal { code: "rng", message: format!("no randomness: {e}") })?;
     Ok(hex(&buf))
@@ -87,7 +87,7 @@ pub fn public_id_of(key: &str) -> Option<&str> {
 }
 
 /// Equality of two hex digests without an early exit (no timing hint at the stored hash).
-fn same_digest(a: &str, b: &str) -> bool {
+pub(crate) fn same_digest(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
