@@ -41,6 +41,23 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
+/// One server-sent event, as a client's SSE parser reads it (OpenAPI 3.1: the `schema` of a
+/// `text/event-stream` answer describes each event). `data` is one JSON document.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct SseEvent {
+    /// The event's name (`start`, `delta`, `usage`, `done`, `error`; `snapshot`, `delta` on the dashboard).
+    #[schema(nullable = false)]
+    pub event: Option<String>,
+    /// The event's payload: a JSON document.
+    pub data: String,
+    /// Event id, when the stream sets one.
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+    /// Reconnection delay in milliseconds, when the stream sets one.
+    #[schema(nullable = false)]
+    pub retry: Option<u64>,
+}
+
 /// The error body of `/v1/chat/completions` and `/v1/models` (OpenAI's shape).
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct OpenAiError {
@@ -183,7 +200,7 @@ pub struct ReconciliationQuery {
         gw::chat_completions, gw::messages, gw::list_models,
         docs::ingest, docs::openapi_json, docs::docs_page, docs::spa,
     ),
-    components(schemas(ErrorBody, OpenAiError, AnthropicError)),
+    components(schemas(ErrorBody, SseEvent, OpenAiError, AnthropicError)),
     modifiers(&Contract),
     tags(
         (name = "health", description = "Liveness, readiness, metrics (public)"),

@@ -96,7 +96,7 @@ async fn user_feed(state: &AppState, user: String) -> Result<mpsc::Receiver<sse:
 }
 
 /// SSE: `snapshot` on connect and whenever the aggregates change; `usage` for each priced event.
-#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Server-sent events: snapshot, then deltas", body = String, content_type = "text/event-stream")))]
+#[utoipa::path(tag = "dashboard", responses((status = 200, description = "Server-sent events: snapshot, then deltas", body = crate::openapi::SseEvent, content_type = "text/event-stream")))]
 #[get("/api/dashboard/stream")]
 pub async fn stream(state: web::Data<AppState>, caller: Caller) -> Result<impl Responder, ApiError> {
     let rx = match caller.user() {

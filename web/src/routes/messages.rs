@@ -135,7 +135,7 @@ fn sse_event(event: ChatEvent) -> Option<sse::Event> {
 /// Send a message and stream the reply as server-sent events:
 /// `start`, then `delta`s (and `usage` updates), then `done` with usage, cost and the thread total
 /// (or `error`). If the client disconnects, the reply is still completed and billed.
-#[utoipa::path(tag = "messages", params(("X-User-Id" = Option<String>, Header, description = "Caller user id, when not in the body")), request_body = SendBody, responses((status = 200, description = "Server-sent events: start, delta, usage, done or error", body = String, content_type = "text/event-stream"), (status = 409, description = "turn_in_progress", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable (no_price)", body = crate::openapi::ErrorBody), (status = 429, description = "Provider rate limited", body = crate::openapi::ErrorBody)))]
+#[utoipa::path(tag = "messages", params(("X-User-Id" = Option<String>, Header, description = "Caller user id, when not in the body")), request_body = SendBody, responses((status = 200, description = "Server-sent events: start, delta, usage, done or error", body = crate::openapi::SseEvent, content_type = "text/event-stream"), (status = 409, description = "turn_in_progress", body = crate::openapi::ErrorBody), (status = 422, description = "Not billable (no_price)", body = crate::openapi::ErrorBody), (status = 429, description = "Provider rate limited", body = crate::openapi::ErrorBody)))]
 #[post("/api/messages/stream")]
 pub async fn stream_message(
     state: web::Data<AppState>,
