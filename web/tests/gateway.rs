@@ -337,3 +337,65 @@ async fn task_labels_and_payloads_reach_the_usage_log() {
     assert_eq!(tasks["groups"][0]["task"], json!("summarize"), "analytics see the task: {tasks}");
     node.stop().await;
 }
+
+/// Every answered call is already billed: the answer (or a stream's last frame) waits for
+/// the usage to be durable. Read straight after the answer, the event is there.
+#[actix_rt::test]
+async fn an_answer_goes_only_once_its_usage_is_stored() {
+    let node = Node::start(Duration::from_millis(1)).await;
+    let (_, secret) = node.key("erin", json!({})).await;
+    for _ in 0..5 {
+        let (s, _, headers) = node.gateway("/v1/messages", &secret, chat(HAIKU, 30)).await;
+        assert_eq!(s, 200);
+        let id = headers["x-tally-request-id"].to_str().unwrap().to_string();
+        let (s, e) = node.get(&format!("/api/usage/events/{id}")).await;
+        assert_eq!(s, 200, "the answered call's usage is stored before the answer: {e}");
+        assert!(dec(&e["cost"]) > Decimal::ZERO, "and priced: {e}");
+    }
+    let mut body = chat(HAIKU, 30);
+    body["stream"] = json!(true);
+    let r = node.client.post(node.url("/v1/messages")).bearer_auth(&secret).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-tally-request-id"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("event: message_stop"), "the stream ended normally: {text}");
+    let (s, e) = node.get(&format!("/api/usage/events/{id}")).await;
+    assert_eq!(s, 200, "the stream's usage is stored before its last frame: {e}");
+    node.stop().await;
+}
+
+/// When the usage cannot be stored, the call is not answered as a success: 503
+/// `usage_not_recorded` (a stream ends with an error frame instead of `message_stop`), the
+/// hold is settled at its reserved bound, and the call works again once storage does.
+#[actix_rt::test]
+async fn a_call_whose_usage_cannot_be_stored_is_not_answered_as_a_success() {
+    use diesel::{Connection, RunQueryDsl};
+    let node = Node::start(Duration::from_millis(1)).await;
+    let (key_id, secret) = node.key("frank", json!({"budgets": [{"max_budget": "5", "period": "monthly"}]})).await;
+    let path = node.db_url.trim_start_matches("sqlite://").to_string();
+    let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+    diesel::sql_query("ALTER TABLE api_events RENAME TO api_events_away").execute(&mut conn).unwrap();
+
+    let (s, body, _) = node.gateway("/v1/messages", &secret, chat(HAIKU, 30)).await;
+    assert_eq!(s, 503, "not answered: {body}");
+    assert_eq!(body["error"]["type"], "usage_not_recorded", "{body}");
+    let (s, body, _) = node.gateway("/v1/chat/completions", &secret, chat(HAIKU, 30)).await;
+    assert_eq!(s, 503, "not answered on the OpenAI route either: {body}");
+    assert_eq!(body["error"]["code"], "usage_not_recorded", "{body}");
+
+    let mut stream = chat(HAIKU, 30);
+    stream["stream"] = json!(true);
+    let r = node.client.post(node.url("/v1/messages")).bearer_auth(&secret).json(&stream).send().await.unwrap();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("message_stop"), "no normal end: {text}");
+    assert!(text.contains("event: error") && text.contains("usage_not_recorded"), "an error frame instead: {text}");
+
+    let (_, b) = node.get(&format!("/api/billing/budget/{key_id}")).await;
+    assert_eq!(dec(&b["budgets"][0]["reserved"]), Decimal::ZERO, "no hold left: {b}");
+    assert!(dec(&b["budgets"][0]["spent"]) > Decimal::ZERO, "the unrecorded calls count against the budget at their bound: {b}");
+
+    diesel::sql_query("ALTER TABLE api_events_away RENAME TO api_events").execute(&mut conn).unwrap();
+    let (s, body, _) = node.gateway("/v1/messages", &secret, chat(HAIKU, 30)).await;
+    assert_eq!(s, 200, "answered again once storage works: {body}");
+    node.stop().await;
+}

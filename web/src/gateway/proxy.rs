@@ -551,19 +551,26 @@ async fn run_call(
                 (false, _) => r.body,
             };
             let response = gw.store_payloads.then(|| capped(body.to_string()));
-            let _ = tx.send(Ok(Answer {
-                kind: AnswerKind::Json { status: r.status, body },
-                upstream_request_id: r.request_id.clone(),
-            }));
-            Outcome {
+            let outcome = Outcome {
                 response,
                 usage: r.usage,
                 status: if ok { "ok" } else { "upstream_error" },
                 http_status: r.status,
-                upstream_request_id: r.request_id,
+                upstream_request_id: r.request_id.clone(),
                 provider,
                 simulated,
-            }
+            };
+            // The answer goes once its usage is durable: a node killed or a database down
+            // between the two would otherwise leave an answered call unbilled.
+            let recorded = record(&gw, &call, &outcome).await;
+            let answer = if recorded.durable {
+                Ok(Answer { kind: AnswerKind::Json { status: r.status, body }, upstream_request_id: r.request_id })
+            } else {
+                Err(not_recorded())
+            };
+            let _ = tx.send(answer);
+            settle(&gw, &call, &outcome, recorded).await;
+            return;
         }
         Ok(UpstreamResponse::Stream(s)) => {
             let (btx, brx) = mpsc::channel(STREAM_BUFFER);
@@ -571,12 +578,62 @@ async fn run_call(
             let client = tx
                 .send(Ok(Answer { kind: AnswerKind::Sse(brx), upstream_request_id: request_id.clone() }))
                 .is_ok();
-            let (usage, status, response) =
-                pump(&gw, &call, &plan, upstream.format(), (s.frames, s.withheld_usage), btx, client, created).await;
-            Outcome { response, usage, status, http_status: 200, upstream_request_id: request_id, provider, simulated }
+            let pumped = pump(&gw, &call, &plan, upstream.format(), (s.frames, s.withheld_usage), btx, client, created).await;
+            let outcome = Outcome {
+                response: pumped.response,
+                usage: pumped.usage,
+                status: pumped.status,
+                http_status: 200,
+                upstream_request_id: request_id,
+                provider,
+                simulated,
+            };
+            // The stream's last frame (`message_stop`, `[DONE]`) goes once its usage is
+            // durable; if it cannot be recorded the client gets an error frame instead.
+            let recorded = record(&gw, &call, &outcome).await;
+            if let Some(out) = pumped.out {
+                let frames = if recorded.durable {
+                    pumped.held
+                } else {
+                    vec![stream_error_frame(&plan, &not_recorded())]
+                };
+                for bytes in frames {
+                    if out.send(bytes).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            settle(&gw, &call, &outcome, recorded).await;
+            return;
         }
     };
-    finish(&gw, &call, outcome).await;
+    let recorded = record(&gw, &call, &outcome).await;
+    settle(&gw, &call, &outcome, recorded).await;
+}
+
+/// What the client gets when the call's usage could not be made durable.
+fn not_recorded() -> GatewayError {
+    GatewayError::Unavailable {
+        code: "usage_not_recorded",
+        message: "The call's usage could not be recorded (the database is unavailable); it is not answered so that nothing goes unbilled. Try again later.".into(),
+    }
+}
+
+/// How a stream's forwarding ended.
+struct Pumped {
+    usage: TokenUsage,
+    status: &'static str,
+    /// The frames as the client got them, when payloads are kept.
+    response: Option<String>,
+    /// The stream's terminal frame(s), held until the usage is durable.
+    held: Vec<Bytes>,
+    /// The client's channel, while the client is still there.
+    out: Option<mpsc::Sender<Bytes>>,
+}
+
+/// Whether an upstream frame ends its stream (Anthropic's `message_stop`, OpenAI's `[DONE]`).
+fn is_terminal(frame: &SseFrame) -> bool {
+    frame.data.trim() == "[DONE]" || frame.event.as_deref() == Some("message_stop")
 }
 
 /// Forward a stream's frames to the client while reading its usage; keep reading after
@@ -592,7 +649,8 @@ async fn pump(
     out: mpsc::Sender<Bytes>,
     client_connected: bool,
     created: i64,
-) -> (TokenUsage, &'static str, Option<String>) {
+) -> Pumped {
+    let mut held: Vec<Bytes> = Vec::new();
     let mut tracker = UsageTracker::new(format);
     let mut kept: Option<String> = gw.store_payloads.then(String::new);
     let mut translator = plan.translate.then(|| translate::StreamTranslator::new(&plan.model, created, plan.client_wants_usage));
@@ -618,9 +676,14 @@ async fn pump(
             Ok(frame) => {
                 tracker.observe(&frame);
                 if !client_gone {
+                    let terminal = translator.is_none() && is_terminal(&frame);
                     for bytes in encode(&frame, translator.as_mut()) {
                         if let Some(k) = kept.as_mut().filter(|k| k.len() <= MAX_PAYLOAD_BYTES) {
                             k.push_str(&String::from_utf8_lossy(&bytes));
+                        }
+                        if terminal {
+                            held.push(bytes);
+                            continue;
                         }
                         if out.send(bytes).await.is_err() {
                             client_gone = true;
@@ -650,7 +713,7 @@ async fn pump(
     // Usage the upstream withheld from a client that did not ask for it is billed all the same.
     tracker.observe_withheld(&withheld);
     if translator.is_some() && !client_gone && !failed {
-        let _ = out.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        held.push(Bytes::from_static(b"data: [DONE]\n\n"));
     }
     let status = if failed || !tracker.finished() {
         "interrupted"
@@ -659,7 +722,7 @@ async fn pump(
     } else {
         "ok"
     };
-    (tracker.usage(), status, kept.map(capped))
+    Pumped { usage: tracker.usage(), status, response: kept.map(capped), held, out: (!client_gone).then_some(out) }
 }
 
 /// The bytes the client gets for one upstream frame.
@@ -682,15 +745,35 @@ fn sse_data(v: &Value) -> Bytes {
 
 /// The error frame sent when the upstream stream breaks, in the client's format.
 fn stream_error(plan: &Plan, message: &str) -> Bytes {
-    let e = GatewayError::Upstream(format!("the upstream stream failed: {message}"));
+    stream_error_frame(plan, &GatewayError::Upstream(format!("the upstream stream failed: {message}")))
+}
+
+/// An error frame in the client's format.
+fn stream_error_frame(plan: &Plan, e: &GatewayError) -> Bytes {
     match plan.route {
         Route::ChatCompletions => sse_data(&e.body(ErrorShape::OpenAi)),
         Route::Messages => Bytes::from(format!("event: error\ndata: {}\n\n", e.body(ErrorShape::Anthropic))),
     }
 }
 
-/// Record the call and bill its usage (same path as chat), then settle or release the hold.
-async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
+/// Attempts, over about [`RECORD_PATIENCE`], to make a call's usage durable.
+const RECORD_PAUSE_MAX: Duration = Duration::from_secs(2);
+/// How long a call's answer waits for its usage to be recorded (a database restart).
+const RECORD_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Whether a call's usage is durable, and the amount its hold settles at.
+struct Recorded {
+    /// Stored (or nothing to bill): the answer may go.
+    durable: bool,
+    /// The billed cost, or the reserved bound when billing failed.
+    actual: Decimal,
+    /// The usage event was stored by this call (its payload may be kept).
+    stored: bool,
+}
+
+/// Record the call and bill its usage (same path as chat), retrying while storage is down.
+async fn record(gw: &Gateway, call: &Call, o: &Outcome) -> Recorded {
+    use backon::{ExponentialBuilder, Retryable};
     let record = GatewayCallRecord {
         event_id: call.event_id,
         key_id: call.key.key_id,
@@ -706,17 +789,18 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
         total_tokens: i64::try_from(o.usage.total_input_tokens().saturating_add(o.usage.output_tokens)).unwrap_or(i64::MAX),
         occurred_at: call.occurred_at,
     };
-    let held = !call.limits.is_empty();
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(RECORD_PAUSE_MAX)
+        .with_total_delay(Some(RECORD_PATIENCE))
+        .without_max_times();
     if o.usage.is_zero() {
-        if let Err(e) = gw.persister.send(Persist { ops: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await {
+        // Nothing to bill: the call's record is kept for the log, its answer does not wait.
+        let sent = gw.persister.send(Persist { ops: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await;
+        if let Err(e) = sent.map_err(|e| e.to_string()).and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())) {
             tracing::error!(event.id = %call.event_id, error = %e, "Could not record a gateway call.");
         }
-        if held {
-            if let Err(e) = gw.ledger.release(call.event_id).await {
-                tracing::warn!(event.id = %call.event_id, error = %e, "Could not release a budget hold; its lease will.");
-            }
-        }
-        return;
+        return Recorded { durable: true, actual: Decimal::ZERO, stored: false };
     }
     let event = UsageEvent {
         event_id: call.event_id,
@@ -732,31 +816,55 @@ async fn finish(gw: &Gateway, call: &Call, o: Outcome) {
         task: call.task.clone(),
         successful: (200..400).contains(&record.http_status),
     };
-    let billed = gw.billing.send(BillUsage { event, with: vec![WriteOp::Gateway(record)], trace: TraceContext::current() }).await;
-    let stored = matches!(&billed, Ok(Ok(_)));
-    let actual = match billed {
-        Ok(Ok(b)) => {
-            tracing::debug!(event.id = %call.event_id, key.id = %call.key.key_id, cost_usd = %b.cost.total, "Gateway call billed.");
-            b.cost.total
-        }
-        Ok(Err(e)) => {
-            tracing::error!(event.id = %call.event_id, error = %e, "Gateway call could not be billed; its hold is settled at the reserved bound.");
-            call.reserved
-        }
-        Err(e) => {
-            tracing::error!(event.id = %call.event_id, error = %e, "Billing actor unreachable; the hold is settled at the reserved bound.");
-            call.reserved
+    // A retry after an ambiguous commit finds the event stored: billed once, as a duplicate.
+    let bill = || async {
+        let msg = BillUsage { event: event.clone(), with: vec![WriteOp::Gateway(record.clone())], trace: TraceContext::current() };
+        match gw.billing.send(msg).await {
+            Ok(r) => r,
+            Err(e) => Err(tally_actors::ActorError::Unavailable(format!("billing actor: {e}"))),
         }
     };
-    if held {
-        if let Err(e) = gw.ledger.settle(call.event_id, actual).await {
-            tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
+    let billed = bill
+        .retry(backoff)
+        .when(|e: &tally_actors::ActorError| e.is_retryable())
+        .notify(|e, pause| tracing::warn!(event.id = %call.event_id, error = %e, ?pause, "Gateway usage not recorded yet; retrying."))
+        .await;
+    match billed {
+        Ok(b) => {
+            tracing::debug!(event.id = %call.event_id, key.id = %call.key.key_id, cost_usd = %b.cost.total, "Gateway call billed.");
+            Recorded { durable: true, actual: b.cost.total, stored: true }
         }
-        check_alerts(gw, &call.key, &call.limits).await;
+        Err(e) => {
+            // Not answered (see `not_recorded`); the hold is settled at the reserved bound
+            // and the provider's usage report (reconciliation) shows the call.
+            tracing::error!(
+                event.id = %call.event_id, key.id = %call.key.key_id, model = %call.model, error = %e,
+                input_tokens = o.usage.input_tokens, output_tokens = o.usage.output_tokens,
+                "Gateway call's usage could not be recorded; the call is answered 503 usage_not_recorded."
+            );
+            Recorded { durable: false, actual: call.reserved, stored: false }
+        }
+    }
+}
+
+/// After the answer: settle or release the hold, check alerts, keep the payload.
+async fn settle(gw: &Gateway, call: &Call, o: &Outcome, recorded: Recorded) {
+    let held = !call.limits.is_empty();
+    if held {
+        if o.usage.is_zero() {
+            if let Err(e) = gw.ledger.release(call.event_id).await {
+                tracing::warn!(event.id = %call.event_id, error = %e, "Could not release a budget hold; its lease will.");
+            }
+        } else {
+            if let Err(e) = gw.ledger.settle(call.event_id, recorded.actual).await {
+                tracing::warn!(event.id = %call.event_id, error = %e, "Could not settle a budget hold; its lease will free it.");
+            }
+            check_alerts(gw, &call.key, &call.limits).await;
+        }
     }
     // Last: the hold is settled first, and a payload only goes with a stored event.
-    if stored {
-        keep_payload(gw, call, &o).await;
+    if recorded.stored {
+        keep_payload(gw, call, o).await;
     }
 }
 

@@ -51,7 +51,7 @@ pub const GATEWAY: &[&str] = &[
     "invalid_messages", "invalid_tool_arguments", "unsupported_parameter", "unsupported_content", "invalid_text",
     "missing_api_key", "invalid_api_key", "revoked_api_key", "expired_api_key", "budget_exceeded", "model_not_allowed",
     "model_not_found", "payload_too_large", "rate_limited", "upstream_unavailable", "budget_unavailable",
-    "key_store_unavailable", "internal",
+    "key_store_unavailable", "usage_not_recorded", "internal",
 ];
 
 /// Every code of the node's own (non-gateway) error body, any status.
