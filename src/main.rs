@@ -471,6 +471,11 @@ fn run_archive(command: ArchiveCommand) -> anyhow::Result<()> {
                 println!("nothing to archive before {before} in {}", dir.display());
             }
             for o in outcomes {
+                if o.action == "not_invoiced" {
+                    let n = o.rows.get("uninvoiced_lines").copied().unwrap_or_default();
+                    println!("{}\tnot archived: {n} usage lines not invoiced yet (invoice them, then run again)", o.month);
+                    continue;
+                }
                 println!("{}\t{}\tcost {}\trows {:?}", o.month, o.action, o.cost_total, o.rows);
             }
         }

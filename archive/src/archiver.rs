@@ -36,7 +36,8 @@ pub const FAILPOINTS: [&str; 5] = ["after_write", "after_readback", "mid_delete"
 pub struct MonthOutcome {
     /// `YYYY-MM`.
     pub month: String,
-    /// `archived` (this run), `already_archived`, `restored`, `already_restored`.
+    /// `archived` (this run), `already_archived`, `restored`, `already_restored`, or
+    /// `not_invoiced` (left hot: `rows` has its `uninvoiced_lines`).
     pub action: &'static str,
     /// Rows per table moved (empty when nothing moved).
     pub rows: std::collections::BTreeMap<String, u64>,
@@ -116,6 +117,19 @@ impl Archiver {
             let state = self.store.archive_month(&range.key)?;
             let resuming = matches!(state.as_ref().map(|s| s.status), Some(ArchiveStatus::Writing | ArchiveStatus::Written));
             if !resuming && self.store.hot_event_count(range.from, range.to)? == 0 {
+                continue;
+            }
+            // Invoicing reads hot lines: a month with usage not invoiced yet stays hot (a
+            // later run archives it once it is invoiced; a half-way month resumes then).
+            let uninvoiced = self.store.uninvoiced_line_count(range.from, range.to)?;
+            if uninvoiced > 0 {
+                tracing::info!(month = %range.key, uninvoiced, "Month not archived: it has usage not invoiced yet.");
+                outcomes.push(MonthOutcome {
+                    month: range.key.clone(),
+                    action: "not_invoiced",
+                    rows: std::collections::BTreeMap::from([("uninvoiced_lines".to_string(), u64::try_from(uninvoiced).unwrap_or(0))]),
+                    cost_total: rust_decimal::Decimal::ZERO,
+                });
                 continue;
             }
             outcomes.push(self.archive_month(&range)?);

@@ -97,8 +97,9 @@ fn postgres_crash_mid_delete_and_after() {
     crash_then_resume(&TestDb::postgres(), &[("mid_delete", "hot"), ("after_delete", "archived")]);
 }
 
-/// A late January event arrives between writing the files and moving the rows: the move sees
-/// rows that differ from the files, the archiver rewrites them, and the late event is archived too.
+/// A late January event arrives between writing the files and moving the rows: January stays
+/// hot until the late event is invoiced; then the move sees rows that differ from the files, the
+/// archiver rewrites them, and the late event is archived too.
 #[test]
 fn sqlite_late_event_after_the_files_were_written() {
     let db = TestDb::sqlite();
@@ -112,8 +113,15 @@ fn sqlite_late_event_after_the_files_were_written() {
     late.occurred_at = at("2026-01-20T00:00:00Z");
     let outcome = store.write_batch(&[tally_store::WriteOp::Usage(late.clone())]).unwrap();
     assert_eq!(outcome.inserted_events, vec![late.event_id], "the late event is stored hot");
+    // Not invoiced yet: January stays hot (files written), the rerun says why.
+    let archiver = Archiver::new(store.clone(), db.archive_dir());
+    let outcomes = archiver.run(day("2026-02-01"), today()).unwrap();
+    assert_eq!(outcomes.iter().map(|o| o.action).collect::<Vec<_>>(), vec!["not_invoiced"], "{outcomes:?}");
+    assert_eq!(outcomes[0].rows.get("uninvoiced_lines"), Some(&late.cost.lines.len().try_into().unwrap()), "{outcomes:?}");
+    assert_eq!(store.hot_event_count(at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z")).unwrap(), 7, "all of January still hot");
+    invoice_before(&store, "alice", at("2026-02-01T00:00:00Z"));
     let with_late = totals(&store);
-    let outcomes = Archiver::new(store.clone(), db.archive_dir()).run(day("2026-02-01"), today()).unwrap();
+    let outcomes = archiver.run(day("2026-02-01"), today()).unwrap();
     assert_eq!(outcomes.len(), 1, "January archived: {outcomes:?}");
     assert_eq!(outcomes[0].rows.get("api_events"), Some(&7), "the late event moved with the other six");
     assert_eq!(store.archived_event_count("2026-01").unwrap(), 7, "seven archived ids");

@@ -316,6 +316,9 @@ pub(crate) struct ArchivedEventRow {
     pub message_id: Option<DbUuid>,
     pub cost_total: DbDecimal,
     pub occurred_at: DbTime,
+    pub model: Option<String>,
+    pub lines: Option<String>,
+    pub invoice_id: Option<DbUuid>,
 }
 
 /// An `archive_months` row.
@@ -501,6 +504,11 @@ impl Store {
         run!(self, read, archive::hot_event_count(DbTime::new(from), DbTime::new(to)))
     }
 
+    /// Usage lines of events in `[from, to)` not on an invoice yet (a month with any is not archived).
+    pub fn uninvoiced_line_count(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<i64, StoreError> {
+        run!(self, read, archive::uninvoiced_line_count(DbTime::new(from), DbTime::new(to)))
+    }
+
     /// Archived events of a month in the hot index.
     pub fn archived_event_count(&self, month: &str) -> Result<i64, StoreError> {
         run!(self, read, archive::archived_event_count(month))
@@ -576,6 +584,12 @@ pub struct ArchivedCost {
     pub occurred_at: DateTime<Utc>,
     /// `YYYY-MM` of its archive.
     pub month: String,
+    /// Its model (None: archived before the model was kept).
+    pub model: Option<String>,
+    /// Its cost lines, all invoiced (empty: archived before lines were kept).
+    pub lines: Vec<tally_domain::InvoiceLine>,
+    /// The invoice its lines are on.
+    pub invoice_id: Option<Uuid>,
 }
 
 /// An `archived_events` row as read.
@@ -589,11 +603,19 @@ pub(crate) struct ArchivedCostRow {
     pub message_id: Option<DbUuid>,
     pub cost_total: DbDecimal,
     pub occurred_at: DbTime,
+    pub model: Option<String>,
+    pub lines: Option<String>,
+    pub invoice_id: Option<DbUuid>,
 }
 
 impl From<ArchivedCostRow> for ArchivedCost {
     fn from(r: ArchivedCostRow) -> Self {
+        // Written by this crate from `InvoiceLine`s; unreadable text (hand-edited) reads as none.
+        let lines = r.lines.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         ArchivedCost {
+            model: r.model,
+            lines,
+            invoice_id: r.invoice_id.map(|i| i.0),
             event_id: r.event_id.0,
             user_id: r.user_id,
             thread_id: r.thread_id.map(|x| x.0),

@@ -599,6 +599,9 @@ diesel::table! {
         message_id -> Nullable<UuidKey>,
         cost_total -> ExactDecimal,
         occurred_at -> UtcInstant,
+        model -> Nullable<Text>,
+        lines -> Nullable<Text>,
+        invoice_id -> Nullable<UuidKey>,
     }
 }
 

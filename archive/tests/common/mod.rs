@@ -101,7 +101,8 @@ fn thread_of(user: &str, created: DateTime<Utc>) -> ThreadRecord {
 }
 
 /// Seed users alice and bob, a thread each, and usage in January, February and December 2026
-/// (tokens and web searches, one payload), then invoice alice's January.
+/// (tokens and web searches, one payload), then invoice alice's January, and then everything
+/// before March.
 pub fn fixture(store: &Store) -> Fixture {
     let catalog = Catalog::parse(include_str!("../../../catalog/prices.json")).unwrap();
     store.seed(&catalog).unwrap();
@@ -194,7 +195,22 @@ pub fn fixture(store: &Store) -> Fixture {
         at("2026-02-01T00:00:01Z"),
     );
     store.create_invoice(&invoice).unwrap();
+    // Months are archived only once invoiced: close January and February for both users.
+    for user in ["alice", "bob"] {
+        invoice_before(store, user, at("2026-03-01T00:00:00Z"));
+    }
     Fixture { threads, invoice, january_event }
+}
+
+/// Invoice what `user` has not been invoiced for before `to` (nothing to invoice: no invoice).
+pub fn invoice_before(store: &Store, user: &str, to: DateTime<Utc>) {
+    let filter = LineFilter { user_id: Some(user.into()), to: Some(to), uninvoiced_only: true, ..LineFilter::default() };
+    let lines = store.usage_lines(&filter).unwrap();
+    if lines.is_empty() {
+        return;
+    }
+    let invoice = Invoice::new(user.into(), None, Some((at("2026-01-01T00:00:00Z"), to)), lines, to);
+    store.create_invoice(&invoice).unwrap();
 }
 
 /// Every total that must read the same whether or not months are archived.

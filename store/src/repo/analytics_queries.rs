@@ -490,7 +490,21 @@ type RebuildTuple = (i64, DbUuid, String, i64, DbDecimal, DbTime, Option<DbUuid>
 pub(crate) fn rebuild_rollups(conn: &mut Conn) -> Result<u64, StoreError> {
     write_tx(conn, |conn| {
         super::lock_rollups(conn)?;
-        diesel::delete(usage_rollups::table).execute(conn)?;
+        // Months whose events were archived keep their rollups (the events are no longer here to
+        // recount; late events of those months were added to them as they came).
+        let archived: Vec<crate::sql_types::DbTime> = archive_months::table
+            .filter(archive_months::status.eq(crate::archive::ArchiveStatus::Archived.as_str()))
+            .select(archive_months::month)
+            .load::<String>(conn)?
+            .iter()
+            .map(|m| {
+                chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
+                    .map(|d| crate::sql_types::DbTime::new(d.and_time(chrono::NaiveTime::MIN).and_utc()))
+                    .map_err(|e| StoreError::Invalid(format!("archive month {m:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let archived_set: std::collections::HashSet<i64> = archived.iter().map(|t| t.get().timestamp_micros()).collect();
+        diesel::delete(usage_rollups::table.filter(usage_rollups::month.ne_all(archived.clone()))).execute(conn)?;
         let mut deltas = crate::repo::RollupDeltas::new();
         let mut after: i64 = i64::MIN;
         let mut events: u64 = 0;
@@ -517,6 +531,10 @@ pub(crate) fn rebuild_rollups(conn: &mut Conn) -> Result<u64, StoreError> {
             let ids: Vec<DbUuid> = rows.iter().map(|r| r.1).collect();
             let lines = super::lines_by_event(conn, &ids)?;
             for (_, id, user, model_id, total, at, key, task, ok) in &rows {
+                let day = crate::repo::utc_day(at.get());
+                if archived_set.contains(&crate::repo::month_of(day).get().timestamp_micros()) {
+                    continue;
+                }
                 let of_event = lines.get(&id.0).map(Vec::as_slice).unwrap_or_default();
                 crate::repo::add_event_to_rollups(
                     &mut deltas,

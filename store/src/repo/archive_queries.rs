@@ -77,6 +77,27 @@ pub(crate) fn hot_event_count(conn: &mut Conn, from: DbTime, to: DbTime) -> Resu
         .get_result(conn)?)
 }
 
+/// Usage lines of events in `[from, to)` not on an invoice yet.
+pub(crate) fn uninvoiced_line_count(conn: &mut Conn, from: DbTime, to: DbTime) -> Result<i64, StoreError> {
+    let in_month = || {
+        api_events::table
+            .filter(api_events::occurred_at.ge(from))
+            .filter(api_events::occurred_at.lt(to))
+            .select(api_events::event_seq)
+    };
+    let tokens: i64 = user_invoice_line_item::table
+        .filter(user_invoice_line_item::invoice_id.is_null())
+        .filter(user_invoice_line_item::event_seq.eq_any(in_month()))
+        .count()
+        .get_result(conn)?;
+    let resources: i64 = resource_invoice_line_item::table
+        .filter(resource_invoice_line_item::invoice_id.is_null())
+        .filter(resource_invoice_line_item::event_seq.eq_any(in_month()))
+        .count()
+        .get_result(conn)?;
+    Ok(tokens + resources)
+}
+
 /// Archived events of a month in the hot index.
 pub(crate) fn archived_event_count(conn: &mut Conn, month: &str) -> Result<i64, StoreError> {
     Ok(archived_events::table.filter(archived_events::month.eq(month)).count().get_result(conn)?)
@@ -175,21 +196,63 @@ pub(crate) fn commit_archive(
         let (from, to) = (DbTime::new(range.from), DbTime::new(range.to));
         let rows = month_rows_in(conn, from, to)?;
         check(&rows)?;
-        // From now on, ids in archived_events are duplicates (idempotent; see SKIP_ARCHIVED_TRIGGER).
-        diesel::sql_query(super::SKIP_ARCHIVED_TRIGGER).execute(conn)?;
-        let index: Vec<ArchivedEventRow> = rows
+        // Usage leaves the hot tables only once it is on an invoice: invoicing reads hot lines.
+        let uninvoiced = rows.token_lines.iter().filter(|l| l.invoice_id.is_none()).count()
+            + rows.resource_lines.iter().filter(|l| l.invoice_id.is_none()).count();
+        if uninvoiced > 0 {
+            return Err(StoreError::Conflict(format!(
+                "month {} has {uninvoiced} usage lines not invoiced yet; invoice them before archiving",
+                range.key
+            )));
+        }
+        // Each archived event keeps its model and cost lines in the hot index: metrics of
+        // archived months stay exact per kind, model, thread and message.
+        let filter = crate::LineFilter { from: Some(range.from), to: Some(range.to), ..Default::default() };
+        let mut lines: HashMap<uuid::Uuid, Vec<tally_domain::InvoiceLine>> = HashMap::new();
+        for l in super::usage_lines(conn, &filter)? {
+            lines.entry(l.event_id).or_default().push(l);
+        }
+        // The invoice of each event's lines (one per event: invoicing takes all of an event's lines).
+        let mut invoice_of_seq: HashMap<i64, uuid::Uuid> = HashMap::new();
+        let line_invoices = rows
+            .token_lines
+            .iter()
+            .map(|l| (l.event_seq, l.invoice_id))
+            .chain(rows.resource_lines.iter().map(|l| (l.event_seq, l.invoice_id)));
+        for (seq, invoice) in line_invoices {
+            let Some(invoice) = invoice else { continue };
+            if *invoice_of_seq.entry(seq).or_insert(invoice) != invoice {
+                return Err(StoreError::Conflict(format!(
+                    "month {}: an event's lines are on two invoices; not archived",
+                    range.key
+                )));
+            }
+        }
+        let models: HashMap<uuid::Uuid, String> =
+            super::usage_events(conn, &filter, i64::MAX)?.into_iter().map(|e| (e.event_id, e.model)).collect();
+        let index = rows
             .events
             .iter()
-            .map(|e| ArchivedEventRow {
-                event_id: DbUuid(e.event_id),
-                month: range.key.clone(),
-                user_id: e.user_id.clone(),
-                thread_id: e.thread_id.map(DbUuid),
-                message_id: e.message_id.map(DbUuid),
-                cost_total: crate::sql_types::DbDecimal(e.cost_total),
-                occurred_at: DbTime::new(e.occurred_at),
+            .map(|e| {
+                let event_lines = lines.remove(&e.event_id).unwrap_or_default();
+                Ok(ArchivedEventRow {
+                    event_id: DbUuid(e.event_id),
+                    month: range.key.clone(),
+                    user_id: e.user_id.clone(),
+                    thread_id: e.thread_id.map(DbUuid),
+                    message_id: e.message_id.map(DbUuid),
+                    cost_total: crate::sql_types::DbDecimal(e.cost_total),
+                    occurred_at: DbTime::new(e.occurred_at),
+                    model: models.get(&e.event_id).cloned(),
+                    invoice_id: invoice_of_seq.get(&e.event_seq).copied().map(DbUuid),
+                    lines: Some(
+                        serde_json::to_string(&event_lines).map_err(|e| StoreError::Invalid(format!("archived lines: {e}")))?,
+                    ),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<ArchivedEventRow>, StoreError>>()?;
+        // From now on, ids in archived_events are duplicates (idempotent; see SKIP_ARCHIVED_TRIGGER).
+        diesel::sql_query(super::SKIP_ARCHIVED_TRIGGER).execute(conn)?;
         for chunk in index.chunks(MOVE_CHUNK) {
             insert_skipping_existing!(archived_events::table, chunk).execute(conn)?;
         }

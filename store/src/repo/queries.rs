@@ -985,9 +985,42 @@ pub(crate) fn thread_messages(conn: &mut Conn, thread_id: Uuid) -> Result<Vec<St
                     .load::<(DbUuid, Option<DbUuid>, DbDecimal, DbTime)>(conn)?,
             );
         }
-        events.sort_by_key(|e| (e.3, e.0));
         let event_ids: Vec<DbUuid> = events.iter().map(|e| e.0).collect();
         let mut lines = lines_by_event(conn, &event_ids)?;
+        // Events of archived months: their costs and lines stay in the hot index.
+        for chunk in message_ids.chunks(ID_CHUNK) {
+            let archived = archived_events::table
+                .filter(archived_events::message_id.eq_any(chunk))
+                .select((
+                    archived_events::event_id,
+                    archived_events::message_id,
+                    archived_events::cost_total,
+                    archived_events::occurred_at,
+                    archived_events::lines,
+                ))
+                .load::<(DbUuid, Option<DbUuid>, DbDecimal, DbTime, Option<String>)>(conn)?;
+            for (event_id, message_id, total, at, text) in archived {
+                let invoice_lines: Vec<tally_domain::InvoiceLine> = match text {
+                    Some(t) => serde_json::from_str(&t)
+                        .map_err(|e| StoreError::Invalid(format!("archived lines of event {}: {e}", event_id.0)))?,
+                    None => Vec::new(),
+                };
+                let cost_lines = invoice_lines
+                    .into_iter()
+                    .map(|l| CostLine {
+                        kind: l.kind,
+                        unit: l.unit,
+                        quantity: l.quantity,
+                        unit_price: l.unit_price,
+                        price_version_id: l.price_version_id,
+                        amount: l.amount,
+                    })
+                    .collect();
+                lines.insert(event_id.0, cost_lines);
+                events.push((event_id, message_id, total, at));
+            }
+        }
+        events.sort_by_key(|e| (e.3, e.0));
         let mut per_message: HashMap<Uuid, (Vec<Uuid>, Vec<CostLine>, Decimal)> = HashMap::new();
         for (event_id, message_id, total, _) in events {
             let Some(message_id) = message_id else { continue };
@@ -1244,6 +1277,19 @@ fn lines_by_invoice(conn: &mut Conn, invoice_ids: &[DbUuid]) -> Result<HashMap<U
     for (row, invoice_id) in &rows {
         if let Some(invoice_id) = invoice_id {
             by_invoice.entry(invoice_id.0).or_default().push(invoice_line_from_row(row)?);
+        }
+    }
+    // Lines of archived months stay on their invoices (kept in the hot index).
+    for chunk in invoice_ids.chunks(ID_CHUNK) {
+        let archived = archived_events::table
+            .filter(archived_events::invoice_id.eq_any(chunk))
+            .select((archived_events::event_id, archived_events::invoice_id, archived_events::lines))
+            .load::<(DbUuid, Option<DbUuid>, Option<String>)>(conn)?;
+        for (event_id, invoice_id, text) in archived {
+            let (Some(invoice_id), Some(text)) = (invoice_id, text) else { continue };
+            let lines: Vec<InvoiceLine> = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Invalid(format!("archived lines of event {}: {e}", event_id.0)))?;
+            by_invoice.entry(invoice_id.0).or_default().extend(lines);
         }
     }
     for lines in by_invoice.values_mut() {
