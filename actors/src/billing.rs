@@ -222,9 +222,9 @@ impl Handler<BillUsage> for BillingActor {
                     .await??;
                 let duplicate = outcome.duplicate_events.contains(&event.event_id);
                 fut_span.record("duplicate", duplicate);
-                if !duplicate {
-                    feed.publish(announce(event, &cost, Utc::now()));
-                }
+                // Announced even as a duplicate: a retry after an ambiguous commit (the gateway
+                // retries while storage is down) reads as one. Receivers count each id once.
+                feed.publish(announce(event, &cost, Utc::now()));
                 Ok(BilledUsage { cost, duplicate })
             }
             .instrument(span),
