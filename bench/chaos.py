@@ -243,6 +243,9 @@ class Cluster:
         self.spawn("tansu", [self.args.tansu, "broker", "--listener-url", url, "--advertised-listener-url", url,
                              "--storage-engine", "sqlite://tansu.db"], cwd=d)
         wait_port(self.kafka_port, "tansu")
+        # tansu's SQLite engine has no index for its header lookups (see scripts/tansu_index.py).
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "tansu_index.py"), os.path.join(d, "tansu.db")],
+                       check=True)
 
     def kafka_args(self, node_id):
         return ["--kafka-brokers", self.brokers, "--node-id", node_id, "--kafka-topic-prefix", self.prefix,

@@ -49,6 +49,8 @@ start() {
   echo $! >"$STATE/pid"
   for _ in $(seq 1 100); do port_open && break; sleep 0.1; done
   if ! port_open; then echo "tansu: did not start; see $STATE/log" >&2; exit 1; fi
+  # tansu's SQLite engine has no index for its header lookups (see scripts/tansu_index.py).
+  python3 "$ROOT/scripts/tansu_index.py" "$STATE/tansu.db"
   echo "tansu: broker on 127.0.0.1:$PORT (sqlite://$STATE/tansu.db)" >&2
 }
 
