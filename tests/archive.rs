@@ -4,41 +4,13 @@
 //! history and the invoices answer exactly as before, archived and after a restore.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::serve as start;
 use serde_json::{json, Value};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db: &str) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", db])
-        .env("TALLY_SIM_TOKEN_DELAY_MS", "1")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("TALLY_AUTH")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("tally listening on ").unwrap_or_else(|| panic!("unexpected banner {line:?}")).to_string();
-    Running { child, base }
-}
+mod common;
 
 fn archive(db: &str, dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -130,6 +102,9 @@ async fn archived_months_answer_every_metric_exactly() {
     assert_eq!(s, 201, "invoiced: {inv}");
     let before = answers(&c, &base, &thread).await;
     assert_eq!(before["user"]["metrics"]["uninvoiced_cost"], "0", "{before}");
+    let (s, usage) = call(&c, reqwest::Method::GET, format!("{base}/api/usage/events?user_id=ana"), None).await;
+    assert_eq!(s, 200);
+    assert_eq!(usage.to_string().matches("oct-").count(), 6, "October's raw events are in the usage log while hot: {usage}");
     drop(node);
     let out = archive(&db, &archive_dir, &["run", "--before", "2026-11-30"]);
     assert!(out.contains("2026-10\tarchived"), "{out}");

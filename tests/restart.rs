@@ -1,32 +1,12 @@
 //! The real `tally` binary: serve on port 0, chat, kill it (SIGKILL and SIGTERM), restart: nothing is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
+use common::serve as start;
 use serde_json::{json, Value};
 
-struct Running {
-    child: Child,
-    base: String,
-}
-
-fn start(db: &str) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database-url", db])
-        .env("TALLY_SIM_TOKEN_DELAY_MS", "1")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENAI_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("tally listening on ").unwrap_or_else(|| panic!("unexpected banner {line:?}")).to_string();
-    Running { child, base }
-}
+mod common;
 
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
