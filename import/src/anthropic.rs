@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::error::ImportError;
 use crate::http::Client;
 use crate::model::{non_zero, CostItem, Provider, Report, UsageBucket};
-use crate::page::read_all;
+use crate::page::{push_costs, push_usage, read_all, Bucket};
 use crate::wire::{invalid, Obj};
 
 /// The usage report endpoint.
@@ -41,13 +41,18 @@ fn group_by(dims: &[&str]) -> String {
 }
 
 /// A bucket's `starting_at`, `ending_at` (RFC 3339, end after start) and result objects.
-fn bucket<'a>(b: &Obj<'a>) -> Result<(DateTime<Utc>, DateTime<Utc>, Vec<Obj<'a>>), ImportError> {
+fn bucket<'a>(b: &Obj<'a>) -> Result<Bucket<'a>, ImportError> {
     let start = b.rfc3339("starting_at")?;
     let end = b.rfc3339("ending_at")?;
     if end <= start {
         return Err(invalid(b.endpoint(), b.path_of("ending_at"), format!("{end} is not after starting_at {start}")));
     }
     Ok((start, end, b.objects("results")?))
+}
+
+/// A page's buckets.
+fn buckets<'a>(page: &Obj<'a>) -> Result<Vec<Bucket<'a>>, ImportError> {
+    page.objects("data")?.iter().map(bucket).collect()
 }
 
 /// One `MessagesUsageReportItem`; `None` when it reports no usage at all.
@@ -110,29 +115,12 @@ fn cost_item(r: &Obj<'_>, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Co
 /// The usage buckets of one page of the usage report, appended to `usage`; a group that
 /// `seen` already holds (the same bucket and group twice in one report) is an error.
 pub(crate) fn usage_page(page: &Obj<'_>, seen: &mut HashSet<Uuid>, usage: &mut Vec<UsageBucket>) -> Result<(), ImportError> {
-    for b in page.objects("data")? {
-        let (start, end, results) = bucket(&b)?;
-        for r in results {
-            if let Some(u) = usage_item(&r, start, end)? {
-                if !seen.insert(u.event_id()) {
-                    return Err(invalid(r.endpoint(), r.path(), format!("repeats group {} of the bucket", u.group_key())));
-                }
-                usage.push(u);
-            }
-        }
-    }
-    Ok(())
+    push_usage(buckets(page)?, seen, usage, usage_item)
 }
 
 /// The cost items of one page of the cost report, appended to `costs`.
 pub(crate) fn cost_page(page: &Obj<'_>, costs: &mut Vec<CostItem>) -> Result<(), ImportError> {
-    for b in page.objects("data")? {
-        let (start, end, results) = bucket(&b)?;
-        for r in results {
-            costs.push(cost_item(&r, start, end)?);
-        }
-    }
-    Ok(())
+    push_costs(buckets(page)?, costs, cost_item)
 }
 
 /// Both reports over `[from, to)`.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::error::ImportError;
 use crate::http::Client;
 use crate::model::{non_zero, CostItem, Provider, Report, UsageBucket};
-use crate::page::read_all;
+use crate::page::{push_costs, push_usage, read_all, Bucket};
 use crate::wire::{invalid, Obj};
 
 /// The completions usage endpoint.
@@ -41,7 +41,7 @@ fn group_by(dims: &[&str]) -> String {
 }
 
 /// A page's buckets: `object` tags checked, Unix-second times, end after start.
-fn buckets<'a>(page: &Obj<'a>) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>, Vec<Obj<'a>>)>, ImportError> {
+fn buckets<'a>(page: &Obj<'a>) -> Result<Vec<Bucket<'a>>, ImportError> {
     page.tag("object", PAGE_OBJECT)?;
     let mut out = Vec::new();
     for b in page.objects("data")? {
@@ -123,27 +123,12 @@ fn cost_item(r: &Obj<'_>, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Co
 /// The usage buckets of one page of the usage report, appended to `usage`; a group that
 /// `seen` already holds (the same bucket and group twice in one report) is an error.
 pub(crate) fn usage_page(page: &Obj<'_>, seen: &mut HashSet<Uuid>, usage: &mut Vec<UsageBucket>) -> Result<(), ImportError> {
-    for (start, end, results) in buckets(page)? {
-        for r in results {
-            if let Some(u) = usage_item(&r, start, end)? {
-                if !seen.insert(u.event_id()) {
-                    return Err(invalid(r.endpoint(), r.path(), format!("repeats group {} of the bucket", u.group_key())));
-                }
-                usage.push(u);
-            }
-        }
-    }
-    Ok(())
+    push_usage(buckets(page)?, seen, usage, usage_item)
 }
 
 /// The cost items of one page of the cost report, appended to `costs`.
 pub(crate) fn cost_page(page: &Obj<'_>, costs: &mut Vec<CostItem>) -> Result<(), ImportError> {
-    for (start, end, results) in buckets(page)? {
-        for r in results {
-            costs.push(cost_item(&r, start, end)?);
-        }
-    }
-    Ok(())
+    push_costs(buckets(page)?, costs, cost_item)
 }
 
 /// Both reports over `[from, to)`.

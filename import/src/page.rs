@@ -2,9 +2,56 @@
 //! while `has_more` is true (reference §1.4, §2.4). No pause between pages: both providers
 //! allow a short burst for paginated reads.
 
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::error::ImportError;
 use crate::http::Client;
+use crate::model::{CostItem, UsageBucket};
 use crate::wire::{invalid, Obj};
+
+/// One report bucket: its start, its end (after the start) and its result objects.
+pub(crate) type Bucket<'a> = (DateTime<Utc>, DateTime<Utc>, Vec<Obj<'a>>);
+
+/// How a provider reads one result object of a bucket (given the bucket's start and end).
+pub(crate) type ReadItem<T> = for<'r, 'a> fn(&'r Obj<'a>, DateTime<Utc>, DateTime<Utc>) -> Result<T, ImportError>;
+
+/// The usage items of a page's buckets (read by the provider's `item`), appended to `usage`;
+/// a group that `seen` already holds (the same bucket and group twice in one report) is an error.
+pub(crate) fn push_usage(
+    buckets: Vec<Bucket<'_>>,
+    seen: &mut HashSet<Uuid>,
+    usage: &mut Vec<UsageBucket>,
+    item: ReadItem<Option<UsageBucket>>,
+) -> Result<(), ImportError> {
+    for (start, end, results) in buckets {
+        for r in results {
+            if let Some(u) = item(&r, start, end)? {
+                if !seen.insert(u.event_id()) {
+                    return Err(invalid(r.endpoint(), r.path(), format!("repeats group {} of the bucket", u.group_key())));
+                }
+                usage.push(u);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cost items of a page's buckets (read by the provider's `item`), appended to `costs`.
+pub(crate) fn push_costs(
+    buckets: Vec<Bucket<'_>>,
+    costs: &mut Vec<CostItem>,
+    item: ReadItem<CostItem>,
+) -> Result<(), ImportError> {
+    for (start, end, results) in buckets {
+        for r in results {
+            costs.push(item(&r, start, end)?);
+        }
+    }
+    Ok(())
+}
 
 /// Pages one report may have at most: a cursor that never ends is an error, not a loop.
 pub const MAX_PAGES: usize = 10_000;
