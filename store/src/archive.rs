@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::rows::{NewEvent, NewResourceLine, NewTokenLine};
 use crate::schema::*;
 use crate::sql_types::{DbDecimal, DbTime, DbUuid};
 use crate::store::{run, Store};
@@ -242,56 +243,30 @@ pub struct MonthRange {
 
 // ---------------------------------------------------------------- rows (crate-private)
 
-/// An `api_events` row as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = api_events, treat_none_as_default_value = false)]
+/// An `api_events` row as stored: its `event_seq` and the columns a write inserts.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_events)]
 pub(crate) struct EventFullRow {
     pub event_seq: i64,
-    pub event_id: DbUuid,
-    pub user_id: String,
-    pub thread_id: Option<DbUuid>,
-    pub message_id: Option<DbUuid>,
-    pub model_id: i64,
-    pub event_type_id: i64,
-    pub quantity: DbDecimal,
-    pub cost_total: DbDecimal,
-    pub source: String,
-    pub idempotency_key: Option<String>,
-    pub occurred_at: DbTime,
-    pub created_at: DbTime,
-    pub key_id: Option<DbUuid>,
-    pub task: Option<String>,
-    pub successful: bool,
+    #[diesel(embed)]
+    pub event: NewEvent,
 }
 
-/// A `user_invoice_line_item` row as stored.
+/// A `user_invoice_line_item` row as stored: the columns a write inserts and its invoice.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = user_invoice_line_item, treat_none_as_default_value = false)]
 pub(crate) struct TokenLineFullRow {
-    pub line_item_id: DbUuid,
-    pub event_seq: i64,
-    pub token_type: String,
-    pub token_count: i64,
-    pub pricing_id: DbUuid,
-    pub quantity: DbDecimal,
-    pub unit_price: DbDecimal,
-    pub amount: DbDecimal,
-    pub created_at: DbTime,
+    #[diesel(embed)]
+    pub line: NewTokenLine,
     pub invoice_id: Option<DbUuid>,
 }
 
-/// A `resource_invoice_line_item` row as stored.
+/// A `resource_invoice_line_item` row as stored: the columns a write inserts and its invoice.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = resource_invoice_line_item, treat_none_as_default_value = false)]
 pub(crate) struct ResourceLineFullRow {
-    pub resource_line_item_id: DbUuid,
-    pub event_seq: i64,
-    pub resource_pricing_id: DbUuid,
-    pub event_type_id: i64,
-    pub quantity: DbDecimal,
-    pub unit_price: DbDecimal,
-    pub amount: DbDecimal,
-    pub created_at: DbTime,
+    #[diesel(embed)]
+    pub line: NewResourceLine,
     pub invoice_id: Option<DbUuid>,
 }
 
@@ -303,22 +278,6 @@ pub(crate) struct PayloadFullRow {
     pub request: Option<String>,
     pub response: Option<String>,
     pub created_at: DbTime,
-}
-
-/// An `archived_events` row.
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = archived_events, treat_none_as_default_value = false)]
-pub(crate) struct ArchivedEventRow {
-    pub event_id: DbUuid,
-    pub month: String,
-    pub user_id: String,
-    pub thread_id: Option<DbUuid>,
-    pub message_id: Option<DbUuid>,
-    pub cost_total: DbDecimal,
-    pub occurred_at: DbTime,
-    pub model: Option<String>,
-    pub lines: Option<String>,
-    pub invoice_id: Option<DbUuid>,
 }
 
 /// An `archive_months` row.
@@ -336,31 +295,32 @@ pub(crate) struct ArchiveMonthRow {
 
 impl From<EventFullRow> for ArchiveEvent {
     fn from(r: EventFullRow) -> Self {
+        let e = r.event;
         ArchiveEvent {
             event_seq: r.event_seq,
-            event_id: r.event_id.0,
-            user_id: r.user_id,
-            thread_id: r.thread_id.map(|x| x.0),
-            message_id: r.message_id.map(|x| x.0),
-            model_id: r.model_id,
-            event_type_id: r.event_type_id,
-            quantity: r.quantity.0,
-            cost_total: r.cost_total.0,
-            source: r.source,
-            idempotency_key: r.idempotency_key,
-            occurred_at: r.occurred_at.get(),
-            created_at: r.created_at.get(),
-            key_id: r.key_id.map(|x| x.0),
-            task: r.task,
-            successful: r.successful,
+            event_id: e.event_id.0,
+            user_id: e.user_id,
+            thread_id: e.thread_id.map(|x| x.0),
+            message_id: e.message_id.map(|x| x.0),
+            model_id: e.model_id,
+            event_type_id: e.event_type_id,
+            quantity: e.quantity.0,
+            cost_total: e.cost_total.0,
+            source: e.source,
+            idempotency_key: e.idempotency_key,
+            occurred_at: e.occurred_at.get(),
+            created_at: e.created_at.get(),
+            key_id: e.key_id.map(|x| x.0),
+            task: e.task,
+            successful: e.successful,
         }
     }
 }
 
-impl From<&ArchiveEvent> for EventFullRow {
+impl From<&ArchiveEvent> for NewEvent {
+    /// The row a restore inserts (the database assigns a new `event_seq`).
     fn from(e: &ArchiveEvent) -> Self {
-        EventFullRow {
-            event_seq: e.event_seq,
+        NewEvent {
             event_id: DbUuid(e.event_id),
             user_id: e.user_id.clone(),
             thread_id: e.thread_id.map(DbUuid),
@@ -382,16 +342,17 @@ impl From<&ArchiveEvent> for EventFullRow {
 
 impl From<TokenLineFullRow> for ArchiveTokenLine {
     fn from(r: TokenLineFullRow) -> Self {
+        let l = r.line;
         ArchiveTokenLine {
-            line_item_id: r.line_item_id.0,
-            event_seq: r.event_seq,
-            token_type: r.token_type,
-            token_count: r.token_count,
-            pricing_id: r.pricing_id.0,
-            quantity: r.quantity.0,
-            unit_price: r.unit_price.0,
-            amount: r.amount.0,
-            created_at: r.created_at.get(),
+            line_item_id: l.line_item_id.0,
+            event_seq: l.event_seq,
+            token_type: l.token_type,
+            token_count: l.token_count,
+            pricing_id: l.pricing_id.0,
+            quantity: l.quantity.0,
+            unit_price: l.unit_price.0,
+            amount: l.amount.0,
+            created_at: l.created_at.get(),
             invoice_id: r.invoice_id.map(|x| x.0),
         }
     }
@@ -400,15 +361,17 @@ impl From<TokenLineFullRow> for ArchiveTokenLine {
 impl ArchiveTokenLine {
     pub(crate) fn to_row(&self, event_seq: i64) -> TokenLineFullRow {
         TokenLineFullRow {
-            line_item_id: DbUuid(self.line_item_id),
-            event_seq,
-            token_type: self.token_type.clone(),
-            token_count: self.token_count,
-            pricing_id: DbUuid(self.pricing_id),
-            quantity: DbDecimal(self.quantity),
-            unit_price: DbDecimal(self.unit_price),
-            amount: DbDecimal(self.amount),
-            created_at: DbTime::new(self.created_at),
+            line: NewTokenLine {
+                line_item_id: DbUuid(self.line_item_id),
+                event_seq,
+                token_type: self.token_type.clone(),
+                token_count: self.token_count,
+                pricing_id: DbUuid(self.pricing_id),
+                quantity: DbDecimal(self.quantity),
+                unit_price: DbDecimal(self.unit_price),
+                amount: DbDecimal(self.amount),
+                created_at: DbTime::new(self.created_at),
+            },
             invoice_id: self.invoice_id.map(DbUuid),
         }
     }
@@ -416,15 +379,16 @@ impl ArchiveTokenLine {
 
 impl From<ResourceLineFullRow> for ArchiveResourceLine {
     fn from(r: ResourceLineFullRow) -> Self {
+        let l = r.line;
         ArchiveResourceLine {
-            resource_line_item_id: r.resource_line_item_id.0,
-            event_seq: r.event_seq,
-            resource_pricing_id: r.resource_pricing_id.0,
-            event_type_id: r.event_type_id,
-            quantity: r.quantity.0,
-            unit_price: r.unit_price.0,
-            amount: r.amount.0,
-            created_at: r.created_at.get(),
+            resource_line_item_id: l.resource_line_item_id.0,
+            event_seq: l.event_seq,
+            resource_pricing_id: l.resource_pricing_id.0,
+            event_type_id: l.event_type_id,
+            quantity: l.quantity.0,
+            unit_price: l.unit_price.0,
+            amount: l.amount.0,
+            created_at: l.created_at.get(),
             invoice_id: r.invoice_id.map(|x| x.0),
         }
     }
@@ -433,14 +397,16 @@ impl From<ResourceLineFullRow> for ArchiveResourceLine {
 impl ArchiveResourceLine {
     pub(crate) fn to_row(&self, event_seq: i64) -> ResourceLineFullRow {
         ResourceLineFullRow {
-            resource_line_item_id: DbUuid(self.resource_line_item_id),
-            event_seq,
-            resource_pricing_id: DbUuid(self.resource_pricing_id),
-            event_type_id: self.event_type_id,
-            quantity: DbDecimal(self.quantity),
-            unit_price: DbDecimal(self.unit_price),
-            amount: DbDecimal(self.amount),
-            created_at: DbTime::new(self.created_at),
+            line: NewResourceLine {
+                resource_line_item_id: DbUuid(self.resource_line_item_id),
+                event_seq,
+                resource_pricing_id: DbUuid(self.resource_pricing_id),
+                event_type_id: self.event_type_id,
+                quantity: DbDecimal(self.quantity),
+                unit_price: DbDecimal(self.unit_price),
+                amount: DbDecimal(self.amount),
+                created_at: DbTime::new(self.created_at),
+            },
             invoice_id: self.invoice_id.map(DbUuid),
         }
     }
@@ -592,10 +558,10 @@ pub struct ArchivedCost {
     pub invoice_id: Option<Uuid>,
 }
 
-/// An `archived_events` row as read.
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = archived_events)]
-pub(crate) struct ArchivedCostRow {
+/// An `archived_events` row (the hot index of an archived event).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = archived_events, treat_none_as_default_value = false)]
+pub(crate) struct ArchivedEventRow {
     pub event_id: DbUuid,
     pub month: String,
     pub user_id: String,
@@ -608,8 +574,8 @@ pub(crate) struct ArchivedCostRow {
     pub invoice_id: Option<DbUuid>,
 }
 
-impl From<ArchivedCostRow> for ArchivedCost {
-    fn from(r: ArchivedCostRow) -> Self {
+impl From<ArchivedEventRow> for ArchivedCost {
+    fn from(r: ArchivedEventRow) -> Self {
         // Written by this crate from `InvoiceLine`s; unreadable text (hand-edited) reads as none.
         let lines = r.lines.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         ArchivedCost {

@@ -103,8 +103,8 @@ pub struct NewMessage {
     pub status: String,
 }
 
-/// An `api_events` row.
-#[derive(Debug, Clone, Insertable)]
+/// An `api_events` row (without its `event_seq`, which the database assigns).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_events, treat_none_as_default_value = false)]
 pub struct NewEvent {
     pub event_id: DbUuid,
@@ -125,7 +125,7 @@ pub struct NewEvent {
 }
 
 /// A `user_invoice_line_item` row (not yet invoiced).
-#[derive(Debug, Clone, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = user_invoice_line_item, treat_none_as_default_value = false)]
 pub struct NewTokenLine {
     pub line_item_id: DbUuid,
@@ -140,7 +140,7 @@ pub struct NewTokenLine {
 }
 
 /// A `resource_invoice_line_item` row (not yet invoiced).
-#[derive(Debug, Clone, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = resource_invoice_line_item, treat_none_as_default_value = false)]
 pub struct NewResourceLine {
     pub resource_line_item_id: DbUuid,

@@ -318,30 +318,7 @@ pub(crate) fn commit_restore(
         // First out of the index, or the trigger would skip every event as a duplicate.
         diesel::delete(archived_events::table.filter(archived_events::month.eq(month))).execute(conn)?;
         let mut new_seq: HashMap<DbUuid, i64> = HashMap::with_capacity(rows.events.len());
-        let new_events: Vec<crate::rows::NewEvent> = rows
-            .events
-            .iter()
-            .map(|e| {
-                let full = EventFullRow::from(e);
-                crate::rows::NewEvent {
-                    event_id: full.event_id,
-                    user_id: full.user_id,
-                    thread_id: full.thread_id,
-                    message_id: full.message_id,
-                    model_id: full.model_id,
-                    event_type_id: full.event_type_id,
-                    quantity: full.quantity,
-                    cost_total: full.cost_total,
-                    source: full.source,
-                    idempotency_key: full.idempotency_key,
-                    occurred_at: full.occurred_at,
-                    created_at: full.created_at,
-                    key_id: full.key_id,
-                    task: full.task,
-                    successful: full.successful,
-                }
-            })
-            .collect();
+        let new_events: Vec<crate::rows::NewEvent> = rows.events.iter().map(crate::rows::NewEvent::from).collect();
         for chunk in new_events.chunks(MOVE_CHUNK) {
             let ids: Vec<(DbUuid, i64)> = insert_skipping_existing!(api_events::table, chunk)
                 .returning((api_events::event_id, api_events::event_seq))
@@ -401,9 +378,9 @@ pub(crate) fn archived_costs(
     if let Some(t) = thread_id {
         q = q.filter(archived_events::thread_id.eq(DbUuid(t)));
     }
-    let rows: Vec<crate::archive::ArchivedCostRow> = q
+    let rows: Vec<crate::archive::ArchivedEventRow> = q
         .order((archived_events::occurred_at.asc(), archived_events::event_id.asc()))
-        .select(crate::archive::ArchivedCostRow::as_select())
+        .select(crate::archive::ArchivedEventRow::as_select())
         .load(conn)?;
     Ok(rows.into_iter().map(Into::into).collect())
 }
