@@ -261,6 +261,8 @@ enum DlqCommand {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start and matched once: the size of `Serve` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run a node: HTTP API, chat, billing (embedded mode: SQLite, in-process actors).
     Serve {
