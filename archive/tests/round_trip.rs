@@ -71,7 +71,7 @@ fn round_trip(db: &TestDb) {
     // Each keeps its model and its cost lines exactly as the hot tables gave them (so per-kind
     // and per-model metrics of archived months stay exact).
     for c in store.archived_costs(None, None).unwrap() {
-        assert_eq!(c.model.as_deref(), Some(HAIKU), "model of {}", c.event_id);
+        assert_eq!(c.model, HAIKU, "model of {}", c.event_id);
         let mut want: Vec<_> = before_raw.lines.iter().filter(|l| l.event_id == c.event_id).cloned().collect();
         let mut got = c.lines.clone();
         want.sort_by_key(|l| l.id);

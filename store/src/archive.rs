@@ -550,9 +550,9 @@ pub struct ArchivedCost {
     pub occurred_at: DateTime<Utc>,
     /// `YYYY-MM` of its archive.
     pub month: String,
-    /// Its model (None: archived before the model was kept).
-    pub model: Option<String>,
-    /// Its cost lines, all invoiced (empty: archived before lines were kept).
+    /// Its model.
+    pub model: String,
+    /// Its cost lines, all invoiced.
     pub lines: Vec<tally_domain::InvoiceLine>,
     /// The invoice its lines are on.
     pub invoice_id: Option<Uuid>,
@@ -569,16 +569,23 @@ pub(crate) struct ArchivedEventRow {
     pub message_id: Option<DbUuid>,
     pub cost_total: DbDecimal,
     pub occurred_at: DbTime,
-    pub model: Option<String>,
-    pub lines: Option<String>,
+    pub model: String,
+    /// The event's invoice lines as JSON (see [`archived_lines`]).
+    pub lines: String,
     pub invoice_id: Option<DbUuid>,
 }
 
-impl From<ArchivedEventRow> for ArchivedCost {
-    fn from(r: ArchivedEventRow) -> Self {
-        // Written by this crate from `InvoiceLine`s; unreadable text (hand-edited) reads as none.
-        let lines = r.lines.as_deref().and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-        ArchivedCost {
+/// The invoice lines an `archived_events` row keeps (JSON written by the archive step).
+pub(crate) fn archived_lines(event_id: Uuid, text: &str) -> Result<Vec<tally_domain::InvoiceLine>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Database(format!("archived lines of event {event_id}: {e}")))
+}
+
+impl TryFrom<ArchivedEventRow> for ArchivedCost {
+    type Error = StoreError;
+
+    fn try_from(r: ArchivedEventRow) -> Result<Self, StoreError> {
+        let lines = archived_lines(r.event_id.0, &r.lines)?;
+        Ok(ArchivedCost {
             model: r.model,
             lines,
             invoice_id: r.invoice_id.map(|i| i.0),
@@ -589,7 +596,7 @@ impl From<ArchivedEventRow> for ArchivedCost {
             cost_total: r.cost_total.0,
             occurred_at: r.occurred_at.get(),
             month: r.month,
-        }
+        })
     }
 }
 

@@ -599,8 +599,8 @@ diesel::table! {
         message_id -> Nullable<UuidKey>,
         cost_total -> ExactDecimal,
         occurred_at -> UtcInstant,
-        model -> Nullable<Text>,
-        lines -> Nullable<Text>,
+        model -> Text,
+        lines -> Text,
         invoice_id -> Nullable<UuidKey>,
     }
 }

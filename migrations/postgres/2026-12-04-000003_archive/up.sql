@@ -17,11 +17,18 @@ CREATE TABLE archived_events (
     thread_id    UUID,
     message_id   UUID,
     cost_total   NUMERIC NOT NULL,
-    occurred_at  TIMESTAMPTZ NOT NULL
+    occurred_at  TIMESTAMPTZ NOT NULL,
+    -- Its model and cost lines (JSON: the invoice lines as the hot tables gave them, all
+    -- invoiced), and the invoice they are on: metrics, histories and invoices of archived
+    -- months answer exactly without the Parquet files.
+    model        TEXT NOT NULL,
+    lines        TEXT NOT NULL,
+    invoice_id   UUID
 );
 CREATE INDEX archived_events_by_month ON archived_events (month);
 CREATE INDEX archived_events_by_user ON archived_events (user_id, occurred_at);
 CREATE INDEX archived_events_by_thread ON archived_events (thread_id) WHERE thread_id IS NOT NULL;
+CREATE INDEX archived_events_by_invoice ON archived_events (invoice_id) WHERE invoice_id IS NOT NULL;
 
 -- An event whose id was archived is a duplicate: skip its row (returning NULL from a BEFORE
 -- trigger drops just this row; RETURNING does not report it). The trigger itself is created by

@@ -243,11 +243,12 @@ pub(crate) fn commit_archive(
                     message_id: e.message_id.map(DbUuid),
                     cost_total: crate::sql_types::DbDecimal(e.cost_total),
                     occurred_at: DbTime::new(e.occurred_at),
-                    model: models.get(&e.event_id).cloned(),
+                    model: models.get(&e.event_id).cloned().ok_or_else(|| {
+                        StoreError::Database(format!("archive month {}: event {} has no model", range.key, e.event_id))
+                    })?,
                     invoice_id: invoice_of_seq.get(&e.event_seq).copied().map(DbUuid),
-                    lines: Some(
-                        serde_json::to_string(&event_lines).map_err(|e| StoreError::Invalid(format!("archived lines: {e}")))?,
-                    ),
+                    lines: serde_json::to_string(&event_lines)
+                        .map_err(|e| StoreError::Invalid(format!("archived lines: {e}")))?,
                 })
             })
             .collect::<Result<Vec<ArchivedEventRow>, StoreError>>()?;
@@ -382,5 +383,5 @@ pub(crate) fn archived_costs(
         .order((archived_events::occurred_at.asc(), archived_events::event_id.asc()))
         .select(crate::archive::ArchivedEventRow::as_select())
         .load(conn)?;
-    Ok(rows.into_iter().map(Into::into).collect())
+    rows.into_iter().map(TryInto::try_into).collect()
 }

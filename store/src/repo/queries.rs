@@ -998,14 +998,9 @@ pub(crate) fn thread_messages(conn: &mut Conn, thread_id: Uuid) -> Result<Vec<St
                     archived_events::occurred_at,
                     archived_events::lines,
                 ))
-                .load::<(DbUuid, Option<DbUuid>, DbDecimal, DbTime, Option<String>)>(conn)?;
+                .load::<(DbUuid, Option<DbUuid>, DbDecimal, DbTime, String)>(conn)?;
             for (event_id, message_id, total, at, text) in archived {
-                let invoice_lines: Vec<tally_domain::InvoiceLine> = match text {
-                    Some(t) => serde_json::from_str(&t)
-                        .map_err(|e| StoreError::Invalid(format!("archived lines of event {}: {e}", event_id.0)))?,
-                    None => Vec::new(),
-                };
-                let cost_lines = invoice_lines
+                let cost_lines = crate::archive::archived_lines(event_id.0, &text)?
                     .into_iter()
                     .map(|l| CostLine {
                         kind: l.kind,
@@ -1284,12 +1279,10 @@ fn lines_by_invoice(conn: &mut Conn, invoice_ids: &[DbUuid]) -> Result<HashMap<U
         let archived = archived_events::table
             .filter(archived_events::invoice_id.eq_any(chunk))
             .select((archived_events::event_id, archived_events::invoice_id, archived_events::lines))
-            .load::<(DbUuid, Option<DbUuid>, Option<String>)>(conn)?;
+            .load::<(DbUuid, Option<DbUuid>, String)>(conn)?;
         for (event_id, invoice_id, text) in archived {
-            let (Some(invoice_id), Some(text)) = (invoice_id, text) else { continue };
-            let lines: Vec<InvoiceLine> = serde_json::from_str(&text)
-                .map_err(|e| StoreError::Invalid(format!("archived lines of event {}: {e}", event_id.0)))?;
-            by_invoice.entry(invoice_id.0).or_default().extend(lines);
+            let Some(invoice_id) = invoice_id else { continue };
+            by_invoice.entry(invoice_id.0).or_default().extend(crate::archive::archived_lines(event_id.0, &text)?);
         }
     }
     for lines in by_invoice.values_mut() {

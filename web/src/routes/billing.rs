@@ -73,29 +73,11 @@ fn load_summary(s: &tally_store::Store, filter: LineFilter) -> Result<CostSummar
     let uninvoiced = s.usage_lines(&LineFilter { uninvoiced_only: true, ..filter.clone() })?;
     let events = s.usage_events(&filter, i64::MAX)?;
     let mut models: BTreeMap<Uuid, String> = events.into_iter().map(|e| (e.event_id, e.model)).collect();
-    // Archived before their lines were kept (see migration 2026-12-04-000005): total only.
-    let mut bare = Vec::new();
     for c in s.archived_costs(filter.user_id.as_deref(), filter.thread_id)? {
-        if c.lines.is_empty() {
-            bare.push(c);
-            continue;
-        }
-        models.insert(c.event_id, c.model.unwrap_or_else(|| "unknown".into()));
+        models.insert(c.event_id, c.model);
         lines.extend(c.lines);
     }
-    let mut summary = summarize(&lines, &uninvoiced, &models);
-    for c in bare {
-        summary.total_cost += c.cost_total;
-        summary.invoiced_cost += c.cost_total;
-        summary.by_kind.entry("archived".into()).or_default().amount += c.cost_total;
-        *summary.by_model.entry(c.model.unwrap_or_else(|| "archived".into())).or_default() += c.cost_total;
-        *summary.by_thread.entry(c.thread_id.map(|t| t.to_string()).unwrap_or_else(|| "none".into())).or_default() += c.cost_total;
-        if let Some(m) = c.message_id {
-            *summary.by_message.entry(m.to_string()).or_default() += c.cost_total;
-        }
-        summary.event_count += 1;
-    }
-    Ok(summary)
+    Ok(summarize(&lines, &uninvoiced, &models))
 }
 
 /// Invoicing moves cost from uninvoiced to invoiced: drop the cached metrics it touches.
