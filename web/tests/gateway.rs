@@ -339,10 +339,15 @@ async fn task_labels_and_payloads_reach_the_usage_log() {
 }
 
 /// Every answered call is already billed: the answer (or a stream's last frame) waits for
-/// the usage to be durable. Read straight after the answer, the event is there.
+/// the usage to be durable. Writes wait 300 ms in the persister here, so an answer sent before
+/// its commit would find no event when read straight after it.
 #[actix_rt::test]
 async fn an_answer_goes_only_once_its_usage_is_stored() {
-    let node = Node::start(Duration::from_millis(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node {
+        node: common::Node::start_gateway_slow_writes(&dir, Duration::from_millis(1), Duration::from_millis(300)).await,
+        _dir: dir,
+    };
     let (_, secret) = node.key("erin", json!({})).await;
     for _ in 0..5 {
         let (s, _, headers) = node.gateway("/v1/messages", &secret, chat(HAIKU, 30)).await;

@@ -38,7 +38,7 @@ impl Node {
         anthropic: Option<Arc<dyn Provider>>,
         cache: tally_store::cache::Cache,
     ) -> Node {
-        Self::start_inner(dir, anthropic, cache, None).await
+        Self::start_inner(dir, anthropic, cache, None, ActorSystemConfig::default()).await
     }
 
     /// A node serving the gateway too: simulated upstreams pausing `token_delay` between
@@ -49,7 +49,15 @@ impl Node {
         alerts: Option<tally_web::gateway::alerts::AlertWebhook>,
     ) -> Node {
         let cache = tally_store::cache::Cache::memory(Default::default()).unwrap();
-        Self::start_inner(dir, None, cache, Some((token_delay, alerts))).await
+        Self::start_inner(dir, None, cache, Some((token_delay, alerts)), ActorSystemConfig::default()).await
+    }
+
+    /// The gateway node whose writes wait `flush_interval` in the persister before they commit.
+    pub async fn start_gateway_slow_writes(dir: &tempfile::TempDir, token_delay: Duration, flush_interval: Duration) -> Node {
+        let cache = tally_store::cache::Cache::memory(Default::default()).unwrap();
+        let mut config = ActorSystemConfig::default();
+        config.persister.flush_interval = flush_interval;
+        Self::start_inner(dir, None, cache, Some((token_delay, None)), config).await
     }
 
     async fn start_inner(
@@ -57,6 +65,7 @@ impl Node {
         anthropic: Option<Arc<dyn Provider>>,
         cache: tally_store::cache::Cache,
         gateway: Option<(Duration, Option<tally_web::gateway::alerts::AlertWebhook>)>,
+        config: ActorSystemConfig,
     ) -> Node {
         let db_url = format!("sqlite://{}", dir.path().join("tally.db").display());
         let store = Store::open(&db_url).unwrap();
@@ -64,7 +73,7 @@ impl Node {
         store.seed(&catalog).unwrap();
         let sim = SimulatorProvider::new(SimulatorConfig { token_delay: Duration::from_millis(2) });
         let router = Arc::new(ProviderRouter::new(anthropic, None, sim));
-        let actors = ActorSystem::start(store, cache, router, ActorSystemConfig::default()).unwrap();
+        let actors = ActorSystem::start(store, cache, router, config).unwrap();
         let state = AppState::new(actors.clone(), catalog.default_model.clone());
         let gw = gateway.map(|(token_delay, alerts)| tally_web::gateway::Gateway {
             store: actors.store.clone(),
